@@ -1,0 +1,736 @@
+//! The approval gate: every write goes preview → [`ApprovalPolicy`] → [`Grant`] → apply.
+//!
+//! Deny by default: an agent without a policy is [`ReadOnly`]. A [`Grant`] is bound to the
+//! fingerprint of the previewed target, can be redeemed once, and expires.
+
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::tool::{Preview, Risk};
+
+/// Everything an approver needs to decide on one write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// The agent run.
+    pub run_id: String,
+    /// The write tool.
+    pub tool: String,
+    /// The model's id for the call.
+    pub call_id: String,
+    /// Validated arguments.
+    pub arguments: Value,
+    /// What would change, and the target's fingerprint.
+    pub preview: Preview,
+    /// The task that led here.
+    pub incident: String,
+    /// Writes already applied in this run.
+    pub writes_so_far: usize,
+    /// True when the tool verifies the change and rolls it back automatically if that fails.
+    pub rollback_on_failure: bool,
+}
+
+impl ApprovalRequest {
+    /// The namespace argument, if the tool has one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.arguments.get("namespace").and_then(Value::as_str)
+    }
+
+    /// The image argument, if the tool has one.
+    pub fn image(&self) -> Option<&str> {
+        self.arguments.get("image").and_then(Value::as_str)
+    }
+
+    /// The request as a human reads it in a terminal or a chat message.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "approval needed: {}", self.preview.summary);
+        let _ = writeln!(
+            out,
+            "  tool:      {} (risk: {})",
+            self.tool,
+            match self.preview.risk {
+                Risk::Low => "low",
+                Risk::Medium => "medium",
+                Risk::High => "high",
+            }
+        );
+        let _ = writeln!(out, "  arguments: {}", self.arguments);
+        let _ = writeln!(out, "  target:    {}", self.preview.fingerprint);
+        if !self.incident.is_empty() {
+            let _ = writeln!(out, "  incident:  {}", first_line(&self.incident));
+        }
+        if !self.preview.diff.is_empty() {
+            let _ = writeln!(out, "  diff:");
+            for line in self.preview.diff.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        if self.rollback_on_failure {
+            let _ = writeln!(
+                out,
+                "  if verification fails, the change is rolled back automatically"
+            );
+        }
+        out
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum Decision {
+    /// Go ahead.
+    Approved {
+        /// Who approved: a person, a channel, or a policy.
+        by: String,
+    },
+    /// Do not.
+    Denied {
+        /// Who denied.
+        by: String,
+        /// Why, shown to the model and in the report.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// Approved by `by`.
+    pub fn approve(by: impl Into<String>) -> Self {
+        Self::Approved { by: by.into() }
+    }
+
+    /// Denied by `by` for `reason`.
+    pub fn deny(by: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Denied {
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when approved.
+    pub fn is_approved(&self) -> bool {
+        matches!(self, Self::Approved { .. })
+    }
+
+    /// Who decided.
+    pub fn by(&self) -> &str {
+        match self {
+            Self::Approved { by } | Self::Denied { by, .. } => by,
+        }
+    }
+}
+
+/// Decides whether a write may proceed.
+#[async_trait]
+pub trait ApprovalPolicy: Send + Sync {
+    /// The decision for one request. A policy that cannot decide must deny.
+    async fn decide(&self, request: &ApprovalRequest) -> Decision;
+}
+
+/// A channel that asks someone (a person at a terminal, a chat, a callback) about a request
+/// that passed a policy's rules.
+#[async_trait]
+pub trait Approver: Send + Sync {
+    /// The answer. An approver that gets no answer must deny.
+    async fn review(&self, request: &ApprovalRequest) -> Decision;
+}
+
+macro_rules! forward {
+    ($trait:ident, $method:ident, $($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: $trait + ?Sized> $trait for $ty {
+            async fn $method(&self, request: &ApprovalRequest) -> Decision {
+                (**self).$method(request).await
+            }
+        }
+    )*};
+}
+
+forward!(ApprovalPolicy, decide, &T, Box<T>, Arc<T>);
+forward!(Approver, review, &T, Box<T>, Arc<T>);
+
+/// Approves every write. Opt-in only; the report records `policy:auto` as the approver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoApprove;
+
+#[async_trait]
+impl ApprovalPolicy for AutoApprove {
+    async fn decide(&self, _request: &ApprovalRequest) -> Decision {
+        Decision::approve("policy:auto")
+    }
+}
+
+/// Denies every write. The default policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOnly;
+
+#[async_trait]
+impl ApprovalPolicy for ReadOnly {
+    async fn decide(&self, request: &ApprovalRequest) -> Decision {
+        Decision::deny(
+            "policy:read-only",
+            format!("{} is a write and this agent is read-only", request.tool),
+        )
+    }
+}
+
+/// Allow-lists and limits checked first; a request that passes them goes to the [`Approver`].
+#[derive(Clone)]
+pub struct Rules {
+    namespaces: Option<Vec<String>>,
+    registries: Option<Vec<String>>,
+    max_writes_per_run: usize,
+    max_risk: Risk,
+    approver: Arc<dyn Approver>,
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules")
+            .field("namespaces", &self.namespaces)
+            .field("registries", &self.registries)
+            .field("max_writes_per_run", &self.max_writes_per_run)
+            .field("max_risk", &self.max_risk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rules {
+    /// Rules that ask `approver`, with at most 3 writes per run and no allow-lists yet.
+    pub fn new(approver: impl Approver + 'static) -> Self {
+        Self {
+            namespaces: None,
+            registries: None,
+            max_writes_per_run: 3,
+            max_risk: Risk::High,
+            approver: Arc::new(approver),
+        }
+    }
+
+    /// Only writes to these namespaces; a write without a namespace argument is denied.
+    #[must_use]
+    pub fn namespaces<I: IntoIterator<Item = S>, S: Into<String>>(mut self, namespaces: I) -> Self {
+        self.namespaces = Some(namespaces.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only images from these registries or repository prefixes (e.g. `ghcr.io/acme`,
+    /// `docker.io/library`). An image argument elsewhere is denied.
+    #[must_use]
+    pub fn registries<I: IntoIterator<Item = S>, S: Into<String>>(mut self, registries: I) -> Self {
+        self.registries = Some(
+            registries
+                .into_iter()
+                .map(|r| r.into().trim_end_matches('/').to_owned())
+                .collect(),
+        );
+        self
+    }
+
+    /// At most `n` applied writes per run.
+    #[must_use]
+    pub fn max_writes_per_run(mut self, n: usize) -> Self {
+        self.max_writes_per_run = n;
+        self
+    }
+
+    /// Deny writes riskier than `risk` without asking.
+    #[must_use]
+    pub fn max_risk(mut self, risk: Risk) -> Self {
+        self.max_risk = risk;
+        self
+    }
+
+    fn check(&self, request: &ApprovalRequest) -> Result<(), String> {
+        if request.writes_so_far >= self.max_writes_per_run {
+            return Err(format!(
+                "the limit of {} write(s) per run is reached",
+                self.max_writes_per_run
+            ));
+        }
+        if request.preview.risk > self.max_risk {
+            return Err(format!(
+                "risk {:?} is above the allowed {:?}",
+                request.preview.risk, self.max_risk
+            ));
+        }
+        if let Some(allowed) = &self.namespaces {
+            match request.namespace() {
+                None => return Err("the write names no namespace to check".into()),
+                Some(ns) if !allowed.iter().any(|a| a == ns) => {
+                    return Err(format!(
+                        "namespace {ns:?} is not in the allow-list ({})",
+                        allowed.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(allowed), Some(image)) = (&self.registries, request.image()) {
+            let repo = normalize_repository(image);
+            let ok = allowed
+                .iter()
+                .any(|a| repo == *a || repo.starts_with(&format!("{a}/")));
+            if !ok {
+                return Err(format!(
+                    "image {image:?} ({repo}) is not from an allowed registry ({})",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fully qualified repository of an image reference, without tag or digest:
+/// `nginx:1.25` → `docker.io/library/nginx`, `ghcr.io/acme/api@sha256:…` → `ghcr.io/acme/api`.
+pub fn normalize_repository(image: &str) -> String {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    // A tag is the part after the last ':' if that part has no '/'.
+    let name = match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    };
+    let (first, rest) = name.split_once('/').unwrap_or(("", name));
+    let is_registry =
+        !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
+    if is_registry {
+        format!("{first}/{rest}")
+    } else if first.is_empty() {
+        format!("docker.io/library/{rest}")
+    } else {
+        format!("docker.io/{name}")
+    }
+}
+
+#[async_trait]
+impl ApprovalPolicy for Rules {
+    async fn decide(&self, request: &ApprovalRequest) -> Decision {
+        match self.check(request) {
+            Ok(()) => self.approver.review(request).await,
+            Err(reason) => Decision::deny("policy:rules", reason),
+        }
+    }
+}
+
+/// Asks at a terminal (or any reader and writer): prints the request, reads `y`/`yes` to approve;
+/// anything else, end of input or no answer in time denies.
+pub struct Prompt {
+    io: Arc<Mutex<PromptIo>>,
+    who: String,
+    timeout: Option<Duration>,
+}
+
+struct PromptIo {
+    reader: Box<dyn BufRead + Send>,
+    writer: Box<dyn Write + Send>,
+}
+
+impl fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prompt")
+            .field("who", &self.who)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prompt {
+    /// A prompt on `reader` / `writer`; the decision is recorded as by `prompt:<who>`.
+    pub fn new(
+        reader: impl BufRead + Send + 'static,
+        writer: impl Write + Send + 'static,
+        who: impl Into<String>,
+    ) -> Self {
+        Self {
+            io: Arc::new(Mutex::new(PromptIo {
+                reader: Box::new(reader),
+                writer: Box::new(writer),
+            })),
+            who: who.into(),
+            timeout: None,
+        }
+    }
+
+    /// A prompt on this process's stdin and stderr, recorded as by the `USER` of the process.
+    pub fn terminal() -> Self {
+        let who = std::env::var("USER").unwrap_or_else(|_| "terminal".into());
+        Self::new(
+            std::io::BufReader::new(std::io::stdin()),
+            std::io::stderr(),
+            who,
+        )
+    }
+
+    /// Deny when no answer comes within `timeout`.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    fn ask_blocking(io: &Mutex<PromptIo>, text: &str) -> std::io::Result<Option<String>> {
+        let mut io = io
+            .lock()
+            .map_err(|_| std::io::Error::other("prompt lock poisoned"))?;
+        io.writer.write_all(text.as_bytes())?;
+        io.writer.write_all(b"Approve this change? [y/N] ")?;
+        io.writer.flush()?;
+        let mut line = String::new();
+        let n = io.reader.read_line(&mut line)?;
+        Ok((n > 0).then_some(line))
+    }
+}
+
+#[async_trait]
+impl Approver for Prompt {
+    async fn review(&self, request: &ApprovalRequest) -> Decision {
+        let by = format!("prompt:{}", self.who);
+        let io = Arc::clone(&self.io);
+        let text = request.render();
+        let task = tokio::task::spawn_blocking(move || Self::ask_blocking(&io, &text));
+        let answer = match self.timeout {
+            Some(t) => match tokio::time::timeout(t, task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    return Decision::deny(
+                        by,
+                        format!("no answer within {}", humantime::format_duration(t)),
+                    );
+                }
+            },
+            None => task.await,
+        };
+        match answer {
+            Ok(Ok(Some(line))) => {
+                let line = line.trim().to_ascii_lowercase();
+                if line == "y" || line == "yes" {
+                    Decision::approve(by)
+                } else {
+                    Decision::deny(by, "declined at the prompt")
+                }
+            }
+            Ok(Ok(None)) => Decision::deny(by, "no answer (end of input)"),
+            Ok(Err(e)) => Decision::deny(by, format!("prompt failed: {e}")),
+            Err(e) => Decision::deny(by, format!("prompt failed: {e}")),
+        }
+    }
+}
+
+/// An approver backed by a closure (used by the Python bindings and by tests).
+pub struct Callback {
+    f: Box<dyn Fn(&ApprovalRequest) -> Decision + Send + Sync>,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Callback")
+    }
+}
+
+impl Callback {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&ApprovalRequest) -> Decision + Send + Sync + 'static) -> Self {
+        Self { f: Box::new(f) }
+    }
+}
+
+#[async_trait]
+impl Approver for Callback {
+    async fn review(&self, request: &ApprovalRequest) -> Decision {
+        (self.f)(request)
+    }
+}
+
+/// Why a [`Grant`] could not be redeemed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The target changed between preview and apply.
+    #[error(
+        "the target changed since it was approved (approved {approved}, now {current}); nothing was applied"
+    )]
+    FingerprintMismatch {
+        /// Fingerprint at approval.
+        approved: String,
+        /// Fingerprint now.
+        current: String,
+    },
+    /// Too much time passed between approval and apply.
+    #[error("the approval expired after {}; nothing was applied", humantime::format_duration(*ttl))]
+    Expired {
+        /// The grant's time to live.
+        ttl: Duration,
+    },
+    /// The grant was already used.
+    #[error("the approval was already used; nothing was applied")]
+    AlreadyUsed,
+}
+
+/// An approval bound to one target fingerprint: single use, with an expiry.
+#[derive(Debug)]
+pub struct Grant {
+    /// The approved tool.
+    pub tool: String,
+    /// The approved call.
+    pub call_id: String,
+    /// The fingerprint that was approved; write tools use it as their precondition.
+    pub fingerprint: String,
+    /// Who approved.
+    pub approved_by: String,
+    /// When, as RFC 3339.
+    pub approved_at: String,
+    issued: Instant,
+    ttl: Duration,
+    used: AtomicBool,
+}
+
+impl Grant {
+    /// Issues a grant for an approved request.
+    pub fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
+        Self {
+            tool: request.tool.clone(),
+            call_id: request.call_id.clone(),
+            fingerprint: request.preview.fingerprint.clone(),
+            approved_by: approved_by.to_owned(),
+            approved_at: now_rfc3339(),
+            issued: Instant::now(),
+            ttl,
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// True when the time to live has passed.
+    pub fn is_expired(&self) -> bool {
+        self.issued.elapsed() >= self.ttl
+    }
+
+    /// Uses the grant for a target whose fingerprint is now `current`.
+    ///
+    /// # Errors
+    /// When the grant was used, expired, or the target changed.
+    pub fn redeem(&self, current: &str) -> Result<(), GrantError> {
+        if self.used.swap(true, Ordering::SeqCst) {
+            return Err(GrantError::AlreadyUsed);
+        }
+        if self.is_expired() {
+            return Err(GrantError::Expired { ttl: self.ttl });
+        }
+        if current != self.fingerprint {
+            return Err(GrantError::FingerprintMismatch {
+                approved: self.fingerprint.clone(),
+                current: current.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::Cursor;
+
+    fn request(args: Value) -> ApprovalRequest {
+        ApprovalRequest {
+            run_id: "r1".into(),
+            tool: "k8s_patch_image".into(),
+            call_id: "c1".into(),
+            arguments: args,
+            preview: Preview {
+                summary: "deployment shop/web: image nginx:1.25.3 -> nginx:1.25.5".into(),
+                diff: "- image: nginx:1.25.3\n+ image: nginx:1.25.5".into(),
+                fingerprint: "shop/web@rv=42".into(),
+                risk: Risk::Medium,
+            },
+            incident: "critical CVE in shop/web".into(),
+            writes_so_far: 0,
+            rollback_on_failure: true,
+        }
+    }
+
+    fn yes() -> Callback {
+        Callback::new(|_| Decision::approve("alice"))
+    }
+
+    #[tokio::test]
+    async fn read_only_denies_and_auto_approves() {
+        let r = request(json!({}));
+        assert!(!ReadOnly.decide(&r).await.is_approved());
+        assert_eq!(AutoApprove.decide(&r).await.by(), "policy:auto");
+    }
+
+    #[tokio::test]
+    async fn rules_check_namespace_allow_list_before_asking() {
+        let asked = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&asked);
+        let rules = Rules::new(Callback::new(move |_| {
+            flag.store(true, Ordering::SeqCst);
+            Decision::approve("alice")
+        }))
+        .namespaces(["shop"]);
+        let d = rules
+            .decide(&request(json!({"namespace": "kube-system"})))
+            .await;
+        assert_eq!(
+            d,
+            Decision::deny(
+                "policy:rules",
+                "namespace \"kube-system\" is not in the allow-list (shop)"
+            )
+        );
+        assert!(!asked.load(Ordering::SeqCst), "approver must not be asked");
+        let d = rules.decide(&request(json!({}))).await;
+        assert!(!d.is_approved(), "a write without a namespace is denied");
+        let d = rules.decide(&request(json!({"namespace": "shop"}))).await;
+        assert_eq!(d, Decision::approve("alice"));
+        assert!(asked.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn rules_check_registries_and_write_limit() {
+        let rules = Rules::new(yes())
+            .registries(["docker.io/library", "ghcr.io/acme/"])
+            .max_writes_per_run(1);
+        let ok = request(json!({"namespace": "shop", "image": "nginx:1.25.5"}));
+        assert!(rules.decide(&ok).await.is_approved());
+        let ok2 = request(json!({"image": "ghcr.io/acme/api@sha256:abc"}));
+        assert!(rules.decide(&ok2).await.is_approved());
+        let evil = request(json!({"image": "ghcr.io/acme-evil/api:1"}));
+        let d = rules.decide(&evil).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("not from an allowed registry")),
+            "{d:?}"
+        );
+        let mut second = ok.clone();
+        second.writes_so_far = 1;
+        let d = rules.decide(&second).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("limit of 1 write")),
+            "{d:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rules_deny_above_max_risk() {
+        let rules = Rules::new(yes()).max_risk(Risk::Low);
+        assert!(!rules.decide(&request(json!({}))).await.is_approved());
+    }
+
+    #[test]
+    fn repositories_are_normalized() {
+        assert_eq!(normalize_repository("nginx"), "docker.io/library/nginx");
+        assert_eq!(
+            normalize_repository("nginx:1.25"),
+            "docker.io/library/nginx"
+        );
+        assert_eq!(
+            normalize_repository("bitnami/redis:7"),
+            "docker.io/bitnami/redis"
+        );
+        assert_eq!(
+            normalize_repository("localhost:5000/app:1@sha256:00"),
+            "localhost:5000/app"
+        );
+        assert_eq!(
+            normalize_repository("ghcr.io/acme/api@sha256:00"),
+            "ghcr.io/acme/api"
+        );
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn prompt_approves_on_yes_and_shows_the_diff() {
+        let out = Shared::default();
+        let p = Prompt::new(Cursor::new("Y\n"), out.clone(), "bob");
+        let d = p.review(&request(json!({"namespace": "shop"}))).await;
+        assert_eq!(d, Decision::approve("prompt:bob"));
+        let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(shown.contains("+ image: nginx:1.25.5"), "{shown}");
+        assert!(shown.contains("shop/web@rv=42"), "{shown}");
+        assert!(shown.contains("rolled back automatically"), "{shown}");
+        assert!(shown.ends_with("[y/N] "), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn prompt_denies_on_anything_else_and_on_eof() {
+        for input in ["n\n", "\n", "sure\n", ""] {
+            let p = Prompt::new(Cursor::new(input), std::io::sink(), "bob");
+            let d = p.review(&request(json!({}))).await;
+            assert!(!d.is_approved(), "input {input:?} must deny");
+        }
+    }
+
+    #[tokio::test]
+    async fn prompt_times_out_to_deny() {
+        struct Never;
+        impl std::io::Read for Never {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(0)
+            }
+        }
+        let p = Prompt::new(std::io::BufReader::new(Never), std::io::sink(), "bob")
+            .timeout(Duration::from_millis(20));
+        let d = p.review(&request(json!({}))).await;
+        assert_eq!(d, Decision::deny("prompt:bob", "no answer within 20ms"));
+    }
+
+    #[test]
+    fn grant_is_single_use_and_bound_to_fingerprint() {
+        let r = request(json!({}));
+        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        assert!(g.redeem("shop/web@rv=42").is_ok());
+        assert_eq!(g.redeem("shop/web@rv=42"), Err(GrantError::AlreadyUsed));
+        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        assert_eq!(
+            g.redeem("shop/web@rv=43"),
+            Err(GrantError::FingerprintMismatch {
+                approved: "shop/web@rv=42".into(),
+                current: "shop/web@rv=43".into()
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grant_expires() {
+        let r = request(json!({}));
+        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(
+            g.redeem("shop/web@rv=42"),
+            Err(GrantError::Expired {
+                ttl: Duration::from_secs(60)
+            })
+        );
+    }
+}

@@ -1,0 +1,577 @@
+//! The [`Tool`] contract, typed arguments, and the [`ToolSet`] that validates every call
+//! against the tool's JSON Schema before it runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::approval::Grant;
+use crate::message::ToolSpec;
+
+/// Whether a tool only reads or also changes the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// No side effects: runs without approval, concurrently with other reads.
+    Read,
+    /// Changes something: preview → approval → apply, one at a time.
+    Write,
+}
+
+/// How risky a write is, as the tool judges it. Policies may use it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reversible, small blast radius (e.g. a restart).
+    Low,
+    /// Changes what runs (e.g. an image patch).
+    #[default]
+    Medium,
+    /// Could cause an outage.
+    High,
+}
+
+/// What a write would change, shown to the approver before anything is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    /// One line, e.g. `deployment shop/web: container web image nginx:1.25.3 -> nginx:1.25.5`.
+    pub summary: String,
+    /// The change as a diff (ideally from a server-side dry run).
+    pub diff: String,
+    /// Identity and version of the target (e.g. a resourceVersion); what is approved is bound to it.
+    pub fingerprint: String,
+    /// The tool's risk estimate.
+    #[serde(default)]
+    pub risk: Risk,
+}
+
+/// The text a tool returns to the model (compact, LLM-ready).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolOutput {
+    /// Plain text or compact JSON.
+    pub content: String,
+}
+
+impl ToolOutput {
+    /// A text result.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+        }
+    }
+
+    /// A compact JSON result.
+    ///
+    /// # Errors
+    /// When `value` cannot be serialized.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, ToolError> {
+        serde_json::to_string(value)
+            .map(Self::text)
+            .map_err(|e| ToolError::Failed(format!("could not serialize the result: {e}")))
+    }
+}
+
+/// Outcome of checking a write after it was applied (e.g. the rollout became healthy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// True when the change did what it should.
+    pub passed: bool,
+    /// What was observed.
+    pub detail: String,
+}
+
+/// Why a tool call did not produce a result. The message goes back to the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// No such tool.
+    #[error("unknown tool {name:?}; available tools: {available}")]
+    UnknownTool {
+        /// The name the model used.
+        name: String,
+        /// Comma-separated names of the tools that exist.
+        available: String,
+    },
+    /// The arguments do not match the schema or cannot be parsed.
+    #[error("invalid arguments for tool {tool}: {message}")]
+    InvalidArguments {
+        /// Tool name.
+        tool: String,
+        /// Every violation, with its JSON pointer.
+        message: String,
+    },
+    /// The tool refuses the call by itself (e.g. a namespace outside its scope).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The target changed since it was approved, or a precondition failed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The target does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The caller lacks permission.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The approval policy denied the write.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The call took too long.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Any other failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ToolError {
+    /// A short, stable name of the kind, for reports and the Python exception mapping.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownTool { .. } => "unknown_tool",
+            Self::InvalidArguments { .. } => "invalid_arguments",
+            Self::Refused(_) => "refused",
+            Self::Conflict(_) => "conflict",
+            Self::NotFound(_) => "not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::Denied(_) => "denied",
+            Self::Timeout(_) => "timeout",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What a tool knows about the call it serves.
+#[derive(Debug, Default)]
+pub struct ToolContext {
+    /// The agent run, for logs and audit.
+    pub run_id: String,
+    /// The model's id for this call.
+    pub call_id: String,
+    /// For an approved write: the grant, whose fingerprint the tool must use as its precondition.
+    pub grant: Option<Grant>,
+}
+
+impl ToolContext {
+    /// The approved fingerprint, or a [`ToolError::Denied`] when the call carries no grant.
+    ///
+    /// Write tools call this in [`Tool::call`] so that they cannot be run unapproved, even when
+    /// used outside the [`Agent`](crate::Agent).
+    ///
+    /// # Errors
+    /// When there is no grant.
+    pub fn approved_fingerprint(&self) -> Result<&str, ToolError> {
+        self.grant
+            .as_ref()
+            .map(|g| g.fingerprint.as_str())
+            .ok_or_else(|| ToolError::Denied("this write was not approved".into()))
+    }
+}
+
+/// A capability the agent can use: a spec, an effect, and `call`.
+///
+/// Write tools also implement [`Tool::preview`]: what would change, and a fingerprint of the target,
+/// so that exactly what was approved is applied. Everything besides `spec` and `call` is provided.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// Name, description and JSON Schema of the arguments.
+    fn spec(&self) -> &ToolSpec;
+
+    /// Runs the tool with arguments already validated against [`Tool::spec`].
+    ///
+    /// # Errors
+    /// A [`ToolError`] whose message goes back to the model.
+    async fn call(&self, args: &Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
+
+    /// Read or write. Default: read.
+    fn effect(&self) -> Effect {
+        Effect::Read
+    }
+
+    /// For writes: what would change (side-effect free, e.g. a server-side dry run).
+    ///
+    /// # Errors
+    /// Default: a read tool has nothing to preview.
+    async fn preview(&self, args: &Value, ctx: &ToolContext) -> Result<Preview, ToolError> {
+        let _ = (args, ctx);
+        Err(ToolError::Failed(format!(
+            "tool {} has no preview",
+            self.spec().name
+        )))
+    }
+
+    /// For writes: the current fingerprint of the target, checked right before applying.
+    /// Default: the fingerprint of a fresh [`Tool::preview`].
+    ///
+    /// # Errors
+    /// When the target cannot be read.
+    async fn fingerprint(&self, args: &Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        self.preview(args, ctx).await.map(|p| p.fingerprint)
+    }
+
+    /// For writes: checks the change after it was applied. `None`: nothing to verify.
+    async fn verify(
+        &self,
+        args: &Value,
+        output: &ToolOutput,
+        ctx: &ToolContext,
+    ) -> Option<Verification> {
+        let _ = (args, output, ctx);
+        None
+    }
+
+    /// For writes: undoes an applied change whose verification failed. Part of the approved
+    /// change: the approval request says it will happen.
+    ///
+    /// # Errors
+    /// Default: the tool cannot roll back.
+    async fn rollback(
+        &self,
+        args: &Value,
+        output: &ToolOutput,
+        ctx: &ToolContext,
+    ) -> Result<ToolOutput, ToolError> {
+        let _ = (args, output, ctx);
+        Err(ToolError::Failed(format!(
+            "tool {} cannot roll back",
+            self.spec().name
+        )))
+    }
+}
+
+macro_rules! forward_tool {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<T: Tool + ?Sized> Tool for $ty {
+            fn spec(&self) -> &ToolSpec {
+                (**self).spec()
+            }
+            async fn call(&self, args: &Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+                (**self).call(args, ctx).await
+            }
+            fn effect(&self) -> Effect {
+                (**self).effect()
+            }
+            async fn preview(&self, args: &Value, ctx: &ToolContext) -> Result<Preview, ToolError> {
+                (**self).preview(args, ctx).await
+            }
+            async fn fingerprint(&self, args: &Value, ctx: &ToolContext) -> Result<String, ToolError> {
+                (**self).fingerprint(args, ctx).await
+            }
+            async fn verify(&self, args: &Value, output: &ToolOutput, ctx: &ToolContext) -> Option<Verification> {
+                (**self).verify(args, output, ctx).await
+            }
+            async fn rollback(&self, args: &Value, output: &ToolOutput, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+                (**self).rollback(args, output, ctx).await
+            }
+        }
+    )*};
+}
+
+forward_tool!(&T, Box<T>, Arc<T>);
+
+/// The JSON Schema of a typed argument struct, ready for a [`ToolSpec`].
+///
+/// The schema is an object schema; unless the type says otherwise it forbids unknown properties
+/// (`additionalProperties: false`), so a misspelled argument is an error rather than ignored.
+pub fn schema_for<A: JsonSchema>() -> Value {
+    let mut schema = schemars::SchemaGenerator::default()
+        .into_root_schema_for::<A>()
+        .to_value();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+        map.remove("title");
+        map.entry("type").or_insert_with(|| Value::from("object"));
+        map.entry("properties")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        map.entry("additionalProperties")
+            .or_insert(Value::Bool(false));
+    }
+    schema
+}
+
+/// A [`ToolSpec`] whose parameters are the schema of `A`.
+pub fn spec_for<A: JsonSchema>(name: &str, description: &str) -> ToolSpec {
+    ToolSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        parameters: schema_for::<A>(),
+    }
+}
+
+/// Parses validated arguments into their typed struct.
+///
+/// # Errors
+/// [`ToolError::InvalidArguments`] naming the tool and what did not parse.
+pub fn parse_args<A: DeserializeOwned>(tool: &str, args: &Value) -> Result<A, ToolError> {
+    A::deserialize(args).map_err(|e| ToolError::InvalidArguments {
+        tool: tool.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+struct Entry {
+    tool: Arc<dyn Tool>,
+    validator: jsonschema::Validator,
+}
+
+/// The tools of an agent, each with its compiled argument validator.
+#[derive(Default)]
+pub struct ToolSet {
+    tools: BTreeMap<String, Entry>,
+}
+
+impl fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.tools.keys()).finish()
+    }
+}
+
+/// Why a tool could not be added to a [`ToolSet`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolSetError {
+    /// Two tools share a name.
+    #[error("duplicate tool name {0:?}")]
+    Duplicate(String),
+    /// The name is not `^[a-zA-Z0-9_-]{{1,64}}$`.
+    #[error("invalid tool name {0:?}: use 1 to 64 of a-z, A-Z, 0-9, _ and -")]
+    InvalidName(String),
+    /// The parameters are not a valid JSON Schema of an object.
+    #[error("tool {tool} has an invalid parameters schema: {message}")]
+    InvalidSchema {
+        /// Tool name.
+        tool: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl ToolSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool, compiling its schema.
+    ///
+    /// # Errors
+    /// A duplicate or invalid name, or a schema that is not a JSON Schema of an object.
+    pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), ToolSetError> {
+        let spec = tool.spec();
+        let name = spec.name.clone();
+        if !valid_tool_name(&name) {
+            return Err(ToolSetError::InvalidName(name));
+        }
+        if self.tools.contains_key(&name) {
+            return Err(ToolSetError::Duplicate(name));
+        }
+        if spec.parameters.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(ToolSetError::InvalidSchema {
+                tool: name,
+                message: "parameters must have \"type\": \"object\"".into(),
+            });
+        }
+        let validator = jsonschema::validator_for(&spec.parameters).map_err(|e| {
+            ToolSetError::InvalidSchema {
+                tool: name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        self.tools.insert(name, Entry { tool, validator });
+        Ok(())
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name).map(|e| &e.tool)
+    }
+
+    /// Number of tools.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// True when there are no tools.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The specs, sorted by name, for a [`ChatRequest`](crate::ChatRequest).
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.values().map(|e| e.tool.spec().clone()).collect()
+    }
+
+    /// Finds the tool and checks the arguments against its schema. Never calls the tool.
+    ///
+    /// # Errors
+    /// [`ToolError::UnknownTool`] or [`ToolError::InvalidArguments`] listing every violation with
+    /// its JSON pointer, e.g. `/replicas: "three" is not of type "integer"`.
+    pub fn validate(&self, name: &str, args: &Value) -> Result<&Arc<dyn Tool>, ToolError> {
+        let Some(entry) = self.tools.get(name) else {
+            return Err(ToolError::UnknownTool {
+                name: name.to_owned(),
+                available: self.tools.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let problems: Vec<String> = entry
+            .validator
+            .iter_errors(args)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(&entry.tool)
+        } else {
+            Err(ToolError::InvalidArguments {
+                tool: name.to_owned(),
+                message: problems.join("; "),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Deserialize, JsonSchema)]
+    #[expect(dead_code, reason = "only the schema is used")]
+    struct ScaleArgs {
+        /// Namespace.
+        namespace: String,
+        /// Replicas.
+        replicas: u32,
+        /// Optional note.
+        note: Option<String>,
+    }
+
+    struct Scale(ToolSpec);
+
+    #[async_trait]
+    impl Tool for Scale {
+        fn spec(&self) -> &ToolSpec {
+            &self.0
+        }
+        async fn call(&self, _: &Value, _: &ToolContext) -> Result<ToolOutput, ToolError> {
+            Ok(ToolOutput::text("ok"))
+        }
+    }
+
+    fn set() -> ToolSet {
+        let mut s = ToolSet::new();
+        s.add(Arc::new(Scale(spec_for::<ScaleArgs>("scale", "scale it"))))
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn schema_is_a_closed_object() {
+        let s = schema_for::<ScaleArgs>();
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["required"], json!(["namespace", "replicas"]));
+        assert!(s.get("$schema").is_none());
+    }
+
+    #[test]
+    fn valid_arguments_pass() {
+        let s = set();
+        assert!(
+            s.validate("scale", &json!({"namespace": "a", "replicas": 2}))
+                .is_ok()
+        );
+        assert!(
+            s.validate(
+                "scale",
+                &json!({"namespace": "a", "replicas": 2, "note": null})
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let err = set()
+            .validate("scale", &json!({"namespace": "a", "replicas": "three"}))
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("invalid arguments for tool scale: "),
+            "{msg}"
+        );
+        assert!(msg.contains("/replicas"), "{msg}");
+        assert!(msg.contains("\"three\""), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_extra_fields_are_both_reported() {
+        let err = set()
+            .validate("scale", &json!({"namespace": "a", "replica": 2}))
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("\"replicas\" is a required property"), "{msg}");
+        assert!(msg.contains("replica"), "{msg}");
+        assert!(msg.contains("Additional properties"), "{msg}");
+        assert_eq!(err.kind(), "invalid_arguments");
+    }
+
+    #[test]
+    fn unknown_tool_lists_the_available_ones() {
+        let err = set()
+            .validate("delete_everything", &json!({}))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "unknown tool \"delete_everything\"; available tools: scale"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_bad_names_are_refused() {
+        let mut s = set();
+        let dup = s.add(Arc::new(Scale(spec_for::<ScaleArgs>("scale", "again"))));
+        assert_eq!(dup, Err(ToolSetError::Duplicate("scale".into())));
+        let bad = s.add(Arc::new(Scale(spec_for::<ScaleArgs>("scale it", "x"))));
+        assert!(matches!(bad, Err(ToolSetError::InvalidName(_))));
+        let not_object = s.add(Arc::new(Scale(ToolSpec {
+            name: "x".into(),
+            description: String::new(),
+            parameters: json!({"type": "string"}),
+        })));
+        assert!(matches!(
+            not_object,
+            Err(ToolSetError::InvalidSchema { .. })
+        ));
+    }
+
+    #[test]
+    fn write_without_grant_is_denied_by_the_context() {
+        let ctx = ToolContext::default();
+        assert_eq!(ctx.approved_fingerprint().unwrap_err().kind(), "denied");
+    }
+}
