@@ -7,7 +7,10 @@
 //! ```
 //! Criterion's `thrpt` line is steps per second; per-step overhead is its inverse.
 
-#![expect(clippy::expect_used, reason = "a benchmark that cannot set up must stop")]
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark that cannot set up must stop"
+)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;

@@ -1,7 +1,11 @@
 //! The hash-chained audit log: an agent run's log verifies, and an edited, deleted, reordered or
 //! inserted line is pinpointed.
 
-#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 use std::io::Cursor;
 
