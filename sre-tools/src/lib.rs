@@ -1,14 +1,14 @@
 //! # sre-tools — the tools of sre-agent
 //!
-//! This crate will hold the [`sre_core::Tool`] implementations: Kubernetes detection and safe
-//! remediation over kube-rs (`k8s`), Trivy scanning, Trivy Operator reports and image
-//! recommendation (`trivy`), the embedded Kubernetes API simulator (`sim`, feature `sim`) and the
-//! offline playbook brain (`playbook`). They are being built under their own issues; today it only
-//! re-exports the contract it implements.
+//! [`sre_core::Tool`] implementations: Kubernetes detection and safe remediation over kube-rs
+//! ([`k8s`]), and the embedded Kubernetes API simulator (`sim`, feature `sim`). Trivy and the
+//! playbook brain follow under their own issues.
 //!
 //! ```
-//! use sre_tools::Tool;
-//! fn takes_any_tool(_t: &dyn Tool) {}
+//! use sre_tools::k8s::analyze::{FindingKind, triage};
+//! let pods: Vec<k8s_openapi::api::core::v1::Pod> = Vec::new();
+//! let t = triage(&pods, &[], &[], k8s_openapi::jiff::Timestamp::now());
+//! assert!(t.workloads.is_empty());
 //! ```
 
-pub use sre_core::Tool;
+pub mod k8s;

@@ -1,0 +1,591 @@
+//! Analyzers: pods, replica sets and deployments in, compact findings grouped per workload out.
+//! Pure functions over `k8s-openapi` types, so they run the same on a live cluster, the simulator
+//! and fixture files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Restarts at or above this count are a restart storm.
+pub const RESTART_STORM: i32 = 5;
+/// A running container still not ready after this many seconds fails its readiness probe.
+pub const NOT_READY_GRACE_SECS: i64 = 60;
+
+/// What kind of problem a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A container keeps crashing (`CrashLoopBackOff`).
+    CrashLoopBackOff,
+    /// The image cannot be pulled (`ImagePullBackOff`, `ErrImagePull`, `InvalidImageName`…).
+    ImagePull,
+    /// A container was killed for exceeding its memory limit.
+    OomKilled,
+    /// The container cannot be created from its config (missing `ConfigMap`/`Secret`…).
+    CreateContainerConfigError,
+    /// The scheduler cannot place the pod.
+    Unschedulable,
+    /// Many restarts without being in back-off right now.
+    RestartStorm,
+    /// Running but failing its readiness probe.
+    NotReady,
+    /// The pod failed (phase `Failed`) for another reason, e.g. eviction.
+    PodFailed,
+    /// The deployment has fewer available replicas than desired.
+    UnavailableReplicas,
+    /// The deployment's rollout exceeded its progress deadline.
+    ProgressDeadlineExceeded,
+}
+
+impl FindingKind {
+    /// A short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CrashLoopBackOff => "CrashLoopBackOff",
+            Self::ImagePull => "ImagePull",
+            Self::OomKilled => "OOMKilled",
+            Self::CreateContainerConfigError => "CreateContainerConfigError",
+            Self::Unschedulable => "Unschedulable",
+            Self::RestartStorm => "RestartStorm",
+            Self::NotReady => "NotReady",
+            Self::PodFailed => "PodFailed",
+            Self::UnavailableReplicas => "UnavailableReplicas",
+            Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+        }
+    }
+}
+
+/// One problem, possibly seen on several pods of the same workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The kind.
+    pub kind: FindingKind,
+    /// The container, for container-level problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Its image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Kubernetes' reason (e.g. `Error`, `ErrImagePull`, `Unschedulable`).
+    pub reason: String,
+    /// Kubernetes' message, shortened.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Last exit code, for crashes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Highest restart count among the pods.
+    pub restarts: i32,
+    /// The container's memory limit, for `OOMKilled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    /// Affected pods.
+    pub pods: Vec<String>,
+}
+
+/// The findings of one workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadFindings {
+    /// Namespace.
+    pub namespace: String,
+    /// `Deployment`, `ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, or `Pod` for bare pods.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Pods of the workload that were looked at.
+    pub pods_total: usize,
+    /// Pods with at least one finding.
+    pub pods_unhealthy: usize,
+    /// The findings, most severe first.
+    pub findings: Vec<Finding>,
+}
+
+/// The result of a triage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triage {
+    /// Pods looked at.
+    pub pods_scanned: usize,
+    /// Deployments looked at.
+    pub deployments_scanned: usize,
+    /// Unhealthy workloads, most severe first.
+    pub workloads: Vec<WorkloadFindings>,
+}
+
+fn short(msg: &str, max: usize) -> String {
+    let msg = msg.trim().replace('\n', " ");
+    if msg.len() <= max {
+        return msg;
+    }
+    let mut cut = max;
+    while !msg.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &msg[..cut])
+}
+
+const MESSAGE_MAX: usize = 240;
+
+/// The workload that owns a pod: Pod → ReplicaSet → Deployment, Job, StatefulSet, DaemonSet.
+pub fn owner_of(
+    pod: &Pod,
+    replica_sets: &HashMap<(String, String), &ReplicaSet>,
+) -> (String, String) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|refs| {
+        refs.iter()
+            .find(|r| r.controller == Some(true))
+            .or(refs.first())
+    }) else {
+        return ("Pod".into(), pod.metadata.name.clone().unwrap_or_default());
+    };
+    if owner.kind != "ReplicaSet" {
+        return (owner.kind.clone(), owner.name.clone());
+    }
+    if let Some(rs) = replica_sets.get(&(ns, owner.name.clone())) {
+        if let Some(dep) = rs
+            .metadata
+            .owner_references
+            .as_ref()
+            .and_then(|refs| refs.iter().find(|r| r.kind == "Deployment"))
+        {
+            return ("Deployment".into(), dep.name.clone());
+        }
+        return ("ReplicaSet".into(), owner.name.clone());
+    }
+    // Without the ReplicaSet: a Deployment's ReplicaSet is named <deployment>-<pod-template-hash>.
+    let hash = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"));
+    if let Some(hash) = hash
+        && let Some(dep) = owner.name.strip_suffix(&format!("-{hash}"))
+    {
+        return ("Deployment".into(), dep.to_owned());
+    }
+    ("ReplicaSet".into(), owner.name.clone())
+}
+
+fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == container)?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("memory")
+        .map(|q| q.0.clone())
+}
+
+fn container_findings(pod: &Pod, cs: &ContainerStatus, now: Timestamp, out: &mut Vec<Finding>) {
+    let finding = |kind, reason: &str, message: &str| Finding {
+        kind,
+        container: Some(cs.name.clone()),
+        image: Some(cs.image.clone()),
+        reason: reason.to_owned(),
+        message: short(message, MESSAGE_MAX),
+        exit_code: None,
+        restarts: cs.restart_count,
+        memory_limit: None,
+        pods: Vec::new(),
+    };
+    let state = cs.state.as_ref();
+    let waiting = state.and_then(|s| s.waiting.as_ref());
+    let terminated = state.and_then(|s| s.terminated.as_ref());
+    let last_terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    let mut flagged = false;
+    if let Some(w) = waiting {
+        let reason = w.reason.as_deref().unwrap_or_default();
+        let message = w.message.as_deref().unwrap_or_default();
+        match reason {
+            "CrashLoopBackOff" => {
+                let mut f = finding(FindingKind::CrashLoopBackOff, reason, message);
+                if let Some(t) = last_terminated {
+                    f.exit_code = Some(t.exit_code);
+                    f.reason = t.reason.clone().unwrap_or_else(|| "Error".into());
+                    if t.reason.as_deref() == Some("OOMKilled") {
+                        f.memory_limit = memory_limit(pod, &cs.name);
+                    }
+                }
+                out.push(f);
+                flagged = true;
+            }
+            "ImagePullBackOff"
+            | "ErrImagePull"
+            | "InvalidImageName"
+            | "ErrImageNeverPull"
+            | "RegistryUnavailable" => {
+                out.push(finding(FindingKind::ImagePull, reason, message));
+                flagged = true;
+            }
+            "CreateContainerConfigError" | "CreateContainerError" => {
+                out.push(finding(
+                    FindingKind::CreateContainerConfigError,
+                    reason,
+                    message,
+                ));
+                flagged = true;
+            }
+            _ => {}
+        }
+    }
+    let oom = [terminated, last_terminated]
+        .into_iter()
+        .flatten()
+        .find(|t| t.reason.as_deref() == Some("OOMKilled"));
+    if let Some(t) = oom {
+        let mut f = finding(
+            FindingKind::OomKilled,
+            "OOMKilled",
+            t.message.as_deref().unwrap_or_default(),
+        );
+        f.exit_code = Some(t.exit_code);
+        f.memory_limit = memory_limit(pod, &cs.name);
+        out.push(f);
+        flagged = true;
+    }
+    if !flagged && cs.restart_count >= RESTART_STORM {
+        let mut f = finding(
+            FindingKind::RestartStorm,
+            last_terminated
+                .and_then(|t| t.reason.as_deref())
+                .unwrap_or("Restarted"),
+            "",
+        );
+        f.exit_code = last_terminated.map(|t| t.exit_code);
+        out.push(f);
+        flagged = true;
+    }
+    if !flagged
+        && !cs.ready
+        && let Some(running) = state.and_then(|s| s.running.as_ref())
+    {
+        let since = running
+            .started_at
+            .as_ref()
+            .map_or(i64::MAX, |t| now.as_second() - t.0.as_second());
+        if since >= NOT_READY_GRACE_SECS {
+            out.push(finding(
+                FindingKind::NotReady,
+                "ReadinessProbeFailing",
+                &format!("running {}s but not ready", since.min(999_999)),
+            ));
+        }
+    }
+}
+
+/// The findings of one pod (not yet grouped).
+pub fn analyze_pod(pod: &Pod, now: Timestamp) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(status) = pod.status.as_ref() else {
+        return out;
+    };
+    for cs in status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+    {
+        container_findings(pod, cs, now, &mut out);
+    }
+    let phase = status.phase.as_deref().unwrap_or_default();
+    if phase == "Pending"
+        && let Some(c) = status.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+    {
+        out.push(Finding {
+            kind: FindingKind::Unschedulable,
+            container: None,
+            image: None,
+            reason: "Unschedulable".into(),
+            message: short(c.message.as_deref().unwrap_or_default(), MESSAGE_MAX),
+            exit_code: None,
+            restarts: 0,
+            memory_limit: None,
+            pods: Vec::new(),
+        });
+    }
+    if phase == "Failed" && out.is_empty() {
+        out.push(Finding {
+            kind: FindingKind::PodFailed,
+            container: None,
+            image: None,
+            reason: status.reason.clone().unwrap_or_else(|| "Failed".into()),
+            message: short(status.message.as_deref().unwrap_or_default(), MESSAGE_MAX),
+            exit_code: None,
+            restarts: 0,
+            memory_limit: None,
+            pods: Vec::new(),
+        });
+    }
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    for f in &mut out {
+        f.pods.push(name.clone());
+    }
+    out
+}
+
+/// The findings of one deployment's own status.
+pub fn analyze_deployment(dep: &Deployment) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(status) = dep.status.as_ref() else {
+        return out;
+    };
+    let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = status.available_replicas.unwrap_or(0);
+    let conditions = status.conditions.iter().flatten();
+    let mut deadline = false;
+    for c in conditions {
+        if c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        {
+            deadline = true;
+            out.push(Finding {
+                kind: FindingKind::ProgressDeadlineExceeded,
+                container: None,
+                image: None,
+                reason: "ProgressDeadlineExceeded".into(),
+                message: short(c.message.as_deref().unwrap_or_default(), MESSAGE_MAX),
+                exit_code: None,
+                restarts: 0,
+                memory_limit: None,
+                pods: Vec::new(),
+            });
+        }
+    }
+    // A surge pod of a rollout in progress is not a problem while the desired count is available.
+    let unavailable = desired - available;
+    if unavailable > 0 || (deadline && status.unavailable_replicas.unwrap_or(0) > 0) {
+        out.push(Finding {
+            kind: FindingKind::UnavailableReplicas,
+            container: None,
+            image: None,
+            reason: if deadline {
+                "ProgressDeadlineExceeded".into()
+            } else {
+                "MinimumReplicasUnavailable".into()
+            },
+            message: format!(
+                "{available}/{desired} available, {} unavailable",
+                unavailable.max(status.unavailable_replicas.unwrap_or(0))
+            ),
+            exit_code: None,
+            restarts: 0,
+            memory_limit: None,
+            pods: Vec::new(),
+        });
+    }
+    out
+}
+
+fn severity(kind: FindingKind) -> u8 {
+    match kind {
+        FindingKind::CrashLoopBackOff
+        | FindingKind::OomKilled
+        | FindingKind::ImagePull
+        | FindingKind::CreateContainerConfigError
+        | FindingKind::ProgressDeadlineExceeded => 0,
+        FindingKind::Unschedulable | FindingKind::PodFailed => 1,
+        FindingKind::RestartStorm | FindingKind::NotReady => 2,
+        FindingKind::UnavailableReplicas => 3,
+    }
+}
+
+/// Adds a finding to a workload's list, merging it with the same problem on another pod.
+fn merge(into: &mut Vec<Finding>, f: Finding) {
+    if let Some(existing) = into.iter_mut().find(|e| {
+        e.kind == f.kind && e.container == f.container && e.reason == f.reason && e.image == f.image
+    }) {
+        existing.restarts = existing.restarts.max(f.restarts);
+        for p in f.pods {
+            if !existing.pods.contains(&p) {
+                existing.pods.push(p);
+            }
+        }
+        if existing.exit_code.is_none() {
+            existing.exit_code = f.exit_code;
+        }
+    } else {
+        into.push(f);
+    }
+}
+
+/// Triage of pods, replica sets (for owner resolution) and deployments, as of `now`.
+pub fn triage(
+    pods: &[Pod],
+    replica_sets: &[ReplicaSet],
+    deployments: &[Deployment],
+    now: Timestamp,
+) -> Triage {
+    let rs_index: HashMap<(String, String), &ReplicaSet> = replica_sets
+        .iter()
+        .map(|rs| {
+            (
+                (
+                    rs.metadata.namespace.clone().unwrap_or_default(),
+                    rs.metadata.name.clone().unwrap_or_default(),
+                ),
+                rs,
+            )
+        })
+        .collect();
+    // (namespace, kind, name) → (pods total, unhealthy pods, findings)
+    let mut groups: BTreeMap<(String, String, String), (usize, usize, Vec<Finding>)> =
+        BTreeMap::new();
+    for pod in pods {
+        let (kind, name) = owner_of(pod, &rs_index);
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let entry = groups.entry((ns, kind, name)).or_default();
+        entry.0 += 1;
+        let findings = analyze_pod(pod, now);
+        if !findings.is_empty() {
+            entry.1 += 1;
+        }
+        for f in findings {
+            merge(&mut entry.2, f);
+        }
+    }
+    for dep in deployments {
+        let ns = dep.metadata.namespace.clone().unwrap_or_default();
+        let name = dep.metadata.name.clone().unwrap_or_default();
+        let findings = analyze_deployment(dep);
+        if findings.is_empty() {
+            continue;
+        }
+        let entry = groups.entry((ns, "Deployment".into(), name)).or_default();
+        for f in findings {
+            merge(&mut entry.2, f);
+        }
+    }
+    let mut workloads: Vec<WorkloadFindings> = groups
+        .into_iter()
+        .filter(|(_, (_, _, f))| !f.is_empty())
+        .map(
+            |((namespace, kind, name), (pods_total, pods_unhealthy, mut findings))| {
+                findings.sort_by_key(|f| (severity(f.kind), f.kind));
+                WorkloadFindings {
+                    namespace,
+                    kind,
+                    name,
+                    pods_total,
+                    pods_unhealthy,
+                    findings,
+                }
+            },
+        )
+        .collect();
+    workloads.sort_by(|a, b| {
+        let sa = a.findings.first().map_or(u8::MAX, |f| severity(f.kind));
+        let sb = b.findings.first().map_or(u8::MAX, |f| severity(f.kind));
+        sa.cmp(&sb)
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Triage {
+        pods_scanned: pods.len(),
+        deployments_scanned: deployments.len(),
+        workloads,
+    }
+}
+
+const MAX_PODS_LISTED: usize = 3;
+
+impl Triage {
+    /// The compact text a model and a human read: a line per workload and a line per finding.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.workloads.is_empty() {
+            let _ = write!(
+                out,
+                "healthy: {} pods and {} deployments checked, no problems found",
+                self.pods_scanned, self.deployments_scanned
+            );
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "{} unhealthy workload(s) ({} pods, {} deployments checked):",
+            self.workloads.len(),
+            self.pods_scanned,
+            self.deployments_scanned
+        );
+        for w in &self.workloads {
+            let _ = writeln!(
+                out,
+                "{}/{} {}: {}/{} pods unhealthy",
+                w.namespace,
+                w.kind.to_lowercase(),
+                w.name,
+                w.pods_unhealthy,
+                w.pods_total
+            );
+            for f in &w.findings {
+                out.push_str("  - ");
+                render_finding(f, &mut out);
+                out.push('\n');
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out
+    }
+}
+
+fn render_finding(f: &Finding, out: &mut String) {
+    out.push_str(f.kind.label());
+    if let Some(c) = &f.container {
+        let _ = write!(out, " container {c}");
+    }
+    if let Some(i) = &f.image {
+        let _ = write!(out, " ({i})");
+    }
+    match f.kind {
+        FindingKind::CrashLoopBackOff | FindingKind::RestartStorm => {
+            if let Some(code) = f.exit_code {
+                let _ = write!(out, ": last exit {code} ({})", f.reason);
+            }
+            let _ = write!(out, ", {} restarts", f.restarts);
+        }
+        FindingKind::OomKilled => {
+            let _ = write!(
+                out,
+                ": exit {}, memory limit {}",
+                f.exit_code.unwrap_or(137),
+                f.memory_limit.as_deref().unwrap_or("none")
+            );
+            if f.restarts > 0 {
+                let _ = write!(out, ", {} restarts", f.restarts);
+            }
+        }
+        _ => {
+            if f.reason != f.kind.label() {
+                let _ = write!(out, ": {}", f.reason);
+            }
+        }
+    }
+    if !f.message.is_empty() && f.kind != FindingKind::CrashLoopBackOff {
+        let _ = write!(out, " — {}", f.message);
+    }
+    if !f.pods.is_empty() {
+        let shown: Vec<&str> = f
+            .pods
+            .iter()
+            .take(MAX_PODS_LISTED)
+            .map(String::as_str)
+            .collect();
+        let _ = write!(out, "; pods {}", shown.join(", "));
+        if f.pods.len() > MAX_PODS_LISTED {
+            let _ = write!(out, " +{} more", f.pods.len() - MAX_PODS_LISTED);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Kubernetes: detection (analyzers with owner resolution) and safe remediation tools over kube-rs.
+
+pub mod analyze;
