@@ -11,4 +11,9 @@
 //! assert!(t.workloads.is_empty());
 //! ```
 
+mod error;
 pub mod k8s;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use error::{Error, Result};

@@ -1,6 +1,8 @@
 //! Analyzer tests over real Kubernetes objects (`tests/fixtures/k8s`, see PROVENANCE.md):
 //! one per finding kind, owner resolution, grouping, the compact rendering and its token cost.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -15,7 +17,10 @@ fn fixture(name: &str) -> Value {
         .join("tests/fixtures/k8s")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap();
-    if name.ends_with(".yaml") {
+    if std::path::Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml"))
+    {
         serde_yaml::from_str(&text).unwrap()
     } else {
         serde_json::from_str(&text).unwrap()

@@ -130,9 +130,9 @@ fn short(msg: &str, max: usize) -> String {
 const MESSAGE_MAX: usize = 240;
 
 /// The workload that owns a pod: Pod → ReplicaSet → Deployment, Job, StatefulSet, DaemonSet.
-pub fn owner_of(
+pub fn owner_of<S: std::hash::BuildHasher>(
     pod: &Pod,
-    replica_sets: &HashMap<(String, String), &ReplicaSet>,
+    replica_sets: &HashMap<(String, String), &ReplicaSet, S>,
 ) -> (String, String) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|refs| {
@@ -421,6 +421,9 @@ fn merge(into: &mut Vec<Finding>, f: Finding) {
     }
 }
 
+/// (namespace, kind, name) of a workload.
+type WorkloadKey = (String, String, String);
+
 /// Triage of pods, replica sets (for owner resolution) and deployments, as of `now`.
 pub fn triage(
     pods: &[Pod],
@@ -441,8 +444,7 @@ pub fn triage(
         })
         .collect();
     // (namespace, kind, name) → (pods total, unhealthy pods, findings)
-    let mut groups: BTreeMap<(String, String, String), (usize, usize, Vec<Finding>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<WorkloadKey, (usize, usize, Vec<Finding>)> = BTreeMap::new();
     for pod in pods {
         let (kind, name) = owner_of(pod, &rs_index);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
