@@ -17,6 +17,7 @@
 //! ```
 
 mod api;
+pub mod kubelet;
 mod patch;
 pub mod scenario;
 mod store;

@@ -3,11 +3,12 @@
 //! health comes from the scenario's image catalogue.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::kubelet;
 use super::scenario::{Access, ContainerSpec, DeploymentSpec, Health, ImageProfile, Scenario};
 
 /// What the simulator knows about a resource type.
@@ -111,16 +112,6 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-fn unhealthy_profile(image: &str) -> ImageProfile {
-    ImageProfile {
-        health: Health::Imagepull,
-        message: Some(format!(
-            "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
-        )),
-        ..ImageProfile::default()
-    }
 }
 
 impl Store {
@@ -254,7 +245,7 @@ impl Store {
         self.images
             .get(image)
             .cloned()
-            .unwrap_or_else(|| unhealthy_profile(image))
+            .unwrap_or_else(|| kubelet::missing_image(image))
     }
 
     fn template_for(d: &DeploymentSpec, images: &BTreeMap<String, String>) -> Value {
@@ -599,216 +590,49 @@ impl Store {
         (pods, ready)
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "the kubelet's view of one pod: a status, logs and events per health"
-    )]
     fn create_pod(&mut self, rs: &Value, ns: &str, dep_name: &str) {
         let rs_name = str_at(rs, "/metadata/name").to_owned();
         let name = format!("{rs_name}-{}", self.suffix());
         let uid = self.uid();
-        let now_t = SystemTime::now().max(self.epoch);
-        let now = ts(now_t);
+        let now = SystemTime::now().max(self.epoch);
         let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
         let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
         let unschedulable = self
             .unschedulable
             .get(&(ns.to_owned(), dep_name.to_owned()))
             .cloned();
-        let containers: Vec<Value> = spec
+        let containers: Vec<(String, String)> = spec
             .get("containers")
             .and_then(Value::as_array)
-            .cloned()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            str_at(c, "/name").to_owned(),
+                            str_at(c, "/image").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        let mut statuses = Vec::new();
-        let mut phase = "Running";
-        let mut all_ready = true;
-        let mut pod_events: Vec<(String, &'static str, &'static str, i32)> = Vec::new();
-        if let Some(msg) = &unschedulable {
-            phase = "Pending";
-            all_ready = false;
-            pod_events.push((msg.clone(), "FailedScheduling", "Warning", 1));
-        } else {
-            if let Some(s) = spec.as_object_mut() {
-                s.insert("nodeName".into(), json!(NODE));
-            }
-            pod_events.push((
-                format!("Successfully assigned {ns}/{name} to {NODE}"),
-                "Scheduled",
-                "Normal",
-                1,
-            ));
-        }
-        for c in &containers {
-            if unschedulable.is_some() {
-                break;
-            }
-            let cname = str_at(c, "/name").to_owned();
-            let image = str_at(c, "/image").to_owned();
-            let profile = self.profile(&image);
-            let image_id = format!(
-                "{image}@sha256:{}",
-                hex::encode(Sha256::digest(image.as_bytes()))
-            );
-            let restarts = profile.restarts.unwrap_or(5);
-            let started_run = ts(now_t - Duration::from_secs(30));
-            let (status, ready, current, previous) = match profile.health {
-                Health::Healthy => {
-                    pod_events.push((
-                        format!("Container image \"{image}\" already present on machine"),
-                        "Pulled",
-                        "Normal",
-                        1,
-                    ));
-                    pod_events.push((format!("Created container {cname}"), "Created", "Normal", 1));
-                    pod_events.push((format!("Started container {cname}"), "Started", "Normal", 1));
-                    (
-                        json!({"running": {"startedAt": now}}),
-                        true,
-                        Ok(profile.logs.clone()),
-                        Err(format!(
-                            "previous terminated container \"{cname}\" in pod \"{name}\" not found"
-                        )),
-                    )
-                }
-                Health::NotReady => {
-                    pod_events.push((format!("Started container {cname}"), "Started", "Normal", 1));
-                    pod_events.push((
-                        "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
-                        "Unhealthy",
-                        "Warning",
-                        20,
-                    ));
-                    (
-                        json!({"running": {"startedAt": ts(now_t - Duration::from_secs(600))}}),
-                        false,
-                        Ok(profile.logs.clone()),
-                        Err(format!(
-                            "previous terminated container \"{cname}\" in pod \"{name}\" not found"
-                        )),
-                    )
-                }
-                Health::Crashloop | Health::Oom => {
-                    let oom = profile.health == Health::Oom;
-                    let code = profile.exit_code.unwrap_or(if oom { 137 } else { 1 });
-                    pod_events.push((
-                        format!("Container image \"{image}\" already present on machine"),
-                        "Pulled",
-                        "Normal",
-                        restarts + 1,
-                    ));
-                    pod_events.push((
-                        format!("Started container {cname}"),
-                        "Started",
-                        "Normal",
-                        restarts + 1,
-                    ));
-                    pod_events.push((
-                        format!(
-                            "Back-off restarting failed container {cname} in pod {name}_{ns}({uid})"
-                        ),
-                        "BackOff",
-                        "Warning",
-                        restarts * 4,
-                    ));
-                    (
-                        json!({"waiting": {"reason": "CrashLoopBackOff",
-                               "message": format!("back-off 5m0s restarting failed container={cname} pod={name}_{ns}({uid})")},
-                               "lastTerminated": {"exitCode": code, "reason": if oom { "OOMKilled" } else { "Error" },
-                                                  "startedAt": started_run, "finishedAt": ts(now_t - Duration::from_secs(28))}}),
-                        false,
-                        Ok(profile.logs.clone()),
-                        Ok(profile.logs.clone()),
-                    )
-                }
-                Health::Imagepull => {
-                    phase = "Pending";
-                    let msg = profile
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| unhealthy_profile(&image).message.unwrap_or_default());
-                    pod_events.push((format!("Pulling image \"{image}\""), "Pulling", "Normal", 4));
-                    pod_events.push((
-                        format!("Failed to pull image \"{image}\": {msg}"),
-                        "Failed",
-                        "Warning",
-                        4,
-                    ));
-                    pod_events.push(("Error: ErrImagePull".into(), "Failed", "Warning", 4));
-                    pod_events.push((
-                        format!("Back-off pulling image \"{image}\""),
-                        "BackOff",
-                        "Normal",
-                        6,
-                    ));
-                    pod_events.push(("Error: ImagePullBackOff".into(), "Failed", "Warning", 6));
-                    (
-                        json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{image}\"")}}),
-                        false,
-                        Err(format!(
-                            "container \"{cname}\" in pod \"{name}\" is waiting to start: trying and failing to pull image"
-                        )),
-                        Err(format!(
-                            "previous terminated container \"{cname}\" in pod \"{name}\" not found"
-                        )),
-                    )
-                }
-                Health::ConfigError => {
-                    phase = "Pending";
-                    let msg = profile
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "configmap \"app-config\" not found".into());
-                    pod_events.push((format!("Error: {msg}"), "Failed", "Warning", 5));
-                    (
-                        json!({"waiting": {"reason": "CreateContainerConfigError", "message": msg}}),
-                        false,
-                        Err(format!(
-                            "container \"{cname}\" in pod \"{name}\" is waiting to start: CreateContainerConfigError"
-                        )),
-                        Err(format!(
-                            "previous terminated container \"{cname}\" in pod \"{name}\" not found"
-                        )),
-                    )
-                }
-            };
-            all_ready &= ready;
-            let mut state = status;
-            let last = state
-                .as_object_mut()
-                .and_then(|o| o.remove("lastTerminated"))
-                .map_or_else(|| json!({}), |t| json!({"terminated": t}));
-            let crashed = !last.as_object().is_some_and(Map::is_empty);
-            let mut cs = json!({"name": cname, "image": image, "imageID": if phase == "Pending" { String::new() } else { image_id },
-                "ready": ready, "started": ready || state.get("running").is_some(),
-                "restartCount": if crashed { restarts } else { 0 }, "state": state, "lastState": last});
-            if phase != "Pending"
-                && let Some(o) = cs.as_object_mut()
-            {
-                o.insert(
-                    "containerID".into(),
-                    json!(format!(
-                        "containerd://{}",
-                        hex::encode(Sha256::digest(name.as_bytes()))
-                    )),
-                );
-            }
-            statuses.push(cs);
-            self.logs
-                .insert((ns.to_owned(), name.clone(), cname), (current, previous));
-        }
-        let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now});
-        let conditions = if let Some(msg) = &unschedulable {
-            json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg,
-                    "lastProbeTime": null, "lastTransitionTime": now}])
-        } else {
-            json!([
-                cond("Initialized", true),
-                cond("Ready", all_ready),
-                cond("ContainersReady", all_ready),
-                cond("PodScheduled", true)
-            ])
+        let pod_ref = kubelet::PodRef {
+            name: &name,
+            namespace: ns,
+            uid: &uid,
+            node: NODE,
         };
+        let view = kubelet::pod_view(
+            pod_ref,
+            &containers,
+            |image| self.profile(image),
+            unschedulable.as_deref(),
+            now,
+        );
+        if view.scheduled
+            && let Some(s) = spec.as_object_mut()
+        {
+            s.insert("nodeName".into(), json!(NODE));
+        }
         let mut labels = template
             .pointer("/metadata/labels")
             .cloned()
@@ -817,14 +641,6 @@ impl Store {
             .pointer(&format!("/metadata/labels/{HASH}"))
             .cloned()
             .unwrap_or(Value::Null);
-        let mut status =
-            json!({"phase": phase, "conditions": conditions, "qosClass": "BestEffort"});
-        if unschedulable.is_none() {
-            status["hostIP"] = json!("10.0.0.10");
-            status["podIP"] = json!(format!("10.244.0.{}", self.seq % 250 + 2));
-            status["startTime"] = json!(now);
-            status["containerStatuses"] = Value::Array(statuses);
-        }
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "generateName": format!("{rs_name}-"), "namespace": ns, "uid": uid,
@@ -832,16 +648,17 @@ impl Store {
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
                     "uid": str_at(rs, "/metadata/uid"), "controller": true, "blockOwnerDeletion": true}]},
             "spec": spec,
-            "status": status
+            "status": view.status
         });
+        for l in view.logs {
+            self.logs.insert(
+                (ns.to_owned(), name.clone(), l.container),
+                (l.current, l.previous),
+            );
+        }
         let pod = self.put("pods", pod);
-        for (msg, reason, kind, count) in pod_events {
-            let source = if reason == "FailedScheduling" {
-                "default-scheduler"
-            } else {
-                "kubelet"
-            };
-            self.event(&pod, reason, kind, &msg, source, count);
+        for e in view.events {
+            self.event(&pod, e.reason, e.type_, &e.message, e.source, e.count);
         }
     }
 
