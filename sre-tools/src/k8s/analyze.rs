@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::facts::{ContainerStatusFacts, PodFacts};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -131,21 +133,21 @@ const MESSAGE_MAX: usize = 240;
 
 /// The workload that owns a pod: Pod → ReplicaSet → Deployment, Job, StatefulSet, DaemonSet.
 pub fn owner_of<S: std::hash::BuildHasher>(
-    pod: &Pod,
+    pod: &PodFacts,
     replica_sets: &HashMap<(String, String), &ReplicaSet, S>,
 ) -> (String, String) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|refs| {
-        refs.iter()
-            .find(|r| r.controller == Some(true))
-            .or(refs.first())
-    }) else {
-        return ("Pod".into(), pod.metadata.name.clone().unwrap_or_default());
+    let refs = &pod.metadata.owner_references;
+    let Some(owner) = refs
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .or(refs.first())
+    else {
+        return ("Pod".into(), pod.metadata.name.clone());
     };
     if owner.kind != "ReplicaSet" {
         return (owner.kind.clone(), owner.name.clone());
     }
-    if let Some(rs) = replica_sets.get(&(ns, owner.name.clone())) {
+    if let Some(rs) = replica_sets.get(&(pod.metadata.namespace.clone(), owner.name.clone())) {
         if let Some(dep) = rs
             .metadata
             .owner_references
@@ -157,34 +159,33 @@ pub fn owner_of<S: std::hash::BuildHasher>(
         return ("ReplicaSet".into(), owner.name.clone());
     }
     // Without the ReplicaSet: a Deployment's ReplicaSet is named <deployment>-<pod-template-hash>.
-    let hash = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("pod-template-hash"));
-    if let Some(hash) = hash
-        && let Some(dep) = owner.name.strip_suffix(&format!("-{hash}"))
+    if let Some(hash) = &pod.metadata.pod_template_hash
+        && let Some(dep) = owner
+            .name
+            .strip_suffix(hash.as_str())
+            .and_then(|d| d.strip_suffix('-'))
     {
         return ("Deployment".into(), dep.to_owned());
     }
     ("ReplicaSet".into(), owner.name.clone())
 }
 
-fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    spec.containers
+fn memory_limit(pod: &PodFacts, container: &str) -> Option<String> {
+    pod.spec
+        .containers
         .iter()
-        .chain(spec.init_containers.iter().flatten())
+        .chain(&pod.spec.init_containers)
         .find(|c| c.name == container)?
-        .resources
-        .as_ref()?
-        .limits
-        .as_ref()?
-        .get("memory")
-        .map(|q| q.0.clone())
+        .memory_limit
+        .clone()
 }
 
-fn container_findings(pod: &Pod, cs: &ContainerStatus, now: Timestamp, out: &mut Vec<Finding>) {
+fn container_findings(
+    pod: &PodFacts,
+    cs: &ContainerStatusFacts,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
     let finding = |kind, reason: &str, message: &str| Finding {
         kind,
         container: Some(cs.name.clone()),
@@ -196,10 +197,9 @@ fn container_findings(pod: &Pod, cs: &ContainerStatus, now: Timestamp, out: &mut
         memory_limit: None,
         pods: Vec::new(),
     };
-    let state = cs.state.as_ref();
-    let waiting = state.and_then(|s| s.waiting.as_ref());
-    let terminated = state.and_then(|s| s.terminated.as_ref());
-    let last_terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    let waiting = cs.state.waiting.as_ref();
+    let terminated = cs.state.terminated.as_ref();
+    let last_terminated = cs.last_state.terminated.as_ref();
     let mut flagged = false;
     if let Some(w) = waiting {
         let reason = w.reason.as_deref().unwrap_or_default();
@@ -265,12 +265,13 @@ fn container_findings(pod: &Pod, cs: &ContainerStatus, now: Timestamp, out: &mut
     }
     if !flagged
         && !cs.ready
-        && let Some(running) = state.and_then(|s| s.running.as_ref())
+        && let Some(running) = cs.state.running.as_ref()
     {
         let since = running
             .started_at
-            .as_ref()
-            .map_or(i64::MAX, |t| now.as_second() - t.0.as_second());
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map_or(i64::MAX, |t| now.as_second() - t.as_second());
         if since >= NOT_READY_GRACE_SECS {
             out.push(finding(
                 FindingKind::NotReady,
@@ -283,21 +284,23 @@ fn container_findings(pod: &Pod, cs: &ContainerStatus, now: Timestamp, out: &mut
 
 /// The findings of one pod (not yet grouped).
 pub fn analyze_pod(pod: &Pod, now: Timestamp) -> Vec<Finding> {
+    analyze_facts(&PodFacts::from(pod), now)
+}
+
+/// The findings of one pod's facts (not yet grouped).
+pub fn analyze_facts(pod: &PodFacts, now: Timestamp) -> Vec<Finding> {
     let mut out = Vec::new();
-    let Some(status) = pod.status.as_ref() else {
-        return out;
-    };
+    let status = &pod.status;
     for cs in status
         .init_container_statuses
         .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
+        .chain(&status.container_statuses)
     {
         container_findings(pod, cs, now, &mut out);
     }
     let phase = status.phase.as_deref().unwrap_or_default();
     if phase == "Pending"
-        && let Some(c) = status.conditions.iter().flatten().find(|c| {
+        && let Some(c) = status.conditions.iter().find(|c| {
             c.type_ == "PodScheduled"
                 && c.status == "False"
                 && c.reason.as_deref() == Some("Unschedulable")
@@ -328,9 +331,8 @@ pub fn analyze_pod(pod: &Pod, now: Timestamp) -> Vec<Finding> {
             pods: Vec::new(),
         });
     }
-    let name = pod.metadata.name.clone().unwrap_or_default();
     for f in &mut out {
-        f.pods.push(name.clone());
+        f.pods.push(pod.metadata.name.clone());
     }
     out
 }
@@ -431,6 +433,17 @@ pub fn triage(
     deployments: &[Deployment],
     now: Timestamp,
 ) -> Triage {
+    let facts: Vec<PodFacts> = pods.iter().map(PodFacts::from).collect();
+    triage_facts(&facts, replica_sets, deployments, now)
+}
+
+/// [`triage`] over pod facts (e.g. from [`parse_pod_list`]).
+pub fn triage_facts(
+    pods: &[PodFacts],
+    replica_sets: &[ReplicaSet],
+    deployments: &[Deployment],
+    now: Timestamp,
+) -> Triage {
     let rs_index: HashMap<(String, String), &ReplicaSet> = replica_sets
         .iter()
         .map(|rs| {
@@ -447,10 +460,10 @@ pub fn triage(
     let mut groups: BTreeMap<WorkloadKey, (usize, usize, Vec<Finding>)> = BTreeMap::new();
     for pod in pods {
         let (kind, name) = owner_of(pod, &rs_index);
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone();
         let entry = groups.entry((ns, kind, name)).or_default();
         entry.0 += 1;
-        let findings = analyze_pod(pod, now);
+        let findings = analyze_facts(pod, now);
         if !findings.is_empty() {
             entry.1 += 1;
         }
@@ -590,4 +603,60 @@ fn render_finding(f: &Finding, out: &mut String) {
             let _ = write!(out, " +{} more", f.pods.len() - MAX_PODS_LISTED);
         }
     }
+}
+
+/// Parses a `PodList` (or any list of pods, e.g. `kubectl get pods -o json`) from JSON into the
+/// facts triage reads, decoding the items on every core: the list is first split into raw items,
+/// then each is decoded into [`PodFacts`], skipping every other field without allocating.
+///
+/// # Errors
+/// When the JSON is not an object with an `items` array of pods; the message names the item.
+pub fn parse_pod_list(json: &[u8]) -> Result<Vec<PodFacts>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct RawList<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a serde_json::value::RawValue>,
+    }
+    let raw: RawList<'_> = serde_json::from_slice(json)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(raw.items.len().div_ceil(256).max(1));
+    if threads <= 1 {
+        return raw
+            .items
+            .iter()
+            .map(|r| serde_json::from_str(r.get()))
+            .collect();
+    }
+    let chunk = raw.items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = raw
+            .items
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|r| serde_json::from_str::<PodFacts>(r.get()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut pods = Vec::with_capacity(raw.items.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => pods.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(pods)
+    })
+}
+
+/// Parses a pod list ([`parse_pod_list`]) and triages it as of now.
+///
+/// # Errors
+/// When the JSON is not a list of pods.
+pub fn triage_pod_list_json(json: &[u8]) -> Result<Triage, serde_json::Error> {
+    let pods = parse_pod_list(json)?;
+    Ok(triage_facts(&pods, &[], &[], Timestamp::now()))
 }

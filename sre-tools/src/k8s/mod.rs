@@ -15,6 +15,7 @@
 //! ```
 
 pub mod analyze;
+pub mod facts;
 pub mod rbac;
 mod read;
 mod write;

@@ -40,11 +40,11 @@ fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn qualified(t: &ResourceType) -> String {
-    if t.group.is_empty() {
-        t.plural.to_owned()
+fn qualified(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        plural.to_owned()
     } else {
-        format!("{}.{}", t.plural, t.group)
+        format!("{plural}.{group}")
     }
 }
 
@@ -52,7 +52,7 @@ fn not_found(t: &ResourceType, name: &str) -> Response {
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
-        &format!("{} \"{name}\" not found", qualified(t)),
+        &format!("{} \"{name}\" not found", qualified(t.group, t.plural)),
         json!({"name": name, "group": t.group, "kind": t.plural}),
     )
 }
@@ -104,32 +104,33 @@ pub(crate) fn allowed(
 fn forbidden(
     access: &Access,
     verb: &str,
-    t: &ResourceType,
+    group: &str,
+    plural: &str,
     resource: &str,
     name: Option<&str>,
     ns: Option<&str>,
 ) -> Response {
     let subject = match name {
-        Some(n) => format!("{} \"{n}\"", qualified(t)),
-        None => qualified(t),
+        Some(n) => format!("{} \"{n}\"", qualified(group, plural)),
+        None => qualified(group, plural),
     };
     let scope = match ns {
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".into(),
     };
-    let mut details = json!({"kind": t.plural});
+    let mut details = json!({"kind": plural});
     if let Some(n) = name {
         details["name"] = json!(n);
     }
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
+    if !group.is_empty() {
+        details["group"] = json!(group);
     }
     status(
         StatusCode::FORBIDDEN,
         "Forbidden",
         &format!(
             "{subject} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
-            access.user, t.group
+            access.user, group
         ),
         details,
     )
@@ -380,6 +381,32 @@ fn discovery(segs: &[&str]) -> Option<Value> {
     }
 }
 
+/// A resource the simulator does not serve: RBAC is checked before the resource is looked up, as
+/// on the real API server, so an ungranted one is a 403 and a granted one a 404.
+fn unknown_resource(
+    store: &Shared,
+    method: &Method,
+    group: &str,
+    plural: &str,
+    rest: &[&str],
+    ns: Option<&str>,
+) -> Response {
+    let s = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let verb = if *method == Method::GET {
+        if rest.len() % 2 == 1 { "list" } else { "get" }
+    } else {
+        "create"
+    };
+    let ns = ns.filter(|_| rest.first() == Some(&"namespaces"));
+    if !allowed(&s.access, verb, group, plural, ns) {
+        let name = rest.get(if ns.is_some() { 3 } else { 1 }).copied();
+        return forbidden(&s.access, verb, group, plural, plural, name, ns);
+    }
+    no_such_path()
+}
+
 /// The one handler behind every path.
 pub(crate) async fn handle(
     State(store): State<Shared>,
@@ -409,7 +436,7 @@ pub(crate) async fn handle(
         [] => return no_such_path(),
     };
     let Some(t) = resource_type(group, plural).filter(|t| t.version == version) else {
-        return no_such_path();
+        return unknown_resource(&store, &method, group, plural, rest, ns);
     };
     let target = Target {
         t,
@@ -458,7 +485,8 @@ pub(crate) async fn handle(
         return forbidden(
             &store_ref.access,
             verb,
-            t,
+            t.group,
+            t.plural,
             &resource,
             target.name,
             target.ns,
@@ -791,7 +819,7 @@ fn patch(
             "Conflict",
             &format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                qualified(t)
+                qualified(t.group, t.plural)
             ),
             json!({"name": name, "group": t.group, "kind": t.plural}),
         );

@@ -80,6 +80,45 @@ pub struct DeploymentSpec {
     pub unschedulable: Option<String>,
 }
 
+impl DeploymentSpec {
+    /// The pod template, with `images` (by container name) overriding the current images.
+    pub fn template(&self, images: &BTreeMap<String, String>) -> Value {
+        let containers: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "image": images.get(&c.name).unwrap_or(&c.image),
+                    "imagePullPolicy": "IfNotPresent",
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File",
+                    "resources": c.resources.clone().unwrap_or_else(|| serde_json::json!({})),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "metadata": {"labels": {"app": self.name}},
+            "spec": {"containers": containers, "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+                     "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler"}
+        })
+    }
+
+    /// The Deployment object, with `images` overriding the current images.
+    pub fn object(&self, images: &BTreeMap<String, String>) -> Value {
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": {"app": self.name},
+                         "annotations": {}, "generation": 1},
+            "spec": {"replicas": self.replicas, "selector": {"matchLabels": {"app": self.name}},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                     "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+                     "template": self.template(images)},
+            "status": {}
+        })
+    }
+}
+
 fn one() -> i32 {
     1
 }

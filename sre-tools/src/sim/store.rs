@@ -248,54 +248,15 @@ impl Store {
             .unwrap_or_else(|| kubelet::missing_image(image))
     }
 
-    fn template_for(d: &DeploymentSpec, images: &BTreeMap<String, String>) -> Value {
-        let containers: Vec<Value> = d
-            .containers
-            .iter()
-            .map(|c| {
-                let mut v = json!({
-                    "name": c.name,
-                    "image": images.get(&c.name).unwrap_or(&c.image),
-                    "imagePullPolicy": "IfNotPresent",
-                    "terminationMessagePath": "/dev/termination-log",
-                    "terminationMessagePolicy": "File",
-                    "resources": c.resources.clone().unwrap_or_else(|| json!({})),
-                });
-                if let Some(o) = v.as_object_mut()
-                    && c.resources.is_none()
-                {
-                    o.insert("resources".into(), json!({}));
-                }
-                v
-            })
-            .collect();
-        json!({
-            "metadata": {"labels": {"app": d.name}},
-            "spec": {"containers": containers, "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
-                     "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler"}
-        })
-    }
-
     fn create_deployment(&mut self, d: &DeploymentSpec) {
         if let Some(msg) = &d.unschedulable {
             self.unschedulable
                 .insert((d.namespace.clone(), d.name.clone()), msg.clone());
         }
-        let current = Self::template_for(d, &BTreeMap::new());
-        let mut dep = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": d.name, "namespace": d.namespace, "labels": {"app": d.name},
-                         "annotations": {}, "generation": 1},
-            "spec": {"replicas": d.replicas, "selector": {"matchLabels": {"app": d.name}},
-                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                     "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
-                     "template": current},
-            "status": {}
-        });
-        // Earlier revisions first: each leaves a scaled-down ReplicaSet behind.
+        let mut dep = d.object(&BTreeMap::new());
         // The last earlier revision was serving when the current one rolled out.
         for (i, images) in d.history.iter().enumerate() {
-            dep["spec"]["template"] = Self::template_for(d, images);
+            dep["spec"]["template"] = d.template(images);
             self.put("deployments", dep.clone());
             self.reconcile(&d.namespace, &d.name, i + 1 < d.history.len());
             dep = self
@@ -303,7 +264,7 @@ impl Store {
                 .cloned()
                 .unwrap_or(dep);
         }
-        dep["spec"]["template"] = Self::template_for(d, &BTreeMap::new());
+        dep["spec"]["template"] = d.template(&BTreeMap::new());
         self.put("deployments", dep);
         self.reconcile(&d.namespace, &d.name, false);
     }
