@@ -15,6 +15,7 @@
     clippy::expect_used,
     reason = "a benchmark that cannot set up must stop"
 )]
+#![expect(clippy::cast_precision_loss, reason = "sizes printed in MiB")]
 
 use std::time::Duration;
 
