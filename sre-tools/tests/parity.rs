@@ -2,7 +2,11 @@
 //! up; always in `.ci/run`), so the two cannot drift apart. Where they differ, the simulator is
 //! fixed, not the test.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod support;
 

@@ -7,10 +7,6 @@
 //! with a message — unless `SRE_K8S_REQUIRED=1` (set by `.ci/run`), which makes a missing harness a
 //! failure.
 
-#![expect(
-    clippy::allow_attributes,
-    reason = "dead_code differs per test binary, so expect cannot be used for it"
-)]
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the harness"
@@ -357,6 +353,96 @@ async fn install_vulnerability_report_crd(admin: &Client) {
     panic!("the VulnerabilityReport CRD was not established");
 }
 
+/// Schedules and runs one pod as the scheduler and kubelet would; false to try again later.
+async fn play_kubelet(
+    admin: &Client,
+    scenario: &Scenario,
+    ns0: &str,
+    ns: &str,
+    node: &str,
+    log_dir: &std::path::Path,
+    pod: &Pod,
+) -> bool {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let app = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app"))
+        .cloned()
+        .unwrap_or_default();
+    let unschedulable = scenario
+        .deployments
+        .iter()
+        .find(|d| d.namespace == ns0 && d.name == app)
+        .and_then(|d| d.unschedulable.clone());
+    let spec = pod.spec.clone().unwrap_or_default();
+    if unschedulable.is_none() && spec.node_name.is_none() {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let body = binding;
+        if pods
+            .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &body)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    let containers: Vec<(String, String)> = spec
+        .containers
+        .iter()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect();
+    let view = pod_view(
+        PodRef {
+            name: &name,
+            namespace: ns,
+            uid: &uid,
+            node,
+        },
+        &containers,
+        |image| profile_of(scenario, image),
+        unschedulable.as_deref(),
+        SystemTime::now(),
+    );
+    let patched = pods
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": view.status})),
+        )
+        .await;
+    if patched.is_err() {
+        return false;
+    }
+    for l in &view.logs {
+        let dir = log_dir.join(ns).join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Ok(text) = &l.current {
+            std::fs::write(dir.join(format!("{}.log", l.container)), text).unwrap();
+        }
+        if let Ok(text) = &l.previous {
+            std::fs::write(dir.join(format!("{}.previous.log", l.container)), text).unwrap();
+        }
+    }
+    let events: Api<Event> = Api::namespaced(admin.clone(), ns);
+    for (i, e) in view.events.iter().enumerate() {
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}.{i:x}"), "namespace": ns},
+            "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1"},
+            "reason": e.reason, "message": e.message, "type": e.type_, "count": e.count,
+            "source": {"component": e.source}, "firstTimestamp": now, "lastTimestamp": now
+        }))
+        .unwrap();
+        let _ = events.create(&PostParams::default(), &ev).await;
+    }
+    true
+}
+
 /// Plays the scheduler (binding) and the kubelet (status, logs, events) for the scenario's pods.
 async fn kubelet_loop(admin: Client, scenario: Scenario, suffix: String) {
     let node = env("SRE_K8S_NODE_NAME").unwrap_or_else(|| "fake-node".into());
@@ -387,87 +473,9 @@ async fn kubelet_loop(admin: Client, scenario: Scenario, suffix: String) {
                 if done.contains(&uid) {
                     continue;
                 }
-                let app = pod
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("app"))
-                    .cloned()
-                    .unwrap_or_default();
-                let unschedulable = scenario
-                    .deployments
-                    .iter()
-                    .find(|d| d.namespace == ns0 && d.name == app)
-                    .and_then(|d| d.unschedulable.clone());
-                let spec = pod.spec.clone().unwrap_or_default();
-                if unschedulable.is_none() && spec.node_name.is_none() {
-                    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-                        "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-                    let body = binding;
-                    if pods
-                        .create_subresource::<Value, Value>(
-                            "binding",
-                            &name,
-                            &PostParams::default(),
-                            &body,
-                        )
-                        .await
-                        .is_err()
-                    {
-                        continue;
-                    }
+                if play_kubelet(&admin, &scenario, &ns0, &ns, &node, &log_dir, &pod).await {
+                    done.insert(uid);
                 }
-                let containers: Vec<(String, String)> = spec
-                    .containers
-                    .iter()
-                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-                    .collect();
-                let view = pod_view(
-                    PodRef {
-                        name: &name,
-                        namespace: &ns,
-                        uid: &uid,
-                        node: &node,
-                    },
-                    &containers,
-                    |image| profile_of(&scenario, image),
-                    unschedulable.as_deref(),
-                    SystemTime::now(),
-                );
-                let patched = pods
-                    .patch_status(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"status": view.status})),
-                    )
-                    .await;
-                if patched.is_err() {
-                    continue;
-                }
-                for l in &view.logs {
-                    let dir = log_dir.join(&ns).join(&name);
-                    std::fs::create_dir_all(&dir).unwrap();
-                    if let Ok(text) = &l.current {
-                        std::fs::write(dir.join(format!("{}.log", l.container)), text).unwrap();
-                    }
-                    if let Ok(text) = &l.previous {
-                        std::fs::write(dir.join(format!("{}.previous.log", l.container)), text)
-                            .unwrap();
-                    }
-                }
-                let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
-                for (i, e) in view.events.iter().enumerate() {
-                    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-                    let ev: Event = serde_json::from_value(json!({
-                        "metadata": {"name": format!("{name}.{i:x}"), "namespace": ns},
-                        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1"},
-                        "reason": e.reason, "message": e.message, "type": e.type_, "count": e.count,
-                        "source": {"component": e.source}, "firstTimestamp": now, "lastTimestamp": now
-                    }))
-                    .unwrap();
-                    let _ = events.create(&PostParams::default(), &ev).await;
-                }
-                done.insert(uid);
             }
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
