@@ -15,5 +15,6 @@ mod error;
 pub mod k8s;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod trivy;
 
 pub use error::{Error, Result};

@@ -176,8 +176,9 @@ impl K8s {
     }
 }
 
-/// Maps a kube error to a tool error that names `what` (e.g. `pod shop/web-1`).
-pub(crate) fn kube_error(what: &str, e: &kube::Error) -> ToolError {
+/// Maps a kube error to a tool error that names `what` (e.g. `pod shop/web-1`): 403 forbidden,
+/// 404 not found, 409 conflict, with the API server's message.
+pub fn kube_error(what: &str, e: &kube::Error) -> ToolError {
     match e {
         kube::Error::Api(s) => {
             let msg = format!("{what}: {}", s.message);

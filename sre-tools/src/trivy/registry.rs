@@ -1,0 +1,427 @@
+//! Image references and the OCI distribution API's tag list (`GET /v2/<name>/tags/list`), with the
+//! `WWW-Authenticate: Bearer` token dance (anonymous for public images, with credentials when
+//! configured) and `Link` pagination.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+/// A parsed image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Registry host (`docker.io` for Docker Hub).
+    pub registry: String,
+    /// Repository path (`library/nginx` on Docker Hub).
+    pub repository: String,
+    /// Tag, if any.
+    pub tag: Option<String>,
+    /// Digest (`sha256:…`), if pinned.
+    pub digest: Option<String>,
+    /// How the user wrote the name part (kept when suggesting a new tag).
+    pub name: String,
+}
+
+impl ImageRef {
+    /// Parses `[registry/]repo[:tag][@digest]`.
+    ///
+    /// # Errors
+    /// An empty or malformed reference, with the reason.
+    pub fn parse(image: &str) -> Result<Self, String> {
+        let image = image.trim();
+        if image.is_empty() || image.contains(char::is_whitespace) {
+            return Err(format!("{image:?} is not an image reference"));
+        }
+        let (rest, digest) = match image.split_once('@') {
+            Some((r, d)) if d.contains(':') => (r, Some(d.to_owned())),
+            Some(_) => {
+                return Err(format!(
+                    "{image:?} has a malformed digest (expected @sha256:…)"
+                ));
+            }
+            None => (image, None),
+        };
+        let (name, tag) = match rest.rfind(':') {
+            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_owned())),
+            _ => (rest, None),
+        };
+        if name.is_empty() || tag.as_deref() == Some("") {
+            return Err(format!("{image:?} has an empty name or tag"));
+        }
+        let (first, remainder) = name.split_once('/').unwrap_or(("", name));
+        let explicit = !first.is_empty()
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        let (registry, repository) = if explicit {
+            (first.to_owned(), remainder.to_owned())
+        } else if first.is_empty() {
+            ("docker.io".to_owned(), format!("library/{remainder}"))
+        } else {
+            ("docker.io".to_owned(), name.to_owned())
+        };
+        Ok(Self {
+            registry,
+            repository,
+            tag,
+            digest,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The same repository with another tag, written the way the user wrote the name.
+    pub fn with_tag(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.name)
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists the tags of an image's repository.
+#[async_trait]
+pub trait TagLister: Send + Sync {
+    /// Every tag of the repository of `image`.
+    async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String>;
+}
+
+/// Credentials for one registry host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User.
+    pub username: String,
+    /// Password or token (never printed).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// An OCI distribution API client for tag lists.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    credentials: HashMap<String, Credentials>,
+    /// Base URL per registry host (e.g. `http://127.0.0.1:5000` for a local registry). Default:
+    /// `https://<host>`, with Docker Hub at `https://registry-1.docker.io`.
+    pub endpoints: HashMap<String, String>,
+    /// Most pages followed.
+    pub max_pages: usize,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"`.
+fn bearer_challenge(header: &str) -> Option<HashMap<String, String>> {
+    let rest = header
+        .trim()
+        .strip_prefix("Bearer ")
+        .or_else(|| header.trim().strip_prefix("bearer "))?;
+    let mut out = HashMap::new();
+    let mut s = rest;
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], q[end + 1..].trim_start_matches(',').trim_start())
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (
+                &after[..end],
+                after[end..].trim_start_matches(',').trim_start(),
+            )
+        };
+        out.insert(k.trim().to_ascii_lowercase(), v.to_owned());
+        s = next;
+    }
+    Some(out)
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header
+        .split(',')
+        .find(|p| p.contains("rel=\"next\""))
+        .and_then(|p| {
+            let start = p.find('<')? + 1;
+            let end = p.find('>')?;
+            Some(p[start..end].to_owned())
+        })
+}
+
+impl Default for RegistryClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegistryClient {
+    /// A client with no credentials.
+    pub fn new() -> Self {
+        install_crypto();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            credentials: HashMap::new(),
+            endpoints: HashMap::new(),
+            max_pages: 20,
+        }
+    }
+
+    /// Uses `credentials` for `registry` (and its token service).
+    #[must_use]
+    pub fn with_credentials(mut self, registry: &str, credentials: Credentials) -> Self {
+        self.credentials.insert(registry.to_owned(), credentials);
+        self
+    }
+
+    /// Talks to `registry` at `base_url` (e.g. a local `http://127.0.0.1:5000`).
+    #[must_use]
+    pub fn with_endpoint(mut self, registry: &str, base_url: &str) -> Self {
+        self.endpoints.insert(
+            registry.to_owned(),
+            base_url.trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    fn base(&self, registry: &str) -> String {
+        self.endpoints
+            .get(registry)
+            .cloned()
+            .unwrap_or_else(|| match registry {
+                "docker.io" | "index.docker.io" => "https://registry-1.docker.io".into(),
+                other => format!("https://{other}"),
+            })
+    }
+
+    async fn token(&self, image: &ImageRef, challenge: &str) -> Result<String, String> {
+        let params = bearer_challenge(challenge).ok_or_else(|| {
+            format!(
+                "registry {} sent an unsupported challenge: {challenge}",
+                image.registry
+            )
+        })?;
+        let realm = params.get("realm").ok_or_else(|| {
+            format!(
+                "registry {} sent a challenge without a realm",
+                image.registry
+            )
+        })?;
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(service) = params.get("service") {
+            query.push(("service", service.clone()));
+        }
+        query.push((
+            "scope",
+            params
+                .get("scope")
+                .cloned()
+                .unwrap_or_else(|| format!("repository:{}:pull", image.repository)),
+        ));
+        let mut req = self.http.get(realm).query(&query);
+        if let Some(c) = self.credentials.get(&image.registry) {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("token request to {realm} failed: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!(
+                "token service {realm} refused (HTTP {status}): check the registry credentials"
+            ));
+        }
+        let t: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| format!("token service {realm} sent an unreadable answer: {e}"))?;
+        t.token
+            .or(t.access_token)
+            .ok_or_else(|| format!("token service {realm} sent no token"))
+    }
+}
+
+#[async_trait]
+impl TagLister for RegistryClient {
+    async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String> {
+        let base = self.base(&image.registry);
+        let mut url = format!("{base}/v2/{}/tags/list?n=1000", image.repository);
+        let mut token: Option<String> = None;
+        let mut tags = Vec::new();
+        for _ in 0..self.max_pages {
+            let mut req = self.http.get(&url);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("registry {} unreachable: {e}", image.registry))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+                let challenge = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                token = Some(self.token(image, &challenge).await?);
+                continue;
+            }
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(match status.as_u16() {
+                    401 | 403 => format!(
+                        "registry {} refused the tag list of {} (HTTP {status}): credentials needed",
+                        image.registry, image.repository
+                    ),
+                    404 => format!(
+                        "repository {} not found on {}",
+                        image.repository, image.registry
+                    ),
+                    _ => format!(
+                        "registry {} answered HTTP {status} for the tags of {}",
+                        image.registry, image.repository
+                    ),
+                });
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let page: TagList = resp.json().await.map_err(|e| {
+                format!(
+                    "registry {} sent an unreadable tag list: {e}",
+                    image.registry
+                )
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) if n.starts_with("http") => url = n,
+                Some(n) => url = format!("{base}{n}"),
+                None => return Ok(tags),
+            }
+        }
+        Ok(tags)
+    }
+}
+
+/// Tags from the simulator's catalogue (images of the same repository).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogueTags {
+    images: Vec<String>,
+}
+
+impl CatalogueTags {
+    /// Tags of these image references.
+    pub fn new(images: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            images: images.into_iter().collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl TagLister for CatalogueTags {
+    async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String> {
+        Ok(self
+            .images
+            .iter()
+            .filter_map(|i| ImageRef::parse(i).ok())
+            .filter(|r| r.registry == image.registry && r.repository == image.repository)
+            .filter_map(|r| r.tag)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = ImageRef::parse("nginx:1.25.3-alpine").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/nginx", Some("1.25.3-alpine"))
+        );
+        let r = ImageRef::parse("localhost:5000/team/app:2@sha256:abc").unwrap();
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.tag.as_deref(),
+                r.digest.as_deref()
+            ),
+            ("localhost:5000", "team/app", Some("2"), Some("sha256:abc"))
+        );
+        let r = ImageRef::parse("ghcr.io/acme/api@sha256:abc").unwrap();
+        assert_eq!((r.tag, r.digest.as_deref()), (None, Some("sha256:abc")));
+        assert_eq!(
+            ImageRef::parse("bitnami/redis").unwrap().repository,
+            "bitnami/redis"
+        );
+        assert!(ImageRef::parse("nginx:").is_err());
+        assert!(ImageRef::parse("a b").is_err());
+        assert_eq!(ImageRef::parse("nginx:1").unwrap().with_tag("2"), "nginx:2");
+    }
+
+    #[test]
+    fn challenges_and_links() {
+        let c = bearer_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#).unwrap();
+        assert_eq!(c["realm"], "https://auth.example/token");
+        assert_eq!(c["service"], "registry.example");
+        assert_eq!(c["scope"], "repository:a/b:pull");
+        assert!(bearer_challenge("Basic realm=x").is_none());
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(""), None);
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
