@@ -44,3 +44,47 @@ pub fn pod_list_json(n: usize) -> String {
 pub fn parse_and_triage(json: &[u8]) -> Result<sre_tools::k8s::analyze::Triage, serde_json::Error> {
     sre_tools::k8s::analyze::triage_pod_list_json(json)
 }
+
+/// The largest Trivy report of the fixtures (Trivy 0.20, Debian 10, 93 vulnerabilities).
+pub const TRIVY_LARGEST: &str = include_str!("fixtures/debian-buster-trivy-v0.20.json");
+
+/// A Trivy report of about `bytes` bytes: the largest fixture's vulnerabilities repeated with
+/// distinct IDs and packages, spread over several results as a large image's report is.
+///
+/// # Panics
+/// Never: the embedded fixture is valid JSON.
+#[expect(clippy::expect_used, reason = "embedded fixture")]
+pub fn trivy_report_json(bytes: usize) -> String {
+    let base: Value = serde_json::from_str(TRIVY_LARGEST).expect("fixture");
+    let vulns = base["Results"][0]["Vulnerabilities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let one: usize = vulns
+        .iter()
+        .map(|v| v.to_string().len() + 1)
+        .sum::<usize>()
+        .max(1);
+    let rounds = bytes / one + 1;
+    let mut results = Vec::new();
+    for r in 0..rounds {
+        let items: Vec<Value> = vulns
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut v = v.clone();
+                v["VulnerabilityID"] = json!(format!(
+                    "CVE-{}-{:05}",
+                    2000 + r % 25,
+                    (r * vulns.len() + i) % 100_000
+                ));
+                v["PkgName"] = json!(format!("{}-{r}", v["PkgName"].as_str().unwrap_or("pkg")));
+                v
+            })
+            .collect();
+        results.push(json!({"Target": format!("layer-{r}"), "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": items}));
+    }
+    let mut report = base;
+    report["Results"] = Value::Array(results);
+    report.to_string()
+}

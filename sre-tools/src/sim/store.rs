@@ -426,6 +426,9 @@ impl Store {
             }
             rs["spec"]["replicas"] = json!(want);
             let rs = self.put("replicasets", rs);
+            if want > 0 {
+                self.vulnerability_reports(&rs);
+            }
             let (pods, ready) = self.sync_pods(&rs, want, ns, name);
             pods_total += pods;
             ready_total += ready;
@@ -620,6 +623,69 @@ impl Store {
         let pod = self.put("pods", pod);
         for e in view.events {
             self.event(&pod, e.reason, e.type_, &e.message, e.source, e.count);
+        }
+    }
+
+    /// What the Trivy Operator would write for a running ReplicaSet whose images have findings.
+    fn vulnerability_reports(&mut self, rs: &Value) {
+        if !self.emit_events {
+            return;
+        }
+        let ns = str_at(rs, "/metadata/namespace").to_owned();
+        let rs_name = str_at(rs, "/metadata/name").to_owned();
+        let containers: Vec<(String, String)> = rs
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            str_at(c, "/name").to_owned(),
+                            str_at(c, "/image").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (container, image) in containers {
+            let Some(profile) = self.images.get(&image).cloned() else {
+                continue;
+            };
+            if profile.vulnerabilities.is_empty() {
+                continue;
+            }
+            let name = format!("replicaset-{rs_name}-{container}");
+            if self.get("vulnerabilityreports", &ns, &name).is_some() {
+                continue;
+            }
+            let count = |s: &str| profile.vulnerabilities.get(s).copied().unwrap_or(0);
+            let mut vulns = Vec::new();
+            for (sev, n) in &profile.vulnerabilities {
+                for i in 0..(*n).min(5) {
+                    vulns.push(json!({"vulnerabilityID": format!("SIM-{sev}-{:04}", i + 1), "resource": format!("sim-lib{}", i % 3),
+                        "installedVersion": "1.0.0", "fixedVersion": "1.0.1", "severity": sev,
+                        "score": if sev == "CRITICAL" { 9.8 } else if sev == "HIGH" { 7.5 } else { 5.0 },
+                        "title": format!("simulated {sev} finding {}", i + 1), "primaryLink": "", "links": [],
+                        "target": image.clone(), "publishedDate": "2026-01-01T00:00:00Z", "lastModifiedDate": "2026-01-01T00:00:00Z"}));
+                }
+            }
+            let (repo, tag) = image
+                .rsplit_once(':')
+                .map_or((image.as_str(), ""), |(r, t)| (r, t));
+            let report = json!({
+                "apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
+                "metadata": {"name": name, "namespace": ns, "labels": {
+                    "trivy-operator.resource.kind": "ReplicaSet", "trivy-operator.resource.name": rs_name,
+                    "trivy-operator.resource.namespace": ns, "trivy-operator.container.name": container},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
+                        "uid": str_at(rs, "/metadata/uid"), "controller": true, "blockOwnerDeletion": false}]},
+                "report": {"artifact": {"repository": repo, "tag": tag}, "registry": {"server": "index.docker.io"}, "os": {"family": "alpine", "name": "3.18"},
+                    "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "simulated"},
+                    "summary": {"criticalCount": count("CRITICAL"), "highCount": count("HIGH"), "mediumCount": count("MEDIUM"),
+                        "lowCount": count("LOW"), "unknownCount": count("UNKNOWN")},
+                    "updateTimestamp": self.now(), "vulnerabilities": vulns}
+            });
+            self.put("vulnerabilityreports", report);
         }
     }
 

@@ -158,7 +158,7 @@ pub async fn recommend(
     image: &str,
     max_severity: Severity,
     tags: &dyn TagLister,
-    scanner: &dyn ImageScanner,
+    scan_image: &dyn ImageScanner,
 ) -> Result<Recommendation, String> {
     let r = ImageRef::parse(image)?;
     let mut notes = Vec::new();
@@ -179,7 +179,7 @@ pub async fn recommend(
         image: img.to_owned(),
         unique: s.unique,
     };
-    let current_report = scanner.scan(image).await.map_err(|e| e.to_string())?;
+    let current_report = scan_image.scan(image).await.map_err(|e| e.to_string())?;
     let current = summary(&Summary::of(&current_report), image);
     let all = tags.tags(&r).await?;
     let cands = candidates(&tag, &all);
@@ -194,7 +194,7 @@ pub async fn recommend(
     let mut best: Option<Evidence> = None;
     for t in cands.iter().take(MAX_SCANS) {
         let img = r.with_tag(t);
-        let report = match scanner.scan(&img).await {
+        let report = match scan_image.scan(&img).await {
             Ok(rep) => rep,
             Err(e) => {
                 notes.push(format!("could not scan {img}: {e}"));
@@ -224,7 +224,7 @@ pub async fn recommend(
         recommended,
         scanned,
         max_severity,
-        simulated: scanner.simulated(),
+        simulated: scan_image.simulated(),
         notes,
     })
 }

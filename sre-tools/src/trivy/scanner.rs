@@ -133,6 +133,14 @@ fn tail(s: &str, lines: usize) -> String {
 }
 
 impl TrivyCli {
+    /// A scanner running `binary` with the defaults (local mode, 5 minute timeout, 1 hour cache).
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            ..Self::default()
+        }
+    }
+
     /// The arguments of a scan of `image`.
     pub fn args(&self, image: &str) -> Vec<String> {
         let mut args: Vec<String> = ["image", "--format", "json", "--quiet"]
@@ -201,15 +209,12 @@ impl TrivyCli {
             let status = child.wait().await;
             (out, err, status)
         };
-        let (out, err, status) = match tokio::time::timeout(self.timeout, io).await {
-            Ok(r) => r,
-            // Dropping the future drops the child, which kill_on_drop kills.
-            Err(_) => {
-                return Err(ScanError::Timeout {
-                    image: image.to_owned(),
-                    timeout: self.timeout,
-                });
-            }
+        // On timeout, dropping the future drops the child, which kill_on_drop kills.
+        let Ok((out, err, status)) = tokio::time::timeout(self.timeout, io).await else {
+            return Err(ScanError::Timeout {
+                image: image.to_owned(),
+                timeout: self.timeout,
+            });
         };
         let err = String::from_utf8_lossy(&err).into_owned();
         let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);

@@ -327,7 +327,7 @@ async fn wait_settled(api: &Api<Deployment>, name: &str, last: bool) {
     }
 }
 
-async fn install_vulnerability_report_crd(admin: &Client) {
+pub(crate) async fn install_vulnerability_report_crd(admin: &Client) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/trivy-operator/vulnerabilityreports-crd.yaml");
     let crd: CustomResourceDefinition =
