@@ -13,6 +13,7 @@
 
 mod error;
 pub mod k8s;
+pub mod playbook;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod trivy;

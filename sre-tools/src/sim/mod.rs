@@ -126,6 +126,32 @@ impl Simulator {
         kube::Client::try_from(config).map_err(Error::Kube)
     }
 
+    /// Every tool, wired to this simulator: the Kubernetes tools scoped to the scenario's
+    /// namespaces, and the Trivy tools with the scenario's image catalogue standing in for Trivy and
+    /// the registry (labelled simulated in their outputs).
+    ///
+    /// # Errors
+    /// When the client cannot be built.
+    pub fn tools(
+        &self,
+        limits: crate::k8s::Limits,
+    ) -> Result<Vec<std::sync::Arc<dyn sre_core::Tool>>> {
+        let client = self.client()?;
+        let scope = crate::k8s::Scope::namespaces(self.scenario.all_namespaces());
+        let mut tools = crate::k8s::K8s::with_limits(client.clone(), scope.clone(), limits).tools();
+        let scanner = crate::trivy::scanner::CatalogueScanner::new(self.scenario.images.clone());
+        let tags = crate::trivy::registry::CatalogueTags::new(self.scenario.images.keys().cloned());
+        tools.extend(
+            crate::trivy::Trivy::new(
+                std::sync::Arc::new(scanner),
+                std::sync::Arc::new(tags),
+                Some((client, scope)),
+            )
+            .tools(),
+        );
+        Ok(tools)
+    }
+
     /// The stored object, read directly (for tests and the demo's "after" view).
     pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         let s = self

@@ -1,0 +1,561 @@
+//! The offline playbook brain: an [`LlmProvider`] with no model behind it. It reads the transcript,
+//! plans the standard runbooks as tool calls, and writes the final report. It is deterministic,
+//! stateless (everything it knows is in the transcript), never repeats a call, stops when a write
+//! is denied, and obeys the agent's budgets like a model (its token usage is an estimate).
+//!
+//! Runbooks:
+//! - crash-looping release → previous container's logs + events → revisions → roll back;
+//! - image that cannot be pulled → events → revisions → roll back to the last image that pulled;
+//! - OOMKilled → logs + pod description → report with a suggested memory limit (no change);
+//! - unschedulable → events → report the scheduler's reason (no change);
+//! - critical CVEs (when the task asks about security) → Trivy Operator reports → the running image →
+//!   recommendation → patch the image → verify.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use sre_core::{ChatRequest, LlmProvider, Message};
+//! let brain = sre_tools::playbook::Playbook::new(["shop"]);
+//! let first = brain
+//!     .chat(&ChatRequest { messages: vec![Message::user("shop/web is failing")], ..Default::default() })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(first.message.tool_calls[0].name, "k8s_find_unhealthy");
+//! # }
+//! ```
+
+mod parse;
+
+use std::fmt::Write as _;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use sre_core::{
+    ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall, Usage,
+};
+
+use parse::{
+    Workload, deployment_images, deployment_revisions, parse_triage, parse_vulnerability_reports,
+    recommended_image,
+};
+
+/// The playbook brain.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    namespaces: Vec<String>,
+}
+
+impl Playbook {
+    /// A playbook for the namespaces in the agent's scope (used for the security runbook).
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(namespaces: I) -> Self {
+        Self {
+            namespaces: namespaces.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A call already made, with its result.
+struct Done<'a> {
+    call: &'a ToolCall,
+    result: Option<&'a Message>,
+}
+
+/// What the transcript says so far.
+struct History<'a> {
+    task: String,
+    done: Vec<Done<'a>>,
+    tools: Vec<String>,
+}
+
+impl<'a> History<'a> {
+    fn of(request: &'a ChatRequest) -> Self {
+        let task = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut done = Vec::new();
+        for m in &request.messages {
+            for c in &m.tool_calls {
+                let result = request.messages.iter().find(|r| {
+                    r.role == Role::Tool && r.tool_call_id.as_deref() == Some(c.id.as_str())
+                });
+                done.push(Done { call: c, result });
+            }
+        }
+        Self {
+            task,
+            done,
+            tools: request.tools.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+
+    fn find(&self, name: &str, args: &Value) -> Option<&Done<'a>> {
+        self.done
+            .iter()
+            .find(|d| d.call.name == name && &d.call.arguments == args)
+    }
+
+    /// The result text of a call made, `Err` with the text when it failed.
+    fn result(&self, name: &str, args: &Value) -> Option<Result<&'a str, &'a str>> {
+        let d = self.find(name, args)?;
+        let m = d.result?;
+        Some(if m.is_error {
+            Err(m.content.as_str())
+        } else {
+            Ok(m.content.as_str())
+        })
+    }
+
+    fn has_tool(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t == name)
+    }
+
+    fn wants_security(&self) -> bool {
+        let t = self.task.to_lowercase();
+        [
+            "security",
+            "cve",
+            "vulnerab",
+            "trivy",
+            "scan",
+            "patch image",
+        ]
+        .iter()
+        .any(|k| t.contains(k))
+    }
+}
+
+/// The next step: calls to make, or the final report.
+enum Step {
+    Calls(Vec<(String, Value)>),
+    Final(String),
+}
+
+/// Collects the calls a runbook still needs, and what it concluded.
+#[derive(Default)]
+struct Plan {
+    calls: Vec<(String, Value)>,
+    findings: Vec<String>,
+    actions: Vec<String>,
+    human: Vec<String>,
+    stop: Option<String>,
+}
+
+impl Plan {
+    /// `Some(result)` when the call was made; otherwise queues it and returns `None`.
+    fn need<'a>(
+        &mut self,
+        h: &History<'a>,
+        name: &str,
+        args: Value,
+    ) -> Option<Result<&'a str, &'a str>> {
+        if let Some(r) = h.result(name, &args) {
+            return Some(r);
+        }
+        if h.find(name, &args).is_none() && !self.calls.iter().any(|(n, a)| n == name && *a == args)
+        {
+            self.calls.push((name.to_owned(), args));
+        }
+        None
+    }
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.lines().take(n).collect::<Vec<_>>().join(" / ")
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(n)..].join(" / ")
+}
+
+/// Doubles a memory limit like `128Mi` (rounded to a power-of-two-ish step).
+fn suggest_memory(limit: &str) -> Option<String> {
+    let digits: String = limit.chars().take_while(char::is_ascii_digit).collect();
+    let unit = &limit[digits.len()..];
+    let n: u64 = digits.parse().ok()?;
+    Some(format!("{}{unit}", n * 2))
+}
+
+/// Handles a write's result; `true` when the run must stop.
+fn record_write(plan: &mut Plan, what: &str, result: Result<&str, &str>) -> bool {
+    match result {
+        Ok(text) => {
+            let verified = text
+                .lines()
+                .find(|l| l.starts_with("verification:"))
+                .unwrap_or("verification: none");
+            plan.actions
+                .push(format!("{what}: {}; {verified}", first_lines(text, 1)));
+            if text.contains("automatic rollback") {
+                plan.human.push(format!("{what} failed its verification and was rolled back automatically: investigate before retrying"));
+            }
+            false
+        }
+        Err(e) if e.starts_with("denied by") => {
+            plan.stop = Some(format!(
+                "I would have applied: {what}. The approval policy denied it ({}), so nothing was changed. \
+                 A human has to decide: apply it by hand, or approve it in a new run.",
+                first_lines(e, 1)
+            ));
+            true
+        }
+        Err(e) => {
+            plan.human
+                .push(format!("{what} was not applied: {}", first_lines(e, 1)));
+            false
+        }
+    }
+}
+
+fn handle_rollout_failure(h: &History<'_>, plan: &mut Plan, w: &Workload) -> bool {
+    let f = &w.findings[0];
+    let Some(pod) = f.pods.first() else {
+        plan.human.push(format!(
+            "{}/{}: {} but no pod to inspect",
+            w.namespace, w.name, f.kind
+        ));
+        return false;
+    };
+    let crash = f.kind == "CrashLoopBackOff";
+    if crash {
+        let mut args =
+            json!({"namespace": w.namespace, "pod": pod, "previous": true, "tail_lines": 20});
+        if let Some(c) = &f.container {
+            args["container"] = json!(c);
+        }
+        if let Some(Ok(logs)) = plan.need(h, "k8s_pod_logs", args) {
+            plan.findings.push(format!(
+                "{}/{}: container {} crash-loops; last log lines: {}",
+                w.namespace,
+                w.name,
+                f.container.as_deref().unwrap_or("?"),
+                last_lines(logs, 2)
+            ));
+        }
+    }
+    if let Some(Ok(events)) = plan.need(
+        h,
+        "k8s_events",
+        json!({"namespace": w.namespace, "name": pod}),
+    ) {
+        if !crash {
+            let warning = events
+                .lines()
+                .find(|l| l.starts_with("Warning"))
+                .unwrap_or("no warning events");
+            plan.findings.push(format!(
+                "{}/{}: image {} cannot be pulled; {warning}",
+                w.namespace,
+                w.name,
+                f.image.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if w.kind != "Deployment" {
+        plan.human.push(format!(
+            "{}/{} {} is not a Deployment: roll it back by hand",
+            w.namespace, w.kind, w.name
+        ));
+        return false;
+    }
+    let Some(Ok(dep)) = plan.need(
+        h,
+        "k8s_get_deployment",
+        json!({"namespace": w.namespace, "deployment": w.name}),
+    ) else {
+        return false;
+    };
+    let revisions = deployment_revisions(dep);
+    let Some(previous) = revisions.iter().find(|r| !r.current) else {
+        plan.human.push(format!(
+            "{}/{} has no earlier revision to roll back to: fix the release",
+            w.namespace, w.name
+        ));
+        return false;
+    };
+    if !plan.calls.is_empty() {
+        return false;
+    }
+    let what = format!(
+        "roll back deployment {}/{} to revision {} ({})",
+        w.namespace, w.name, previous.number, previous.images
+    );
+    match plan.need(
+        h,
+        "k8s_rollback",
+        json!({"namespace": w.namespace, "deployment": w.name}),
+    ) {
+        Some(result) => record_write(plan, &what, result),
+        None => false,
+    }
+}
+
+fn handle_report_only(h: &History<'_>, plan: &mut Plan, w: &Workload) {
+    let f = &w.findings[0];
+    let pod = f.pods.first().cloned();
+    match f.kind.as_str() {
+        "OOMKilled" => {
+            if let Some(pod) = pod {
+                let mut args = json!({"namespace": w.namespace, "pod": pod, "previous": true, "tail_lines": 20});
+                if let Some(c) = &f.container {
+                    args["container"] = json!(c);
+                }
+                let logs = plan.need(h, "k8s_pod_logs", args);
+                let describe = plan.need(
+                    h,
+                    "k8s_describe_pod",
+                    json!({"namespace": w.namespace, "pod": pod}),
+                );
+                if let (Some(logs), Some(_)) = (logs, describe) {
+                    let limit = f.memory_limit.clone().unwrap_or_else(|| "none".into());
+                    let suggestion = f
+                        .memory_limit
+                        .as_deref()
+                        .and_then(suggest_memory)
+                        .unwrap_or_else(|| "a limit sized from its peak usage".into());
+                    plan.findings.push(format!(
+                        "{}/{}: container {} is OOMKilled (exit 137) at its memory limit {limit}; last log lines: {}",
+                        w.namespace,
+                        w.name,
+                        f.container.as_deref().unwrap_or("?"),
+                        last_lines(logs.unwrap_or_else(|e| e), 2)
+                    ));
+                    plan.human.push(format!(
+                        "raise the memory limit of {}/{} container {} from {limit} to about {suggestion} (or reduce its batch size); \
+                         a limit is a capacity decision, so nothing was changed automatically",
+                        w.namespace,
+                        w.name,
+                        f.container.as_deref().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        "Unschedulable" => {
+            if let Some(pod) = pod
+                && plan
+                    .need(
+                        h,
+                        "k8s_events",
+                        json!({"namespace": w.namespace, "name": pod}),
+                    )
+                    .is_some()
+            {
+                plan.findings.push(format!(
+                    "{}/{}: pods stay Pending; the scheduler says: {}",
+                    w.namespace, w.name, f.message
+                ));
+                plan.human.push(format!(
+                    "make room for {}/{}: add capacity (or the resource it asks for), or lower its requests; nothing was changed automatically",
+                    w.namespace, w.name
+                ));
+            }
+        }
+        other => {
+            plan.findings
+                .push(format!("{}/{}: {other} {}", w.namespace, w.name, f.message));
+            plan.human.push(format!(
+                "look into {}/{} ({other}); no runbook changes it automatically",
+                w.namespace, w.name
+            ));
+        }
+    }
+}
+
+fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
+    if !h.has_tool("trivy_vulnerability_reports") {
+        plan.human.push("no Trivy Operator reports are available to this agent: scan the running images with trivy".into());
+        return false;
+    }
+    for ns in namespaces {
+        let Some(result) = plan.need(h, "trivy_vulnerability_reports", json!({"namespace": ns}))
+        else {
+            continue;
+        };
+        let text = match result {
+            Ok(t) => t,
+            Err(e) => {
+                plan.human.push(format!(
+                    "could not read the Trivy Operator's reports in {ns}: {}",
+                    first_lines(e, 1)
+                ));
+                continue;
+            }
+        };
+        let mut critical = parse_vulnerability_reports(text);
+        critical.retain(|r| r.critical > 0 && r.kind == "Deployment");
+        if critical.is_empty() {
+            plan.findings.push(format!(
+                "{ns}: no running image has CRITICAL vulnerabilities"
+            ));
+        }
+        for r in critical {
+            plan.findings.push(format!(
+                "{ns}/{} container {}: {} CRITICAL vulnerabilities ({})",
+                r.name, r.container, r.critical, r.image
+            ));
+            let Some(Ok(dep)) = plan.need(
+                h,
+                "k8s_get_deployment",
+                json!({"namespace": ns, "deployment": r.name}),
+            ) else {
+                continue;
+            };
+            let Some(image) = deployment_images(dep)
+                .into_iter()
+                .find(|(c, _)| *c == r.container)
+                .map(|(_, i)| i)
+            else {
+                plan.human
+                    .push(format!("{ns}/{} has no container {}", r.name, r.container));
+                continue;
+            };
+            let Some(rec) = plan.need(h, "image_recommend", json!({"image": image})) else {
+                continue;
+            };
+            let Some(target) = rec.ok().and_then(recommended_image) else {
+                plan.human.push(format!(
+                    "no upgrade of {image} clears its CRITICAL findings: {}",
+                    first_lines(rec.unwrap_or_else(|e| e), 2)
+                ));
+                continue;
+            };
+            if !plan.calls.is_empty() {
+                continue;
+            }
+            let what = format!(
+                "patch {ns}/{} container {} image {image} -> {target}",
+                r.name, r.container
+            );
+            if let Some(result) = plan.need(h, "k8s_patch_image", json!({"namespace": ns, "deployment": r.name, "container": r.container, "image": target}))
+                && record_write(plan, &what, result)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+impl Playbook {
+    fn step(&self, h: &History<'_>) -> Step {
+        let triage = match h.result("k8s_find_unhealthy", &json!({})) {
+            None => return Step::Calls(vec![("k8s_find_unhealthy".into(), json!({}))]),
+            Some(Err(e)) => {
+                return Step::Final(format!(
+                    "I could not triage the cluster: {e}\nA human has to check the agent's access (sre-agent preflight)."
+                ));
+            }
+            Some(Ok(t)) => t,
+        };
+        let workloads = parse_triage(triage);
+        let mut plan = Plan::default();
+        for w in &workloads {
+            let Some(f) = w.findings.first() else {
+                continue;
+            };
+            let w = &w.primary_first();
+            let f = w.findings.first().unwrap_or(f);
+            let stop = match f.kind.as_str() {
+                "CrashLoopBackOff" | "ImagePull" => handle_rollout_failure(h, &mut plan, w),
+                _ => {
+                    handle_report_only(h, &mut plan, w);
+                    false
+                }
+            };
+            if stop {
+                break;
+            }
+            if !plan.calls.is_empty() {
+                return Step::Calls(plan.calls);
+            }
+        }
+        if plan.stop.is_none() && h.wants_security() && security(h, &mut plan, &self.namespaces) {
+            // stopped by a denial
+        }
+        if !plan.calls.is_empty() && plan.stop.is_none() {
+            return Step::Calls(plan.calls);
+        }
+        Step::Final(report(triage, &workloads, &plan))
+    }
+}
+
+fn report(triage: &str, workloads: &[Workload], plan: &Plan) -> String {
+    let mut out = String::new();
+    if workloads.is_empty() {
+        let _ = writeln!(out, "Status: {}", first_lines(triage, 1));
+    } else {
+        let _ = writeln!(out, "Status: {} unhealthy workload(s).", workloads.len());
+    }
+    if !plan.findings.is_empty() {
+        out.push_str("Findings:\n");
+        for f in &plan.findings {
+            let _ = writeln!(out, "- {f}");
+        }
+    }
+    if !plan.actions.is_empty() {
+        out.push_str("Actions:\n");
+        for a in &plan.actions {
+            let _ = writeln!(out, "- {a}");
+        }
+    }
+    if let Some(stop) = &plan.stop {
+        let _ = writeln!(out, "Stopped: {stop}");
+    }
+    if plan.human.is_empty() && plan.stop.is_none() {
+        out.push_str("Needs a human: nothing.\n");
+    } else if !plan.human.is_empty() {
+        out.push_str("Needs a human:\n");
+        for x in &plan.human {
+            let _ = writeln!(out, "- {x}");
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// About four characters per token: the playbook reports an estimate so token budgets still apply.
+fn estimate(s: usize) -> u64 {
+    u64::try_from(s.div_ceil(4)).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl LlmProvider for Playbook {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let h = History::of(request);
+        let input: usize = request.messages.iter().map(|m| m.content.len() + 16).sum();
+        let step = self.step(&h);
+        Ok(match step {
+            Step::Calls(calls) => {
+                let base = h.done.len();
+                let calls: Vec<ToolCall> = calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name, args))| {
+                        ToolCall::new(format!("pb-{}", base + i + 1), name, args)
+                    })
+                    .collect();
+                let out: usize = calls
+                    .iter()
+                    .map(|c| c.name.len() + c.arguments.to_string().len())
+                    .sum();
+                ChatResponse {
+                    message: Message::assistant_tool_calls("", calls),
+                    stop_reason: StopReason::ToolUse,
+                    usage: Usage::new(estimate(input), estimate(out)),
+                }
+            }
+            Step::Final(text) => ChatResponse {
+                usage: Usage::new(estimate(input), estimate(text.len())),
+                message: Message::assistant(text),
+                stop_reason: StopReason::EndTurn,
+            },
+        })
+    }
+
+    fn name(&self) -> String {
+        "offline/playbook".into()
+    }
+}

@@ -1,0 +1,189 @@
+//! The playbook brain runs every demo scenario's runbook end to end on the simulator, through the
+//! real agent loop and approval gate.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::time::Duration;
+
+use sre_core::{ActionStatus, Agent, AutoApprove, Outcome, ReadOnly, RunReport};
+use sre_tools::k8s::Limits;
+use sre_tools::playbook::Playbook;
+use sre_tools::sim::Simulator;
+
+fn limits() -> Limits {
+    Limits {
+        poll_interval: Duration::from_millis(10),
+        rollout_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
+async fn run(scenario: &str, approve: bool) -> (Simulator, RunReport) {
+    let sim = Simulator::start_named(scenario).await.unwrap();
+    let brain = Playbook::new(sim.scenario().all_namespaces());
+    let mut b = Agent::builder(brain)
+        .tools(sim.tools(limits()).unwrap())
+        .max_steps(15);
+    b = if approve {
+        b.policy(AutoApprove)
+    } else {
+        b.policy(ReadOnly)
+    };
+    let report = b.build().unwrap().run(&sim.scenario().task.clone()).await;
+    (sim, report)
+}
+
+fn image(sim: &Simulator, ns: &str, dep: &str) -> String {
+    sim.object("deployments", ns, dep).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+}
+
+fn tools_called(r: &RunReport) -> Vec<String> {
+    r.transcript
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().map(|c| c.name.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_release_is_rolled_back() {
+    let (sim, r) = run("bad-release", true).await;
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert_eq!(
+        tools_called(&r),
+        [
+            "k8s_find_unhealthy",
+            "k8s_pod_logs",
+            "k8s_events",
+            "k8s_get_deployment",
+            "k8s_rollback"
+        ]
+    );
+    assert_eq!(r.actions.len(), 1);
+    assert_eq!(r.actions[0].status, ActionStatus::Applied);
+    assert!(r.actions[0].verification.as_ref().unwrap().passed);
+    assert_eq!(image(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.4.2");
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer.contains("DATABASE_URL"),
+        "the evidence is in the report: {answer}"
+    );
+    assert!(
+        answer.contains(
+            "roll back deployment shop/web to revision 1 (web=ghcr.io/acme/shop-web:1.4.2)"
+        ),
+        "{answer}"
+    );
+    assert!(answer.contains("Needs a human: nothing."), "{answer}");
+}
+
+#[tokio::test]
+async fn a_denied_rollback_changes_nothing_and_says_what_it_would_have_done() {
+    let (sim, r) = run("bad-release", false).await;
+    assert_eq!(r.outcome, Outcome::Completed);
+    assert!(r.any_denied());
+    assert_eq!(image(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.5.0");
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer.contains("Stopped: I would have applied: roll back deployment shop/web"),
+        "{answer}"
+    );
+    assert_eq!(
+        tools_called(&r)
+            .iter()
+            .filter(|t| *t == "k8s_rollback")
+            .count(),
+        1,
+        "never retries a denied write"
+    );
+}
+
+#[tokio::test]
+async fn image_typo_is_rolled_back_to_the_image_that_pulled() {
+    let (sim, r) = run("image-typo", true).await;
+    assert_eq!(
+        tools_called(&r),
+        [
+            "k8s_find_unhealthy",
+            "k8s_events",
+            "k8s_get_deployment",
+            "k8s_rollback"
+        ]
+    );
+    assert_eq!(
+        image(&sim, "shop", "checkout"),
+        "ghcr.io/acme/checkout:2.3.0"
+    );
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer.contains("image ghcr.io/acme/checkout:2.3.1O cannot be pulled"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn critical_cves_are_patched_to_the_recommended_image() {
+    let (sim, r) = run("critical-cve", true).await;
+    assert_eq!(
+        tools_called(&r),
+        [
+            "k8s_find_unhealthy",
+            "trivy_vulnerability_reports",
+            "k8s_get_deployment",
+            "image_recommend",
+            "k8s_patch_image"
+        ]
+    );
+    assert_eq!(image(&sim, "shop", "frontend"), "nginx:1.25.5-alpine");
+    assert!(r.actions[0].verification.as_ref().unwrap().passed);
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer.contains(
+            "patch shop/frontend container nginx image nginx:1.25.3-alpine -> nginx:1.25.5-alpine"
+        ),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn oom_and_unschedulable_are_reported_not_changed() {
+    let (sim, r) = run("oom-worker", true).await;
+    assert!(r.actions.is_empty());
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer.contains("OOMKilled (exit 137) at its memory limit 128Mi"),
+        "{answer}"
+    );
+    assert!(answer.contains("from 128Mi to about 256Mi"), "{answer}");
+    assert_eq!(image(&sim, "jobs", "worker"), "ghcr.io/acme/worker:3.1.0");
+
+    let (_sim, r) = run("unschedulable", true).await;
+    assert!(r.actions.is_empty());
+    let answer = r.answer.clone().unwrap();
+    assert!(
+        answer
+            .contains("the scheduler says: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_cluster_is_reported_healthy() {
+    let (_sim, r) = run("healthy", true).await;
+    assert_eq!(tools_called(&r), ["k8s_find_unhealthy"]);
+    assert!(r.answer.unwrap().starts_with("Status: healthy: 4 pods"));
+}
+
+#[tokio::test]
+async fn the_playbook_obeys_budgets() {
+    let sim = Simulator::start_named("bad-release").await.unwrap();
+    let brain = Playbook::new(["shop"]);
+    let agent = Agent::builder(brain)
+        .tools(sim.tools(limits()).unwrap())
+        .policy(AutoApprove)
+        .max_steps(2)
+        .build()
+        .unwrap();
+    let r = agent.run("fix it").await;
+    assert_eq!(r.outcome, Outcome::MaxSteps);
+    assert_eq!(image(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.5.0");
+}
