@@ -1,0 +1,514 @@
+//! `sre-agent`: the autonomous Kubernetes SRE / DevSecOps agent on the command line.
+//!
+//! ```sh
+//! cargo run --release --bin sre-agent -- demo --approve auto
+//! ```
+//!
+//! Exit codes: 0 resolved or healthy, 1 an error, 2 usage error, 3 findings remain / a human must
+//! act, 4 an action was denied.
+
+mod progress;
+mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use sre_core::{
+    Agent, ApprovalPolicy, ApprovalRequest, AuditLog, AutoApprove, Decision, Prompt, ReadOnly,
+    Rules, RunReport, Tool, ToolContext,
+};
+use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
+use sre_tools::playbook::Playbook;
+use sre_tools::sim::{Scenario, Simulator};
+use sre_tools::trivy::Trivy;
+use sre_tools::trivy::registry::RegistryClient;
+use sre_tools::trivy::report::Report;
+use sre_tools::trivy::scanner::{ImageScanner, TrivyCli};
+use sre_tools::trivy::summary::Summary;
+
+const EXIT_OK: u8 = 0;
+const EXIT_ERROR: u8 = 1;
+const EXIT_HUMAN: u8 = 3;
+const EXIT_DENIED: u8 = 4;
+
+const AFTER_HELP: &str = "Exit codes:\n  0  resolved, or healthy\n  1  an error (no cluster, unreachable API, missing key, trivy missing…)\n  2  usage error\n  3  findings remain: a human must act\n  4  an action was denied by the approval policy";
+
+/// The autonomous Kubernetes SRE / DevSecOps agent: detect, scan, approve, patch, verify.
+#[derive(Parser, Debug)]
+#[command(name = "sre-agent", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Approve {
+    /// Ask at the terminal (y/N) for every write.
+    Prompt,
+    /// Approve every write (opt-in only).
+    Auto,
+    /// Deny every write.
+    Deny,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Provider {
+    /// The built-in playbook brain (no key, no network).
+    Offline,
+    #[value(help = "Groq (GROQ_API_KEY)")]
+    Groq,
+    #[value(help = "Azure OpenAI (AZURE_OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT)")]
+    Azure,
+    #[value(help = "AWS Bedrock (AWS credentials)")]
+    Bedrock,
+    #[value(help = "OpenAI or a compatible endpoint (OPENAI_API_KEY, OPENAI_BASE_URL)")]
+    Openai,
+    #[value(help = "Ollama (OLLAMA_HOST)")]
+    Ollama,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunOptions {
+    /// How writes are approved. Default: prompt on a terminal, deny otherwise (never silently auto).
+    #[arg(long, value_enum)]
+    approve: Option<Approve>,
+    /// The brain.
+    #[arg(long, value_enum, default_value = "offline")]
+    provider: Provider,
+    /// The model, for providers that need one.
+    #[arg(long)]
+    model: Option<String>,
+    /// Append a hash-chained audit log (JSON Lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+    /// Print only the run report, as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Model calls at most.
+    #[arg(long, default_value_t = 20)]
+    max_steps: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent against the embedded simulator: detect -> scan -> approve -> patch -> verify.
+    Demo {
+        /// A built-in scenario (see `sre-agent scenarios`) or a scenario file.
+        #[arg(long, default_value = "bad-release")]
+        scenario: String,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
+    /// Run the agent against the current kube context (kubeconfig or in-cluster).
+    Run {
+        /// The task (default: find and fix unhealthy workloads).
+        task: Option<String>,
+        /// Namespaces in scope (repeatable; default: the context's namespace).
+        #[arg(long = "namespace", short = 'n')]
+        namespaces: Vec<String>,
+        /// Preview every write (server-side dry run) but apply none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run even if preflight finds the identity over-privileged (delete, secrets, cluster-admin).
+        #[arg(long)]
+        allow_privileged: bool,
+        #[command(flatten)]
+        opts: RunOptions,
+    },
+    /// Find unhealthy workloads in the current kube context (read-only).
+    Triage {
+        /// Namespaces (repeatable; default: the context's namespace).
+        #[arg(long = "namespace", short = 'n')]
+        namespaces: Vec<String>,
+    },
+    /// Scan an image with Trivy, or summarize an existing Trivy JSON report.
+    Scan {
+        /// The image to scan.
+        #[arg(required_unless_present = "report")]
+        image: Option<String>,
+        /// Summarize this Trivy JSON report instead of scanning.
+        #[arg(long, value_name = "FILE", conflicts_with = "image")]
+        report: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The trivy executable.
+        #[arg(long, default_value = "trivy")]
+        trivy: PathBuf,
+        /// A Trivy server (client/server mode).
+        #[arg(long)]
+        server: Option<String>,
+        /// Kill the scan after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Check the agent's own permissions in the current kube context.
+    Preflight {
+        /// Namespaces (repeatable; default: the context's namespace).
+        #[arg(long = "namespace", short = 'n')]
+        namespaces: Vec<String>,
+    },
+    /// Print the least-privilege RBAC manifests for these namespaces (for `kubectl apply -f -`).
+    Rbac {
+        /// Namespaces (repeatable).
+        #[arg(long = "namespace", short = 'n', required = true)]
+        namespaces: Vec<String>,
+    },
+    /// List the built-in demo scenarios.
+    Scenarios,
+}
+
+/// A user-facing failure: one line saying what is wrong and how to fix it.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Demo { scenario, opts } => demo(&scenario, &opts).await,
+        Command::Run {
+            task,
+            namespaces,
+            dry_run,
+            allow_privileged,
+            opts,
+        } => run(task, namespaces, dry_run, allow_privileged, &opts).await,
+        Command::Triage { namespaces } => triage(namespaces).await,
+        Command::Scan {
+            image,
+            report,
+            json,
+            trivy,
+            server,
+            timeout,
+        } => scan(image, report, json, trivy, server, timeout).await,
+        Command::Preflight { namespaces } => preflight_cmd(namespaces).await,
+        Command::Rbac { namespaces } => {
+            print!("{}", rbac::manifests(&namespaces));
+            Ok(EXIT_OK)
+        }
+        Command::Scenarios => {
+            for (name, _) in sre_tools::sim::scenario::BUILTIN {
+                let s = Scenario::builtin(name)?;
+                println!(
+                    "{name:<15} {}",
+                    s.description
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn approval_mode(opts: &RunOptions) -> Approve {
+    opts.approve.unwrap_or(if std::io::stdin().is_terminal() {
+        Approve::Prompt
+    } else {
+        Approve::Deny
+    })
+}
+
+fn policy(mode: Approve, namespaces: &[String]) -> Arc<dyn ApprovalPolicy> {
+    match mode {
+        Approve::Auto => Arc::new(AutoApprove),
+        Approve::Deny => Arc::new(ReadOnly),
+        Approve::Prompt => Arc::new(Rules::new(Prompt::terminal()).namespaces(namespaces.to_vec())),
+    }
+}
+
+/// A dry run: every write is previewed (the server-side dry run happens) and then denied.
+struct DryRun;
+
+#[async_trait::async_trait]
+impl ApprovalPolicy for DryRun {
+    async fn decide(&self, request: &ApprovalRequest) -> Decision {
+        Decision::deny(
+            "policy:dry-run",
+            format!("dry run: {} was previewed, not applied", request.tool),
+        )
+    }
+}
+
+fn brain(
+    opts: &RunOptions,
+    namespaces: &[String],
+) -> Result<Arc<dyn sre_core::LlmProvider>, Failure> {
+    match opts.provider {
+        Provider::Offline => Ok(Arc::new(Playbook::new(namespaces.to_vec()))),
+        other => Err(Failure(format!(
+            "the {other:?} provider is not in this build yet (the sre-llm crate is still a placeholder); use --provider offline"
+        ))),
+    }
+}
+
+async fn execute(
+    brain: Arc<dyn sre_core::LlmProvider>,
+    tools: Vec<Arc<dyn Tool>>,
+    policy: Arc<dyn ApprovalPolicy>,
+    task: &str,
+    opts: &RunOptions,
+) -> Result<(RunReport, Option<Arc<AuditLog>>), Failure> {
+    let mut builder = Agent::builder_arc(brain)
+        .tools(tools)
+        .policy_arc(policy)
+        .max_steps(opts.max_steps);
+    let audit = match &opts.audit {
+        Some(path) => {
+            let log = Arc::new(
+                AuditLog::open(path)
+                    .map_err(|e| Failure(format!("audit log {}: {e}", path.display())))?,
+            );
+            builder = builder.observer_arc(log.clone());
+            Some(log)
+        }
+        None => None,
+    };
+    if !opts.json {
+        builder = builder.observer(progress::Progress::new());
+    }
+    let agent = builder.build()?;
+    Ok((agent.run(task).await, audit))
+}
+
+/// Re-runs triage after the agent, for the "after" line and the exit code.
+async fn after(tools: &[Arc<dyn Tool>]) -> Option<String> {
+    let t = tools
+        .iter()
+        .find(|t| t.spec().name == "k8s_find_unhealthy")?;
+    t.call(&json!({}), &ToolContext::default())
+        .await
+        .ok()
+        .map(|o| o.content)
+}
+
+fn exit_code(report: &RunReport, after: Option<&str>, dry_run: bool) -> u8 {
+    if matches!(report.outcome, sre_core::Outcome::ProviderError { .. }) {
+        return EXIT_ERROR;
+    }
+    if report.any_denied() {
+        return if dry_run { EXIT_HUMAN } else { EXIT_DENIED };
+    }
+    let healthy = after.is_none_or(|a| a.starts_with("healthy"));
+    let human = report
+        .answer
+        .as_deref()
+        .is_some_and(|a| a.contains("Needs a human:\n"));
+    if !report.outcome.is_completed()
+        || !healthy
+        || human
+        || report.actions.iter().any(|a| a.rolled_back.is_some())
+    {
+        return EXIT_HUMAN;
+    }
+    EXIT_OK
+}
+
+fn finish(
+    report: &RunReport,
+    after: Option<&str>,
+    audit: Option<&AuditLog>,
+    opts: &RunOptions,
+    code: u8,
+) -> Result<u8, Failure> {
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report::render(report, after, audit, code));
+    }
+    Ok(code)
+}
+
+async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
+    let sim = Simulator::start_named(scenario).await?;
+    let namespaces = sim.scenario().all_namespaces();
+    let limits = Limits {
+        poll_interval: Duration::from_millis(50),
+        rollout_timeout: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let tools = sim.tools(limits)?;
+    let mode = approval_mode(opts);
+    if !opts.json {
+        eprintln!(
+            "sre-agent demo: scenario {} on the embedded API simulator at {} (namespaces: {}); approval: {mode:?}",
+            sim.scenario().name,
+            sim.url(),
+            namespaces.join(", ")
+        );
+        eprintln!("task: {}", sim.scenario().task);
+    }
+    let brain = brain(opts, &namespaces)?;
+    let task = sim.scenario().task.clone();
+    let (report, audit) =
+        execute(brain, tools.clone(), policy(mode, &namespaces), &task, opts).await?;
+    let after = after(&tools).await;
+    let code = exit_code(&report, after.as_deref(), false);
+    let out = finish(&report, after.as_deref(), audit.as_deref(), opts, code);
+    sim.shutdown().await;
+    out
+}
+
+async fn cluster() -> Result<kube::Client, Failure> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Failure(format!(
+            "no Kubernetes cluster is configured ({e}): set KUBECONFIG or create ~/.kube/config (or run in a pod); to try sre-agent without a cluster, run `sre-agent demo`"
+        ))
+    })?;
+    if let Err(e) = client.apiserver_version().await {
+        return Err(Failure(format!(
+            "cannot reach the Kubernetes API ({e}): check that the cluster is up and `kubectl config current-context` is the one you mean"
+        )));
+    }
+    Ok(client)
+}
+
+fn scope_of(client: &kube::Client, namespaces: Vec<String>) -> Vec<String> {
+    if namespaces.is_empty() {
+        vec![client.default_namespace().to_owned()]
+    } else {
+        namespaces
+    }
+}
+
+async fn run(
+    task: Option<String>,
+    namespaces: Vec<String>,
+    dry_run: bool,
+    allow_privileged: bool,
+    opts: &RunOptions,
+) -> Result<u8, Failure> {
+    let brain = brain(opts, &namespaces)?;
+    let client = cluster().await?;
+    let namespaces = scope_of(&client, namespaces);
+    let report = preflight(&client, &namespaces, rbac::TOOL_NAMES).await?;
+    if !report.missing.is_empty() && !opts.json {
+        eprintln!(
+            "warning: the agent lacks permissions some tools need:\n{}",
+            report.render()
+        );
+    }
+    report
+        .enforce(allow_privileged)
+        .map_err(|e| Failure(format!("{e} (--allow-privileged)")))?;
+    let scope = Scope::namespaces(namespaces.clone());
+    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
+    let trivy = Trivy::new(
+        Arc::new(TrivyCli::default()),
+        Arc::new(RegistryClient::new()),
+        Some((client, scope)),
+    );
+    tools.extend(trivy.tools());
+    let mode = approval_mode(opts);
+    let policy: Arc<dyn ApprovalPolicy> = if dry_run {
+        Arc::new(DryRun)
+    } else {
+        policy(mode, &namespaces)
+    };
+    let task = task.unwrap_or_else(|| {
+        format!(
+            "Find unhealthy workloads in {} and fix what can be fixed safely.",
+            namespaces.join(", ")
+        )
+    });
+    let (report, audit) = execute(brain, tools.clone(), policy, &task, opts).await?;
+    let after = after(&tools).await;
+    let code = exit_code(&report, after.as_deref(), dry_run);
+    finish(&report, after.as_deref(), audit.as_deref(), opts, code)
+}
+
+async fn triage(namespaces: Vec<String>) -> Result<u8, Failure> {
+    let client = cluster().await?;
+    let namespaces = scope_of(&client, namespaces);
+    let tools = K8s::new(client, Scope::namespaces(namespaces)).read_tools();
+    let text = after(&tools)
+        .await
+        .ok_or_else(|| Failure("triage failed".into()))?;
+    println!("{text}");
+    Ok(if text.starts_with("healthy") {
+        EXIT_OK
+    } else {
+        EXIT_HUMAN
+    })
+}
+
+async fn scan(
+    image: Option<String>,
+    report: Option<PathBuf>,
+    json: bool,
+    trivy: PathBuf,
+    server: Option<String>,
+    timeout: u64,
+) -> Result<u8, Failure> {
+    let report: Arc<Report> = match (report, image) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+            Arc::new(Report::from_json(&bytes).map_err(|e| {
+                Failure(format!(
+                    "{} is not a Trivy JSON report: {e}",
+                    path.display()
+                ))
+            })?)
+        }
+        (None, Some(image)) => {
+            let mut scanner = TrivyCli::new(trivy);
+            scanner.server = server;
+            scanner.timeout = Duration::from_secs(timeout);
+            scanner.scan(&image).await?
+        }
+        (None, None) => return Err(Failure("give an image or --report FILE".into())),
+    };
+    let summary = Summary::of(&report);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{}", summary.render());
+    }
+    Ok(if summary.unique.critical > 0 {
+        EXIT_HUMAN
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn preflight_cmd(namespaces: Vec<String>) -> Result<u8, Failure> {
+    let client = cluster().await?;
+    let namespaces = scope_of(&client, namespaces);
+    let report = preflight(&client, &namespaces, rbac::TOOL_NAMES).await?;
+    println!("{}", report.render());
+    Ok(if report.ok() { EXIT_OK } else { EXIT_HUMAN })
+}
