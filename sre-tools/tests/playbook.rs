@@ -192,7 +192,9 @@ mod support;
 
 #[tokio::test]
 async fn on_the_real_api_server_the_playbook_rolls_back_as_the_limited_user() {
-    let Some(b) = support::Backend::real(sre_tools::sim::Scenario::builtin("bad-release").unwrap()).await else {
+    let Some(b) =
+        support::Backend::real(sre_tools::sim::Scenario::builtin("bad-release").unwrap()).await
+    else {
         return;
     };
     let ns = b.ns("shop");
@@ -201,18 +203,44 @@ async fn on_the_real_api_server_the_playbook_rolls_back_as_the_limited_user() {
         rollout_timeout: Duration::from_secs(60),
         ..Limits::default()
     };
-    let k8s = sre_tools::k8s::K8s::with_limits(b.agent(), sre_tools::k8s::Scope::namespaces([ns.clone()]), limits);
-    let agent = Agent::builder(Playbook::new([ns.clone()])).tools(k8s.tools()).policy(AutoApprove).max_steps(10).build().unwrap();
-    let r = agent.run("The shop/web rollout is failing. Find out why and fix it.").await;
+    let k8s = sre_tools::k8s::K8s::with_limits(
+        b.agent(),
+        sre_tools::k8s::Scope::namespaces([ns.clone()]),
+        limits,
+    );
+    let agent = Agent::builder(Playbook::new([ns.clone()]))
+        .tools(k8s.tools())
+        .policy(AutoApprove)
+        .max_steps(10)
+        .build()
+        .unwrap();
+    let r = agent
+        .run("The shop/web rollout is failing. Find out why and fix it.")
+        .await;
     assert_eq!(r.outcome, Outcome::Completed, "{r:#?}");
-    assert_eq!(tools_called(&r), ["k8s_find_unhealthy", "k8s_pod_logs", "k8s_events", "k8s_get_deployment", "k8s_rollback"]);
+    assert_eq!(
+        tools_called(&r),
+        [
+            "k8s_find_unhealthy",
+            "k8s_pod_logs",
+            "k8s_events",
+            "k8s_get_deployment",
+            "k8s_rollback"
+        ]
+    );
     let a = &r.actions[0];
     assert_eq!(a.status, ActionStatus::Applied, "{a:#?}");
     assert!(a.verification.as_ref().unwrap().passed, "{a:#?}");
     let answer = r.answer.clone().unwrap();
     assert!(answer.contains("DATABASE_URL"), "{answer}");
-    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(b.admin(), &ns);
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(b.admin(), &ns);
     let d = api.get("web").await.unwrap();
-    assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("ghcr.io/acme/shop-web:1.4.2"));
+    assert_eq!(
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("ghcr.io/acme/shop-web:1.4.2")
+    );
     b.shutdown().await;
 }
