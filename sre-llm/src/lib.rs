@@ -1,14 +1,41 @@
 //! # sre-llm — LLM providers for sre-agent
 //!
-//! This crate will hold the [`sre_core::LlmProvider`] implementations over reqwest: one
-//! OpenAI-compatible chat-completions wire module with presets for Groq, OpenAI, Ollama and vLLM;
-//! Azure OpenAI; AWS Bedrock Converse with SigV4 signing; and the retry, timeout, fallback and cost
-//! accounting wrappers. It is being built under the "sre-llm" issue; today it only re-exports the
-//! contract it implements.
+//! [`sre_core::LlmProvider`] implementations over reqwest:
+//! - [`OpenAiCompatible`]: one chat-completions wire module; Groq, OpenAI, Ollama, vLLM and Azure
+//!   OpenAI are configurations of it ([`ProviderConfig`]);
+//! - [`Bedrock`]: AWS Bedrock's Converse API, signed with SigV4 (aws-sigv4);
+//! - wrappers, each an `LlmProvider` around another: [`Retry`] (backoff with jitter, honouring
+//!   `Retry-After`), [`Timeout`], [`Fallback`], [`Metered`] (usage and cost).
 //!
-//! ```
-//! use sre_llm::LlmProvider;
-//! fn takes_any_provider(_p: &dyn LlmProvider) {}
+//! Keys are [`Secret`]s: never in `Debug`, logs or errors.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sre_llm::{ProviderConfig, ProviderKind};
+//! // Reads GROQ_API_KEY (and GROQ_BASE_URL) from the environment.
+//! let groq = ProviderConfig::new(ProviderKind::Groq).build()?;
+//! let agent = sre_core::Agent::builder_arc(groq).build()?;
+//! println!("{}", agent.run("Is the shop namespace healthy?").await.outcome.is_completed());
+//! # Ok(()) }
 //! ```
 
+pub mod bedrock;
+pub mod config;
+pub mod cost;
+mod error;
+pub mod fallback;
+mod http;
+pub mod openai_compat;
+pub mod retry;
+pub mod timeout;
+
+pub use bedrock::{AwsCredentials, Bedrock};
+pub use config::{ProviderConfig, ProviderKind};
+pub use cost::{Metered, Price, PriceTable};
+pub use error::{Error, Result};
+pub use fallback::Fallback;
+pub use http::Secret;
+pub use openai_compat::{Auth, OpenAiCompatible};
+pub use retry::Retry;
 pub use sre_core::LlmProvider;
+pub use timeout::Timeout;

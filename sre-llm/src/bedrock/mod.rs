@@ -1,0 +1,353 @@
+//! AWS Bedrock's Converse API: `POST /model/{modelId}/converse` with `toolConfig`, `toolUse` /
+//! `toolResult` content blocks (the results of one turn go back in one user message), `stopReason`,
+//! usage, and errors from `x-amzn-ErrorType`; signed with SigV4.
+
+pub mod sigv4;
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+use sre_core::{
+    ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall,
+    ToolChoice, Usage,
+};
+
+use crate::http;
+pub use sigv4::AwsCredentials;
+
+/// Characters kept as they are in the model id path segment (unreserved, RFC 3986).
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A Bedrock Converse provider.
+#[derive(Debug, Clone)]
+pub struct Bedrock {
+    endpoint: String,
+    region: String,
+    model: String,
+    credentials: AwsCredentials,
+    timeout: Option<Duration>,
+    http: reqwest::Client,
+    clock: Option<SystemTime>,
+}
+
+impl Bedrock {
+    /// A provider for `model` in `region`, at `https://bedrock-runtime.{region}.amazonaws.com`
+    /// unless `endpoint` is given (a VPC endpoint or gateway).
+    pub fn new(
+        region: &str,
+        model: &str,
+        credentials: AwsCredentials,
+        endpoint: Option<&str>,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.map_or_else(
+                || format!("https://bedrock-runtime.{region}.amazonaws.com"),
+                |e| e.trim_end_matches('/').to_owned(),
+            ),
+            region: region.to_owned(),
+            model: model.to_owned(),
+            credentials,
+            timeout: Some(Duration::from_secs(120)),
+            http: http::client(Some(Duration::from_secs(120))),
+            clock: None,
+        }
+    }
+
+    /// The HTTP request timeout (default 120 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self.http = http::client(Some(timeout));
+        self
+    }
+
+    /// Signs with this time instead of the clock (tests).
+    #[must_use]
+    pub fn fixed_clock(mut self, time: SystemTime) -> Self {
+        self.clock = Some(time);
+        self
+    }
+
+    /// The Converse URL, with the model id percent-encoded.
+    pub fn url(&self) -> String {
+        format!(
+            "{}/model/{}/converse",
+            self.endpoint,
+            utf8_percent_encode(&self.model, PATH)
+        )
+    }
+}
+
+/// The Converse request body for `request`.
+pub fn request_body(request: &ChatRequest) -> Value {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for m in &request.messages {
+        match m.role {
+            Role::System => system.push(json!({"text": m.content})),
+            Role::User => messages.push(json!({"role": "user", "content": [{"text": m.content}]})),
+            Role::Assistant => {
+                let mut content = Vec::new();
+                if !m.content.is_empty() {
+                    content.push(json!({"text": m.content}));
+                }
+                for c in &m.tool_calls {
+                    let input = if c.arguments.is_object() {
+                        c.arguments.clone()
+                    } else {
+                        json!({})
+                    };
+                    content.push(
+                        json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": input}}),
+                    );
+                }
+                messages.push(json!({"role": "assistant", "content": content}));
+            }
+            Role::Tool => {
+                let block = json!({"toolResult": {
+                    "toolUseId": m.tool_call_id.clone().unwrap_or_default(),
+                    "content": [{"text": m.content}],
+                    "status": if m.is_error { "error" } else { "success" }
+                }});
+                // The results of one turn go back together, in one user message.
+                let last_is_results = messages.last().is_some_and(|l| {
+                    l["role"] == "user"
+                        && l["content"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().all(|b| b.get("toolResult").is_some()))
+                });
+                if last_is_results {
+                    if let Some(c) = messages
+                        .last_mut()
+                        .and_then(|l| l["content"].as_array_mut())
+                    {
+                        c.push(block);
+                    }
+                } else {
+                    messages.push(json!({"role": "user", "content": [block]}));
+                }
+            }
+        }
+    }
+    let mut body = json!({"messages": messages});
+    if !system.is_empty() {
+        body["system"] = Value::Array(system);
+    }
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| json!({"toolSpec": {"name": t.name, "description": t.description, "inputSchema": {"json": t.parameters}}}))
+            .collect();
+        body["toolConfig"] = json!({"tools": tools});
+        match &request.tool_choice {
+            ToolChoice::Auto | ToolChoice::None => {}
+            ToolChoice::Required => body["toolConfig"]["toolChoice"] = json!({"any": {}}),
+            ToolChoice::Tool(name) => {
+                body["toolConfig"]["toolChoice"] = json!({"tool": {"name": name}});
+            }
+        }
+    }
+    let mut inference = serde_json::Map::new();
+    if let Some(m) = request.max_output_tokens {
+        inference.insert("maxTokens".into(), json!(m));
+    }
+    if let Some(t) = request.temperature {
+        inference.insert("temperature".into(), json!(t));
+    }
+    if !inference.is_empty() {
+        body["inferenceConfig"] = Value::Object(inference);
+    }
+    body
+}
+
+/// Parses a Converse response body.
+///
+/// # Errors
+/// A malformed body, or a response stopped by a guardrail or content filter.
+pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmError> {
+    let malformed = |message: String| LlmError::MalformedResponse {
+        provider: provider.to_owned(),
+        message,
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    let content = v
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("no output.message.content".into()))?;
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in content {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+        if let Some(u) = block.get("toolUse") {
+            let id = u
+                .get("toolUseId")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("toolUse without toolUseId".into()))?;
+            let name = u
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("toolUse without name".into()))?;
+            calls.push(ToolCall::new(
+                id,
+                name,
+                u.get("input").cloned().unwrap_or_else(|| json!({})),
+            ));
+        }
+    }
+    let stop = v
+        .get("stopReason")
+        .and_then(Value::as_str)
+        .unwrap_or("end_turn");
+    if matches!(stop, "guardrail_intervened" | "content_filtered") {
+        return Err(LlmError::ContentFilter {
+            provider: provider.to_owned(),
+            message: format!("stopReason {stop}"),
+        });
+    }
+    let usage = Usage::new(
+        v.pointer("/usage/inputTokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        v.pointer("/usage/outputTokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    );
+    let stop_reason = match stop {
+        "tool_use" => StopReason::ToolUse,
+        "end_turn" | "stop_sequence" => StopReason::EndTurn,
+        "max_tokens" => StopReason::MaxTokens,
+        _ => StopReason::Other,
+    };
+    Ok(ChatResponse {
+        message: if calls.is_empty() {
+            Message::assistant(text)
+        } else {
+            Message::assistant_tool_calls(text, calls)
+        },
+        stop_reason,
+        usage,
+    })
+}
+
+/// Maps a Bedrock error answer using `x-amzn-ErrorType`.
+fn bedrock_error(
+    provider: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> LlmError {
+    let kind = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(':').next().unwrap_or(v).to_owned())
+        .unwrap_or_default();
+    let message = http::provider_message(body);
+    let p = provider.to_owned();
+    let quoted = if kind.is_empty() {
+        message.clone()
+    } else {
+        format!("{kind}: {message}")
+    };
+    match kind.as_str() {
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException" => LlmError::Auth {
+            provider: p,
+            message: quoted,
+        },
+        "ThrottlingException" | "ServiceQuotaExceededException" => LlmError::RateLimited {
+            provider: p,
+            retry_after: http::retry_after(headers),
+        },
+        "ModelTimeoutException" => LlmError::Timeout {
+            provider: p,
+            elapsed: Duration::ZERO,
+        },
+        "InternalServerException" | "ServiceUnavailableException" | "ModelNotReadyException" => {
+            LlmError::Server {
+                provider: p,
+                status,
+                message: quoted,
+            }
+        }
+        _ => match http::status_error(provider, status, headers, body) {
+            LlmError::BadRequest {
+                provider, status, ..
+            } => LlmError::BadRequest {
+                provider,
+                status,
+                message: quoted,
+            },
+            other => other,
+        },
+    }
+}
+
+#[async_trait]
+impl LlmProvider for Bedrock {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let name = "bedrock";
+        let url = self.url();
+        let body = serde_json::to_vec(&request_body(request))
+            .map_err(|e| LlmError::Other(e.to_string()))?;
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let headers = [
+            ("content-type", "application/json"),
+            ("host", host.as_str()),
+        ];
+        let signed = sigv4::sign_request(
+            &self.credentials,
+            &self.region,
+            "bedrock",
+            sigv4::Unsigned {
+                method: "POST",
+                url: &url,
+                headers: &headers,
+                body: &body,
+            },
+            self.clock.unwrap_or_else(SystemTime::now),
+        )
+        .map_err(LlmError::Other)?;
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in signed {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http::transport_error(name, &e, self.timeout))?;
+        let status = resp.status().as_u16();
+        let resp_headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| http::transport_error(name, &e, self.timeout))?;
+        if !(200..300).contains(&status) {
+            return Err(bedrock_error(name, status, &resp_headers, &bytes));
+        }
+        parse_response(name, &bytes)
+    }
+
+    fn name(&self) -> String {
+        format!("bedrock/{}", self.model)
+    }
+}

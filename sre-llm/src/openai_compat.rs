@@ -1,0 +1,342 @@
+//! The OpenAI chat-completions wire format, written once: OpenAI, Groq, Ollama, vLLM and Azure
+//! OpenAI are configurations of [`OpenAiCompatible`].
+//!
+//! Never sent: `messages[].name`, `n`, `logprobs` (Groq rejects them). A tool call whose
+//! `arguments` string is not JSON is passed on as a JSON string, so that the agent's schema check
+//! turns it into a tool error the model can correct.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sre_core::{
+    ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall,
+    ToolChoice, Usage,
+};
+
+use crate::http::{self, Secret};
+
+/// How the key is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI, Groq, vLLM, Azure with an Entra token).
+    Bearer(Secret),
+    /// `api-key: <key>` (Azure OpenAI keys).
+    ApiKeyHeader(Secret),
+    /// No key (a local Ollama or vLLM).
+    None,
+}
+
+/// An OpenAI-compatible chat-completions endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    name: String,
+    url: String,
+    model: String,
+    auth: Auth,
+    timeout: Option<Duration>,
+    http: reqwest::Client,
+}
+
+impl OpenAiCompatible {
+    /// A provider posting to `{base_url}/chat/completions`. `name` labels it in reports and errors.
+    pub fn new(name: &str, base_url: &str, model: &str, auth: Auth) -> Self {
+        Self::with_url(
+            name,
+            &format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            model,
+            auth,
+        )
+    }
+
+    /// A provider posting to the full `url` (Azure's deployment URL with `api-version`).
+    pub fn with_url(name: &str, url: &str, model: &str, auth: Auth) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            model: model.to_owned(),
+            auth,
+            timeout: Some(Duration::from_secs(120)),
+            http: http::client(Some(Duration::from_secs(120))),
+        }
+    }
+
+    /// The HTTP request timeout (default 120 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self.http = http::client(Some(timeout));
+        self
+    }
+
+    /// The URL it posts to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The model.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireToolCall {
+    id: String,
+    #[serde(rename = "type", default = "function_type")]
+    kind: String,
+    function: WireFunctionCall,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: WireResponseMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    content_filter_results: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireResponseMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+fn to_wire(m: &Message) -> WireMessage<'_> {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let tool_calls = m
+        .tool_calls
+        .iter()
+        .map(|c| WireToolCall {
+            id: c.id.clone(),
+            kind: "function".into(),
+            function: WireFunctionCall {
+                name: c.name.clone(),
+                arguments: match &c.arguments {
+                    Value::String(raw) => raw.clone(),
+                    other => other.to_string(),
+                },
+            },
+        })
+        .collect::<Vec<_>>();
+    let content = if m.role == Role::Assistant && m.content.is_empty() && !tool_calls.is_empty() {
+        None
+    } else {
+        Some(m.content.as_str())
+    };
+    WireMessage {
+        role,
+        content,
+        tool_calls,
+        tool_call_id: m.tool_call_id.as_deref(),
+    }
+}
+
+/// The request body for `request` (exposed for the wire tests).
+pub fn request_body(model: &str, request: &ChatRequest) -> Value {
+    let body = WireRequest {
+        model,
+        messages: request.messages.iter().map(to_wire).collect(),
+        tools: request
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                kind: "function",
+                function: WireFunction {
+                    name: &t.name,
+                    description: &t.description,
+                    parameters: &t.parameters,
+                },
+            })
+            .collect(),
+        tool_choice: if request.tools.is_empty() {
+            None
+        } else {
+            Some(match &request.tool_choice {
+                ToolChoice::Auto => Value::from("auto"),
+                ToolChoice::None => Value::from("none"),
+                ToolChoice::Required => Value::from("required"),
+                ToolChoice::Tool(name) => {
+                    serde_json::json!({"type": "function", "function": {"name": name}})
+                }
+            })
+        },
+        max_tokens: request.max_output_tokens,
+        temperature: request.temperature,
+    };
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
+
+/// Parses a response body.
+///
+/// # Errors
+/// A malformed body, or an answer the content filter stopped.
+pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmError> {
+    let malformed = |message: String| LlmError::MalformedResponse {
+        provider: provider.to_owned(),
+        message,
+    };
+    let wire: WireResponse = serde_json::from_slice(body).map_err(|e| malformed(format!("{e}")))?;
+    let choice = wire
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| malformed("no choices in the response".into()))?;
+    let finish = choice.finish_reason.as_deref().unwrap_or("stop");
+    if finish == "content_filter" {
+        let filtered = choice
+            .content_filter_results
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.get("filtered") == Some(&Value::Bool(true)))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} ({})",
+                            v.get("severity").and_then(Value::as_str).unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        return Err(LlmError::ContentFilter {
+            provider: provider.to_owned(),
+            message: if filtered.is_empty() {
+                "the answer was filtered".into()
+            } else {
+                format!("filtered: {filtered}")
+            },
+        });
+    }
+    let tool_calls: Vec<ToolCall> = choice
+        .message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let raw = c.function.arguments;
+            let arguments = if raw.trim().is_empty() {
+                Value::Object(serde_json::Map::new())
+            } else {
+                serde_json::from_str(&raw).unwrap_or(Value::String(raw))
+            };
+            ToolCall::new(c.id, c.function.name, arguments)
+        })
+        .collect();
+    let usage = wire
+        .usage
+        .map(|u| Usage::new(u.prompt_tokens, u.completion_tokens))
+        .unwrap_or_default();
+    let stop_reason = match finish {
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "length" => StopReason::MaxTokens,
+        "stop" if !tool_calls.is_empty() => StopReason::ToolUse,
+        "stop" => StopReason::EndTurn,
+        _ => StopReason::Other,
+    };
+    let content = choice.message.content.unwrap_or_default();
+    Ok(ChatResponse {
+        message: if tool_calls.is_empty() {
+            Message::assistant(content)
+        } else {
+            Message::assistant_tool_calls(content, tool_calls)
+        },
+        stop_reason,
+        usage,
+    })
+}
+
+#[async_trait]
+impl LlmProvider for OpenAiCompatible {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let body = request_body(&self.model, request);
+        let mut req = self.http.post(&self.url).json(&body);
+        req = match &self.auth {
+            Auth::Bearer(k) => req.bearer_auth(k.expose()),
+            Auth::ApiKeyHeader(k) => req.header("api-key", k.expose()),
+            Auth::None => req,
+        };
+        let bytes = http::send(&self.name, req, self.timeout).await?;
+        parse_response(&self.name, &bytes)
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.name, self.model)
+    }
+}
