@@ -267,12 +267,23 @@ fn brain(
     opts: &RunOptions,
     namespaces: &[String],
 ) -> Result<Arc<dyn sre_core::LlmProvider>, Failure> {
-    match opts.provider {
-        Provider::Offline => Ok(Arc::new(Playbook::new(namespaces.to_vec()))),
-        other => Err(Failure(format!(
-            "the {other:?} provider is not in this build yet (the sre-llm crate is still a placeholder); use --provider offline"
-        ))),
-    }
+    use sre_llm::{ProviderConfig, ProviderKind};
+    let kind = match opts.provider {
+        Provider::Offline => return Ok(Arc::new(Playbook::new(namespaces.to_vec()))),
+        Provider::Groq => ProviderKind::Groq,
+        Provider::Azure => ProviderKind::Azure,
+        Provider::Bedrock => ProviderKind::Bedrock,
+        Provider::Openai => ProviderKind::Openai,
+        Provider::Ollama => ProviderKind::Ollama,
+    };
+    let mut config = ProviderConfig::new(kind);
+    config.model.clone_from(&opts.model);
+    config.build().map_err(|e| {
+        Failure(format!(
+            "{e} (needed by --provider {}; --provider offline needs no key)",
+            format!("{kind:?}").to_lowercase()
+        ))
+    })
 }
 
 async fn execute(

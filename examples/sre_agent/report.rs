@@ -44,7 +44,12 @@ pub(crate) fn render(
         if offline {
             "$0.00 (offline)".to_owned()
         } else {
-            "see the provider's price table".to_owned()
+            sre_llm::PriceTable::default()
+                .cost(&r.provider, r.usage)
+                .map_or_else(
+                    || "unknown (model not in the price table)".to_owned(),
+                    |c| format!("${c:.4} (list prices)"),
+                )
         }
     );
     if let Some(answer) = &r.answer {

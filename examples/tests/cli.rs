@@ -198,9 +198,17 @@ fn usage_errors_exit_2_and_errors_explain_the_fix() {
         String::from_utf8_lossy(&o.stderr)
             .contains("no such built-in scenario; choose one of: bad-release")
     );
-    let o = sre_agent(&["demo", "--provider", "groq"], "");
+    let o = Command::new(env!("CARGO_BIN_EXE_sre-agent"))
+        .args(["demo", "--provider", "groq"])
+        .env_remove("GROQ_API_KEY")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("use --provider offline"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("GROQ_API_KEY is not set") && err.contains("--provider offline needs no key"),
+        "{err}"
+    );
 
     let o = Command::new(env!("CARGO_BIN_EXE_sre-agent"))
         .args(["triage"])

@@ -1,0 +1,30 @@
+//! The agent with Azure as its brain, on the embedded simulator's `bad-release` scenario; every
+//! write is asked at the terminal. Needs
+//! `AZURE_OPENAI_API_KEY`, `AZURE_OPENAI_ENDPOINT`, `OPENAI_API_VERSION` and `AZURE_OPENAI_DEPLOYMENT`.
+//!
+//! ```sh
+//! cargo run -p sre-examples --example azure_agent
+//! ```
+
+use sre_core::{Agent, Prompt, Rules};
+use sre_llm::{ProviderConfig, ProviderKind};
+use sre_tools::k8s::Limits;
+use sre_tools::sim::Simulator;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = ProviderConfig::new(ProviderKind::Azure);
+    config.deployment = std::env::var("AZURE_OPENAI_DEPLOYMENT").ok();
+    let brain = config.build()?;
+    let sim = Simulator::start_named("bad-release").await?;
+    let agent = Agent::builder_arc(brain)
+        .tools(sim.tools(Limits::default())?)
+        .policy(Rules::new(Prompt::terminal()).namespaces(["shop"]))
+        .max_steps(12)
+        .build()?;
+    let report = agent.run(&sim.scenario().task).await;
+    println!("{}", report.answer.as_deref().unwrap_or("(no answer)"));
+    println!("outcome: {:?}, tokens: {:?}", report.outcome, report.usage);
+    sim.shutdown().await;
+    Ok(())
+}
