@@ -784,3 +784,51 @@ fn missing_configuration_is_named() {
     assert_eq!(p.name(), "ollama/llama3.1");
     assert!(serde_json::from_value::<ProviderConfig>(json!({"provider": "gemini"})).is_err());
 }
+
+#[tokio::test]
+async fn usage_and_cost_are_accounted_with_an_overridable_price_table() {
+    use sre_llm::{Metered, Price, PriceTable};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture("groq-chat-toolcall-response.json")),
+        )
+        .mount(&server)
+        .await;
+    let metered = Metered::new(
+        compat(&server),
+        "llama-3.3-70b-versatile",
+        PriceTable::default(),
+    );
+    metered.chat(&first_turn()).await.unwrap();
+    metered.chat(&first_turn()).await.unwrap();
+    assert_eq!(
+        (metered.usage().input_tokens, metered.usage().output_tokens),
+        (436, 30)
+    );
+    let cost = metered.cost_usd().unwrap();
+    assert!(
+        (cost - (436.0 * 0.59 + 30.0 * 0.79) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+    let mut mine = PriceTable::default();
+    mine.0.insert(
+        "llama-3.3-70b-versatile".into(),
+        Price {
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+        },
+    );
+    assert!(
+        (mine
+            .cost("groq/llama-3.3-70b-versatile", metered.usage())
+            .unwrap()
+            - 496.0 / 1e6)
+            .abs()
+            < 1e-12
+    );
+    assert_eq!(
+        PriceTable::default().cost("some-unknown-model", metered.usage()),
+        None
+    );
+}
