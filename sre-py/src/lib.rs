@@ -1,14 +1,480 @@
 //! # sre-py — Python bindings of sre-agent
 //!
-//! This crate will hold the pyo3 module `sre_agent._native` that the Python package `sre_agent`
-//! (maturin, abi3) wraps: clusters (kubeconfig or the simulator), the tools with their JSON
-//! schemas, approval callbacks, providers by name and the agent, plus the LangChain adapters
-//! `SreToolkit` and `create_sre_agent`. It is being built under the "sre-py" issue; the bindings
-//! stay thin, so all logic lives in `sre-core`, `sre-llm` and `sre-tools`.
+//! The private native module `sre_agent._native` that the Python package `sre_agent` (maturin,
+//! abi3) wraps. It stays thin: it converts JSON across the boundary and calls the Rust crates; the
+//! GIL is released while Rust works, so LangGraph's parallel tool calls run in parallel.
 //!
 //! ```
-//! assert!(!sre_py::PYTHON_PACKAGE.is_empty());
+//! assert_eq!(sre_py::PYTHON_PACKAGE, "sre_agent");
 //! ```
+
+#![allow(
+    clippy::unused_self,
+    clippy::needless_pass_by_value,
+    unreachable_pub,
+    reason = "pyo3 signatures"
+)]
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use serde_json::{Value, json};
+use sre_core::{
+    Agent, ApprovalRequest, Approver, ChatRequest, ChatResponse, Decision, Grant, LlmError,
+    LlmProvider, Message, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
+};
+use sre_tools::k8s::{K8s, Limits, Scope};
+use sre_tools::sim::Simulator;
 
 /// The import name of the Python package these bindings serve.
 pub const PYTHON_PACKAGE: &str = "sre_agent";
+
+create_exception!(
+    _native,
+    SreError,
+    PyException,
+    "Base class of every sre-agent error."
+);
+create_exception!(
+    _native,
+    ToolError_,
+    SreError,
+    "A tool call failed (Kubernetes, Trivy, bad arguments…)."
+);
+create_exception!(
+    _native,
+    InvalidArguments,
+    ToolError_,
+    "The arguments do not match the tool's JSON Schema."
+);
+create_exception!(
+    _native,
+    Forbidden,
+    ToolError_,
+    "The API server refused (403), or the namespace is out of scope."
+);
+create_exception!(
+    _native,
+    NotFound,
+    ToolError_,
+    "The object does not exist (404)."
+);
+create_exception!(
+    _native,
+    Conflict,
+    ToolError_,
+    "The target changed since it was approved (409); nothing was applied."
+);
+create_exception!(
+    _native,
+    ApprovalDenied,
+    SreError,
+    "The approval policy denied the write; nothing was applied."
+);
+create_exception!(
+    _native,
+    ProviderError,
+    SreError,
+    "The model provider failed."
+);
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sre-agent")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic_runtime(&e))
+    })
+}
+
+#[expect(
+    clippy::panic,
+    reason = "without a runtime the module cannot work at all"
+)]
+fn panic_runtime(e: &std::io::Error) -> tokio::runtime::Runtime {
+    panic!("sre_agent: cannot start the tokio runtime: {e}")
+}
+
+fn tool_err(e: &ToolError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        ToolError::InvalidArguments { .. } | ToolError::UnknownTool { .. } => {
+            InvalidArguments::new_err(msg)
+        }
+        ToolError::Forbidden(_) | ToolError::Refused(_) => Forbidden::new_err(msg),
+        ToolError::NotFound(_) => NotFound::new_err(msg),
+        ToolError::Conflict(_) => Conflict::new_err(msg),
+        ToolError::Denied(_) => ApprovalDenied::new_err(msg),
+        _ => ToolError_::new_err(msg),
+    }
+}
+
+fn json_err(e: &serde_json::Error) -> PyErr {
+    InvalidArguments::new_err(format!("arguments are not JSON: {e}"))
+}
+
+/// A set of tools over a cluster (the simulator or a kubeconfig context).
+#[pyclass(module = "sre_agent._native", name = "Tools")]
+pub struct Tools {
+    set: Arc<ToolSet>,
+    sim: Mutex<Option<Simulator>>,
+    url: Option<String>,
+}
+
+fn build_set(tools: Vec<Arc<dyn Tool>>) -> PyResult<ToolSet> {
+    let mut set = ToolSet::new();
+    for t in tools {
+        set.add(t).map_err(|e| SreError::new_err(e.to_string()))?;
+    }
+    Ok(set)
+}
+
+#[pymethods]
+impl Tools {
+    /// The tools over a fresh simulator of `scenario` (a built-in name or a file).
+    #[staticmethod]
+    fn simulator(py: Python<'_>, scenario: String) -> PyResult<Self> {
+        let (sim, tools) = py
+            .detach(|| {
+                runtime().block_on(async {
+                    let sim = Simulator::start_named(&scenario).await?;
+                    let limits = Limits {
+                        poll_interval: Duration::from_millis(20),
+                        rollout_timeout: Duration::from_secs(10),
+                        ..Limits::default()
+                    };
+                    let tools = sim.tools(limits)?;
+                    Ok::<_, sre_tools::Error>((sim, tools))
+                })
+            })
+            .map_err(|e| SreError::new_err(e.to_string()))?;
+        let url = Some(sim.url());
+        Ok(Self {
+            set: Arc::new(build_set(tools)?),
+            sim: Mutex::new(Some(sim)),
+            url,
+        })
+    }
+
+    /// The tools over the current kube context (`KUBECONFIG`, `~/.kube/config`, in-cluster),
+    /// limited to `namespaces` (default: the context's namespace), with `trivy` on `PATH`.
+    #[staticmethod]
+    #[pyo3(signature = (namespaces = None))]
+    fn kubeconfig(py: Python<'_>, namespaces: Option<Vec<String>>) -> PyResult<Self> {
+        let tools = py
+            .detach(|| {
+                runtime().block_on(async {
+                    let client = kube::Client::try_default().await.map_err(|e| {
+                        format!("no Kubernetes cluster is configured ({e}): set KUBECONFIG or use SreToolkit(simulator=\"bad-release\")")
+                    })?;
+                    let ns = namespaces.unwrap_or_else(|| vec![client.default_namespace().to_owned()]);
+                    let scope = Scope::namespaces(ns);
+                    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
+                    let trivy = sre_tools::trivy::Trivy::new(
+                        Arc::new(sre_tools::trivy::scanner::TrivyCli::default()),
+                        Arc::new(sre_tools::trivy::registry::RegistryClient::new()),
+                        Some((client, scope)),
+                    );
+                    tools.extend(trivy.tools());
+                    Ok::<_, String>(tools)
+                })
+            })
+            .map_err(SreError::new_err)?;
+        Ok(Self {
+            set: Arc::new(build_set(tools)?),
+            sim: Mutex::new(None),
+            url: None,
+        })
+    }
+
+    /// The simulator's URL, if this is a simulator.
+    #[getter]
+    fn url(&self) -> Option<String> {
+        self.url.clone()
+    }
+
+    /// `[{"name", "description", "parameters", "mutating"}]` as JSON.
+    fn specs(&self) -> String {
+        let specs: Vec<Value> = self
+            .set
+            .specs()
+            .into_iter()
+            .map(|s| {
+                let mutating = self.set.get(&s.name).is_some_and(|t| t.effect() == sre_core::Effect::Write);
+                json!({"name": s.name, "description": s.description, "parameters": s.parameters, "mutating": mutating})
+            })
+            .collect();
+        Value::Array(specs).to_string()
+    }
+
+    /// Runs a read tool (arguments as JSON), validated against its schema.
+    fn call(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let set = Arc::clone(&self.set);
+        py.detach(|| {
+            runtime().block_on(async move {
+                let tool = set.validate(&name, &args)?;
+                if tool.effect() == sre_core::Effect::Write {
+                    return Err(ToolError::Denied(format!(
+                        "{name} is a write: preview it, get it approved, then apply it"
+                    )));
+                }
+                tool.call(&args, &ToolContext::default())
+                    .await
+                    .map(|o| o.content)
+            })
+        })
+        .map_err(|e| tool_err(&e))
+    }
+
+    /// The side-effect-free preview of a write (a server-side dry run) as JSON
+    /// `{"summary", "diff", "fingerprint", "risk"}`.
+    fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let set = Arc::clone(&self.set);
+        py.detach(|| {
+            runtime().block_on(async move {
+                let tool = set.validate(&name, &args)?;
+                tool.preview(&args, &ToolContext::default()).await
+            })
+        })
+        .map_err(|e| tool_err(&e))
+        .and_then(|p| serde_json::to_string(&p).map_err(|e| SreError::new_err(e.to_string())))
+    }
+
+    /// Applies an approved write: the target must still have `fingerprint` (else `Conflict`),
+    /// then the change is verified and rolled back if verification fails. Returns JSON
+    /// `{"result", "verification", "rolled_back"}`.
+    fn apply(
+        &self,
+        py: Python<'_>,
+        name: String,
+        args: String,
+        fingerprint: String,
+        approved_by: String,
+    ) -> PyResult<String> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let set = Arc::clone(&self.set);
+        py.detach(|| runtime().block_on(apply(set, name, args, fingerprint, approved_by)))
+            .map_err(|e| tool_err(&e))
+    }
+
+    /// Stops the simulator (if any); the tools fail afterwards.
+    fn close(&self, py: Python<'_>) {
+        let sim = self.sim.lock().ok().and_then(|mut s| s.take());
+        if let Some(sim) = sim {
+            py.detach(|| runtime().block_on(sim.shutdown()));
+        }
+    }
+
+    /// A deployment's container images `[[container, image]]` as JSON (simulator only; for tests
+    /// and "after" views).
+    fn deployment_images(&self, namespace: String, deployment: String) -> PyResult<String> {
+        let guard = self
+            .sim
+            .lock()
+            .map_err(|_| SreError::new_err("simulator lock poisoned"))?;
+        let sim = guard
+            .as_ref()
+            .ok_or_else(|| SreError::new_err("not a simulator"))?;
+        let dep = sim
+            .object("deployments", &namespace, &deployment)
+            .ok_or_else(|| {
+                NotFound::new_err(format!("deployment {namespace}/{deployment} not found"))
+            })?;
+        let images: Vec<(String, String)> = dep
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or_default().to_owned(),
+                            c["image"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(json!(images).to_string())
+    }
+}
+
+async fn apply(
+    set: Arc<ToolSet>,
+    name: String,
+    args: Value,
+    fingerprint: String,
+    approved_by: String,
+) -> Result<String, ToolError> {
+    let tool = set.validate(&name, &args)?;
+    let ctx = ToolContext::default();
+    let request = ApprovalRequest {
+        run_id: "python".into(),
+        tool: name.clone(),
+        call_id: "python".into(),
+        arguments: args.clone(),
+        preview: sre_core::Preview {
+            summary: String::new(),
+            diff: String::new(),
+            fingerprint,
+            risk: sre_core::Risk::Medium,
+        },
+        incident: String::new(),
+        writes_so_far: 0,
+        rollback_on_failure: true,
+    };
+    let grant = Grant::issue(&request, &approved_by, Duration::from_secs(300));
+    let current = tool.fingerprint(&args, &ctx).await?;
+    grant
+        .redeem(&current)
+        .map_err(|e| ToolError::Conflict(e.to_string()))?;
+    let ctx = ToolContext {
+        run_id: "python".into(),
+        call_id: "python".into(),
+        grant: Some(grant),
+    };
+    let out = tool.call(&args, &ctx).await?;
+    let verification = tool.verify(&args, &out, &ctx).await;
+    let mut rolled_back = None;
+    if let Some(v) = &verification
+        && !v.passed
+    {
+        rolled_back = Some(match tool.rollback(&args, &out, &ctx).await {
+            Ok(o) => json!({"ok": true, "detail": o.content}),
+            Err(e) => json!({"ok": false, "detail": e.to_string()}),
+        });
+    }
+    let redactor = sre_core::Redactor::default();
+    Ok(json!({"result": redactor.redact(&out.content), "verification": verification, "rolled_back": rolled_back}).to_string())
+}
+
+/// A model driven from Python: `chat(request_json) -> response_json`.
+struct PyModel {
+    chat: Py<PyAny>,
+    error: Mutex<Option<PyErr>>,
+}
+
+#[async_trait]
+impl LlmProvider for PyModel {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let body = serde_json::to_string(request).map_err(|e| LlmError::Other(e.to_string()))?;
+        let answer = Python::attach(|py| -> PyResult<String> {
+            self.chat.call1(py, (body,))?.extract::<String>(py)
+        });
+        match answer {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| LlmError::MalformedResponse {
+                provider: "python".into(),
+                message: e.to_string(),
+            }),
+            Err(e) => {
+                let msg = e.to_string();
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert(e);
+                }
+                Err(LlmError::Other(msg))
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        "langchain".into()
+    }
+}
+
+/// An approver from Python: `approve(request_json) -> {"type": "approve"} | {"type": "reject", "message"}`.
+struct PyApprover {
+    approve: Py<PyAny>,
+}
+
+#[async_trait]
+impl Approver for PyApprover {
+    async fn review(&self, request: &ApprovalRequest) -> Decision {
+        let Ok(body) = serde_json::to_string(request) else {
+            return Decision::deny("python", "the request could not be serialized");
+        };
+        let answer = Python::attach(|py| -> PyResult<String> {
+            self.approve.call1(py, (body,))?.extract::<String>(py)
+        });
+        match answer
+            .ok()
+            .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+        {
+            Some(v) if v["type"] == "approve" => Decision::approve("python:approver"),
+            Some(v) => Decision::deny(
+                "python:approver",
+                v["message"].as_str().unwrap_or("rejected"),
+            ),
+            None => Decision::deny(
+                "python:approver",
+                "the approver failed or answered nothing usable",
+            ),
+        }
+    }
+}
+
+/// Runs the Rust agent loop with a Python-driven model; returns the `RunReport` as JSON.
+/// `messages` is a JSON list of `{"role", "content", …}`. A model exception is re-raised.
+#[pyfunction]
+#[pyo3(signature = (tools, chat, messages, max_steps = 10, system_prompt = None, approve = None))]
+fn run_agent(
+    py: Python<'_>,
+    tools: &Tools,
+    chat: Py<PyAny>,
+    messages: String,
+    max_steps: usize,
+    system_prompt: Option<String>,
+    approve: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let messages: Vec<Message> = serde_json::from_str(&messages).map_err(|e| json_err(&e))?;
+    let model = Arc::new(PyModel {
+        chat,
+        error: Mutex::new(None),
+    });
+    let mut builder =
+        Agent::builder_arc(Arc::clone(&model) as Arc<dyn LlmProvider>).max_steps(max_steps.max(1));
+    for name in tools.set.specs().into_iter().map(|s| s.name) {
+        if let Some(t) = tools.set.get(&name) {
+            builder = builder.tools([Arc::clone(t)]);
+        }
+    }
+    if let Some(p) = system_prompt {
+        builder = builder.system_prompt(p);
+    }
+    builder = match approve {
+        Some(a) => builder.policy(Rules::new(PyApprover { approve: a }).max_writes_per_run(10)),
+        None => builder.policy(ReadOnly),
+    };
+    let agent = builder
+        .build()
+        .map_err(|e| SreError::new_err(e.to_string()))?;
+    let report = py.detach(|| runtime().block_on(agent.run_messages(messages)));
+    if let Some(err) = model.error.lock().ok().and_then(|mut e| e.take()) {
+        return Err(err);
+    }
+    serde_json::to_string(&report).map_err(|e| SreError::new_err(e.to_string()))
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Tools>()?;
+    m.add_function(wrap_pyfunction!(run_agent, m)?)?;
+    m.add("SreError", py.get_type::<SreError>())?;
+    m.add("ToolError", py.get_type::<ToolError_>())?;
+    m.add("InvalidArguments", py.get_type::<InvalidArguments>())?;
+    m.add("Forbidden", py.get_type::<Forbidden>())?;
+    m.add("NotFound", py.get_type::<NotFound>())?;
+    m.add("Conflict", py.get_type::<Conflict>())?;
+    m.add("ApprovalDenied", py.get_type::<ApprovalDenied>())?;
+    m.add("ProviderError", py.get_type::<ProviderError>())?;
+    Ok(())
+}

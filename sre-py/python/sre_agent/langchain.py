@@ -1,0 +1,230 @@
+"""LangChain / LangGraph adapters: :class:`SreToolkit` and :func:`create_sre_agent`.
+
+Write tools ask for approval with a request shaped like LangChain's human-in-the-loop middleware
+(``{"action_requests": [...], "review_configs": [...]}``) and read its answer
+(``{"decisions": [{"type": "approve"}]}`` or ``{"type": "reject", "message": ...}``). The source of
+approval, in order: the ``approver`` callback; else ``langgraph.types.interrupt(request)`` when running
+inside a LangGraph graph (so ``Command(resume=...)`` answers it); else deny — fail closed, nothing is
+sent to the API server. Before asking, a write tool only validates its arguments and runs the
+server-side dry run, so LangGraph can re-run it from the top when it resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable, Optional, Sequence
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, PrivateAttr
+
+from . import _native
+
+Approver = Callable[[dict], dict]
+
+
+def _approval_request(name: str, args: dict, preview: dict) -> dict:
+    description = f"{preview['summary']} (risk {preview['risk']})\n{preview['diff']}\ntarget: {preview['fingerprint']}"
+    return {
+        "action_requests": [{"name": name, "args": args, "description": description}],
+        "review_configs": [{"action_name": name, "allowed_decisions": ["approve", "reject"]}],
+    }
+
+
+def _first_decision(answer: Any) -> dict:
+    if isinstance(answer, dict):
+        decisions = answer.get("decisions")
+        if isinstance(decisions, list) and decisions and isinstance(decisions[0], dict):
+            return decisions[0]
+    return {"type": "reject", "message": "no usable decision"}
+
+
+def _ask(approver: Optional[Approver], request: dict) -> tuple[dict, str]:
+    """The decision and who made it. Fail closed when nobody can be asked."""
+    if approver is not None:
+        return _first_decision(approver(request)), "python:approver"
+    try:
+        from langgraph.config import get_config
+        from langgraph.types import interrupt
+    except ImportError:
+        return {"type": "reject", "message": "no approver and no LangGraph graph: denied (fail closed)"}, "policy:deny"
+    try:
+        configurable = get_config().get("configurable", {})
+    except RuntimeError:
+        configurable = {}
+    # Only a running graph can be interrupted (a plain tool.invoke also has a runnable config).
+    if "__pregel_scratchpad" not in configurable:
+        return {"type": "reject", "message": "no approver and not inside a LangGraph graph: denied (fail closed)"}, "policy:deny"
+    # Raises GraphInterrupt the first time; returns the resume value when the graph is resumed.
+    return _first_decision(interrupt(request)), "langgraph:interrupt"
+
+
+class SreToolkit(BaseToolkit):
+    """The sre-agent tools as LangChain tools.
+
+    ``SreToolkit()`` uses the current kube context (``KUBECONFIG``, ``~/.kube/config`` or in-cluster) and
+    ``trivy`` on ``PATH``; ``SreToolkit(simulator="bad-release")`` uses the embedded API simulator.
+    ``approver`` is a callable taking the approval request dict and returning the decision dict.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _native: Any = PrivateAttr()
+    _approver: Optional[Approver] = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        *,
+        approver: Optional[Approver] = None,
+        simulator: Optional[str] = None,
+        namespaces: Optional[Sequence[str]] = None,
+        tools: Optional[_native.Tools] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._approver = approver
+        if tools is not None:
+            self._native = tools
+        elif simulator is not None:
+            self._native = _native.Tools.simulator(simulator)
+        else:
+            self._native = _native.Tools.kubeconfig(list(namespaces) if namespaces else None)
+
+    @property
+    def native(self) -> _native.Tools:
+        """The native tool set (for the simulator's ``deployment_images`` and ``close``)."""
+        return self._native
+
+    def get_tools(self) -> list[BaseTool]:
+        return [self._tool(spec) for spec in json.loads(self._native.specs())]
+
+    def _tool(self, spec: dict) -> BaseTool:
+        native = self._native
+        name = spec["name"]
+        mutating = spec["mutating"]
+        approver = self._approver
+
+        def run(**kwargs: Any) -> str:
+            args = json.dumps(kwargs)
+            try:
+                if not mutating:
+                    return native.call(name, args)
+                preview = json.loads(native.preview(name, args))
+                decision, by = _ask(approver, _approval_request(name, kwargs, preview))
+                if decision.get("type") != "approve":
+                    raise ToolException(f"denied by {by}: {decision.get('message', 'rejected')}. Nothing was changed.")
+                return native.apply(name, args, preview["fingerprint"], by)
+            except _native.SreError as e:
+                raise ToolException(str(e)) from e
+
+        async def arun(**kwargs: Any) -> str:
+            return await asyncio.to_thread(run, **kwargs)
+
+        return StructuredTool(
+            name=name,
+            description=spec["description"],
+            args_schema=spec["parameters"],
+            func=run,
+            coroutine=arun,
+            handle_tool_error=True,
+            metadata={"sre_agent": {"mutating": mutating}},
+        )
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content or "")
+
+
+def _to_core(m: Any) -> dict:
+    if isinstance(m, dict):
+        role = {"human": "user", "ai": "assistant"}.get(m.get("role", "user"), m.get("role", "user"))
+        return {"role": role, "content": _text(m.get("content", ""))}
+    if isinstance(m, SystemMessage):
+        return {"role": "system", "content": _text(m.content)}
+    if isinstance(m, HumanMessage):
+        return {"role": "user", "content": _text(m.content)}
+    if isinstance(m, AIMessage):
+        calls = [{"id": c["id"], "name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
+        return {"role": "assistant", "content": _text(m.content), "tool_calls": calls}
+    if isinstance(m, ToolMessage):
+        return {"role": "tool", "content": _text(m.content), "tool_call_id": m.tool_call_id, "is_error": m.status == "error"}
+    raise TypeError(f"unsupported message {type(m).__name__}")
+
+
+def _to_lc(m: dict) -> BaseMessage:
+    role = m["role"]
+    if role == "system":
+        return SystemMessage(m["content"])
+    if role == "user":
+        return HumanMessage(m["content"])
+    if role == "assistant":
+        calls = [{"id": c["id"], "name": c["name"], "args": c["arguments"] if isinstance(c["arguments"], dict) else {}, "type": "tool_call"} for c in m.get("tool_calls", [])]
+        return AIMessage(m.get("content", ""), tool_calls=calls)
+    return ToolMessage(m["content"], tool_call_id=m.get("tool_call_id", ""), status="error" if m.get("is_error") else "success")
+
+
+def _from_ai(ai: AIMessage) -> dict:
+    calls = [{"id": c.get("id") or f"call_{i}", "name": c["name"], "arguments": c["args"]} for i, c in enumerate(ai.tool_calls)]
+    usage = ai.usage_metadata or {}
+    return {
+        "message": {"role": "assistant", "content": _text(ai.content), "tool_calls": calls},
+        "stop_reason": "tool_use" if calls else "end_turn",
+        "usage": {"input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0)},
+    }
+
+
+class SreAgent:
+    """The Rust sre-core loop driven by a LangChain chat model (see :func:`create_sre_agent`)."""
+
+    def __init__(self, model: Any, toolkit: SreToolkit, approver: Optional[Approver], max_steps: int, system_prompt: Optional[str]) -> None:
+        self._toolkit = toolkit
+        specs = [convert_to_openai_tool(t) for t in toolkit.get_tools()]
+        self._model = model.bind_tools(specs)
+        self._approver = approver
+        self._max_steps = max_steps
+        self._system_prompt = system_prompt
+        self.last_report: Optional[dict] = None
+
+    def invoke(self, input: dict, config: Any = None) -> dict:
+        messages = [_to_core(m) for m in input["messages"]]
+
+        def chat(request_json: str) -> str:
+            request = json.loads(request_json)
+            ai = self._model.invoke([_to_lc(m) for m in request["messages"]])
+            return json.dumps(_from_ai(ai))
+
+        approve = None
+        if self._approver is not None:
+            approver = self._approver
+
+            def approve(request_json: str) -> str:
+                r = json.loads(request_json)
+                p = r["preview"]
+                request = _approval_request(r["tool"], r["arguments"], p)
+                return json.dumps(_first_decision(approver(request)))
+
+        report = json.loads(_native.run_agent(self._toolkit.native, chat, json.dumps(messages), self._max_steps, self._system_prompt, approve))
+        self.last_report = report
+        return {"messages": [_to_lc(m) for m in report["transcript"] if m["role"] != "system"]}
+
+    async def ainvoke(self, input: dict, config: Any = None) -> dict:
+        return await asyncio.to_thread(self.invoke, input, config)
+
+
+def create_sre_agent(
+    model: Any,
+    *,
+    approver: Optional[Approver] = None,
+    max_steps: int = 10,
+    system_prompt: Optional[str] = None,
+    toolkit: Optional[SreToolkit] = None,
+) -> SreAgent:
+    """The Rust agent loop on any LangChain chat model: ``bind_tools`` with the tools' OpenAI-format
+    specs, then one ``invoke`` per turn. Writes need ``approver`` (else they are denied). Returns an
+    object with ``invoke`` / ``ainvoke`` taking and returning ``{"messages": [...]}``."""
+    return SreAgent(model, toolkit or SreToolkit(), approver, max_steps, system_prompt)
