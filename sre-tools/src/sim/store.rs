@@ -108,6 +108,24 @@ fn hash10(v: &Value) -> String {
     hex::encode(&digest[..5])
 }
 
+/// The (name, image) of every container of a pod spec.
+pub(crate) fn container_images(pod_spec: &Value) -> Vec<(String, String)> {
+    pod_spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        str_at(c, "/name").to_owned(),
+                        str_at(c, "/image").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
@@ -565,20 +583,7 @@ impl Store {
             .unschedulable
             .get(&(ns.to_owned(), dep_name.to_owned()))
             .cloned();
-        let containers: Vec<(String, String)> = spec
-            .get("containers")
-            .and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| {
-                        (
-                            str_at(c, "/name").to_owned(),
-                            str_at(c, "/image").to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let containers = container_images(&spec);
         let pod_ref = kubelet::PodRef {
             name: &name,
             namespace: ns,
@@ -633,20 +638,8 @@ impl Store {
         }
         let ns = str_at(rs, "/metadata/namespace").to_owned();
         let rs_name = str_at(rs, "/metadata/name").to_owned();
-        let containers: Vec<(String, String)> = rs
-            .pointer("/spec/template/spec/containers")
-            .and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| {
-                        (
-                            str_at(c, "/name").to_owned(),
-                            str_at(c, "/image").to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let containers =
+            container_images(rs.pointer("/spec/template/spec").unwrap_or(&Value::Null));
         for (container, image) in containers {
             let Some(profile) = self.images.get(&image).cloned() else {
                 continue;
