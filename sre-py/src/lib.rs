@@ -124,6 +124,7 @@ fn json_err(e: &serde_json::Error) -> PyErr {
 #[pyclass(module = "sre_agent._native", name = "Tools")]
 pub struct Tools {
     set: Arc<ToolSet>,
+    namespaces: Vec<String>,
     sim: Mutex<Option<Simulator>>,
     url: Option<String>,
 }
@@ -156,8 +157,10 @@ impl Tools {
             })
             .map_err(|e| SreError::new_err(e.to_string()))?;
         let url = Some(sim.url());
+        let namespaces = sim.scenario().all_namespaces();
         Ok(Self {
             set: Arc::new(build_set(tools)?),
+            namespaces,
             sim: Mutex::new(Some(sim)),
             url,
         })
@@ -168,14 +171,14 @@ impl Tools {
     #[staticmethod]
     #[pyo3(signature = (namespaces = None))]
     fn kubeconfig(py: Python<'_>, namespaces: Option<Vec<String>>) -> PyResult<Self> {
-        let tools = py
+        let (tools, namespaces) = py
             .detach(|| {
                 runtime().block_on(async {
                     let client = kube::Client::try_default().await.map_err(|e| {
                         format!("no Kubernetes cluster is configured ({e}): set KUBECONFIG or use SreToolkit(simulator=\"bad-release\")")
                     })?;
                     let ns = namespaces.unwrap_or_else(|| vec![client.default_namespace().to_owned()]);
-                    let scope = Scope::namespaces(ns);
+                    let scope = Scope::namespaces(ns.clone());
                     let mut tools = K8s::new(client.clone(), scope.clone()).tools();
                     let trivy = sre_tools::trivy::Trivy::new(
                         Arc::new(sre_tools::trivy::scanner::TrivyCli::default()),
@@ -183,12 +186,13 @@ impl Tools {
                         Some((client, scope)),
                     );
                     tools.extend(trivy.tools());
-                    Ok::<_, String>(tools)
+                    Ok::<_, String>((tools, ns))
                 })
             })
             .map_err(SreError::new_err)?;
         Ok(Self {
             set: Arc::new(build_set(tools)?),
+            namespaces,
             sim: Mutex::new(None),
             url: None,
         })
@@ -462,12 +466,57 @@ fn run_agent(
     serde_json::to_string(&report).map_err(|e| SreError::new_err(e.to_string()))
 }
 
+/// Runs the Rust agent with a provider by name (`offline` — the playbook brain —, `groq`,
+/// `azure`, `bedrock`, `openai`, `ollama`; keys from the environment) on `task`. Writes go to the
+/// `approve` callable (JSON request → JSON decision) or are denied. Returns the `RunReport` as JSON.
+#[pyfunction]
+#[pyo3(signature = (tools, task, provider = "offline".to_owned(), model = None, max_steps = 20, approve = None))]
+fn run_task(
+    py: Python<'_>,
+    tools: &Tools,
+    task: String,
+    provider: String,
+    model: Option<String>,
+    max_steps: usize,
+    approve: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    use sre_llm::{ProviderConfig, ProviderKind};
+    let brain: Arc<dyn LlmProvider> = if provider == "offline" {
+        let namespaces: Vec<String> = tools.namespaces.clone();
+        Arc::new(sre_tools::playbook::Playbook::new(namespaces))
+    } else {
+        let kind: ProviderKind = serde_json::from_value(json!(provider))
+            .map_err(|_| SreError::new_err(format!("unknown provider {provider:?}: use offline, groq, azure, bedrock, openai, ollama or vllm")))?;
+        let mut config = ProviderConfig::new(kind);
+        config.model = model;
+        config
+            .build()
+            .map_err(|e| ProviderError::new_err(e.to_string()))?
+    };
+    let mut builder = Agent::builder_arc(brain).max_steps(max_steps.max(1));
+    for spec in tools.set.specs() {
+        if let Some(t) = tools.set.get(&spec.name) {
+            builder = builder.tools([Arc::clone(t)]);
+        }
+    }
+    builder = match approve {
+        Some(a) => builder.policy(Rules::new(PyApprover { approve: a }).max_writes_per_run(10)),
+        None => builder.policy(ReadOnly),
+    };
+    let agent = builder
+        .build()
+        .map_err(|e| SreError::new_err(e.to_string()))?;
+    let report = py.detach(|| runtime().block_on(agent.run(&task)));
+    serde_json::to_string(&report).map_err(|e| SreError::new_err(e.to_string()))
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Tools>()?;
     m.add_function(wrap_pyfunction!(run_agent, m)?)?;
+    m.add_function(wrap_pyfunction!(run_task, m)?)?;
     m.add("SreError", py.get_type::<SreError>())?;
     m.add("ToolError", py.get_type::<ToolError_>())?;
     m.add("InvalidArguments", py.get_type::<InvalidArguments>())?;

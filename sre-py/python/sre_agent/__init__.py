@@ -16,6 +16,7 @@ from ._native import (
     ToolError,
     Tools,
     run_agent,
+    run_task,
 )
 
 __all__ = [
@@ -30,8 +31,27 @@ __all__ = [
     "ToolError",
     "Tools",
     "create_sre_agent",
+    "run",
     "run_agent",
+    "run_task",
 ]
+
+
+def run(task: str, *, tools: "Tools", provider: str = "offline", model: "str | None" = None, max_steps: int = 20, approver=None) -> dict:
+    """Runs the Rust agent with a provider by name on ``task``; returns the run report as a dict.
+
+    ``approver`` takes the approval request (a dict) and returns ``{"type": "approve"}`` or
+    ``{"type": "reject", "message": ...}``; without one every write is denied.
+    """
+    import json
+
+    approve = None
+    if approver is not None:
+
+        def approve(request_json: str) -> str:
+            return json.dumps(approver(json.loads(request_json)))
+
+    return json.loads(run_task(tools, task, provider, model, max_steps, approve))
 
 
 def __getattr__(name: str):

@@ -33,3 +33,12 @@ def run_agent(
     system_prompt: Optional[str] = None,
     approve: Optional[Callable[[str], str]] = None,
 ) -> str: ...
+
+def run_task(
+    tools: Tools,
+    task: str,
+    provider: str = "offline",
+    model: Optional[str] = None,
+    max_steps: int = 20,
+    approve: Optional[Callable[[str], str]] = None,
+) -> str: ...
