@@ -37,3 +37,25 @@ def test_providers_by_name_report_missing_keys(monkeypatch):
     with pytest.raises(sre_agent.SreError, match="unknown provider"):
         sre_agent.run("check", tools=tools, provider="gemini")
     tools.close()
+
+
+def test_kubeconfig_discovery_with_the_real_api_server(monkeypatch):
+    """SreToolkit() finds the cluster through KUBECONFIG (the real API server tier of .ci/run)."""
+    import os
+
+    kubeconfig = os.environ.get("SRE_K8S_AGENT_KUBECONFIG")
+    if not kubeconfig:
+        if os.environ.get("SRE_K8S_REQUIRED") == "1":
+            pytest.fail("SRE_K8S_REQUIRED=1 but SRE_K8S_AGENT_KUBECONFIG is not set")
+        pytest.skip("the real API server harness is not up")
+    from langchain_core.messages import ToolMessage
+
+    from sre_agent import SreToolkit
+
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    tk = SreToolkit()  # no arguments: standard discovery, the context's namespace
+    tools = {t.name: t for t in tk.get_tools()}
+    msg = tools["k8s_list_pods"].invoke({"name": "k8s_list_pods", "args": {"namespace": "default"}, "id": "1", "type": "tool_call"})
+    assert isinstance(msg, ToolMessage)
+    # The limited user has no Role in "default": the real API server's 403 comes back as an error message.
+    assert msg.status == "error" and "cannot list resource" in msg.content, msg.content

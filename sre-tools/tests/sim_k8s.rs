@@ -490,3 +490,30 @@ async fn an_agent_rolls_back_the_bad_release_end_to_end() {
     assert_eq!(image_of(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.4.2");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_frees_the_port_and_ends_the_server() {
+    let sim = Simulator::start_named("healthy").await.unwrap();
+    let addr = sim.addr();
+    let client = sim.client().unwrap();
+    assert!(client.apiserver_version().await.is_ok());
+    sim.shutdown().await;
+    // The port can be bound again, and the old address no longer answers.
+    let again = tokio::net::TcpListener::bind(addr).await;
+    assert!(again.is_ok(), "port {addr} still in use: {again:?}");
+    drop(again);
+    assert!(client.apiserver_version().await.is_err());
+}
+
+#[tokio::test]
+async fn start_up_takes_milliseconds() {
+    let start = std::time::Instant::now();
+    let sim = Simulator::start_named("bad-release").await.unwrap();
+    // Generous: this guards against start-up doing network or disk work, not a benchmark.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    sim.shutdown().await;
+}
