@@ -383,6 +383,68 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Runs a tool future, turning a panic into a tool error.
+async fn guarded<T>(
+    fut: impl std::future::Future<Output = Result<T, ToolError>>,
+) -> Result<T, ToolError> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(ToolError::Failed("the tool panicked".into())),
+    }
+}
+
+/// Re-reads a write's target and redeems `grant` against it. The write may be applied only on
+/// `Ok`; the error says why not (target changed, grant expired or used, target unreadable).
+///
+/// # Errors
+/// The reason the write must not be applied.
+pub async fn redeem_for(
+    tool: &dyn Tool,
+    args: &Value,
+    grant: &Grant,
+    ctx: &ToolContext,
+) -> Result<(), String> {
+    match guarded(tool.fingerprint(args, ctx)).await {
+        Ok(current) => grant.redeem(&current).map_err(|e| e.to_string()),
+        Err(e) => Err(format!(
+            "could not re-read the target: {e}; nothing was applied"
+        )),
+    }
+}
+
+/// Verifies an applied write and, when the verification fails, rolls it back. Panics in either
+/// become a failed verification or a failed rollback.
+pub async fn verify_or_roll_back(
+    tool: &dyn Tool,
+    args: &Value,
+    output: &ToolOutput,
+    ctx: &ToolContext,
+) -> (Option<Verification>, Option<RollbackRecord>) {
+    let verification = AssertUnwindSafe(tool.verify(args, output, ctx))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Some(Verification {
+                passed: false,
+                detail: "the verification panicked".into(),
+            })
+        });
+    let rollback = match &verification {
+        Some(v) if !v.passed => Some(match guarded(tool.rollback(args, output, ctx)).await {
+            Ok(out) => RollbackRecord {
+                ok: true,
+                detail: out.content,
+            },
+            Err(e) => RollbackRecord {
+                ok: false,
+                detail: e.to_string(),
+            },
+        }),
+        _ => None,
+    };
+    (verification, rollback)
+}
+
 /// The state of one run.
 #[expect(
     clippy::struct_field_names,
@@ -717,16 +779,6 @@ impl Run<'_> {
         }
     }
 
-    /// Calls a tool method, turning a panic into a tool error.
-    async fn guarded<T>(
-        fut: impl std::future::Future<Output = Result<T, ToolError>>,
-    ) -> Result<T, ToolError> {
-        match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(r) => r,
-            Err(_) => Err(ToolError::Failed("the tool panicked".into())),
-        }
-    }
-
     fn finished(
         &self,
         call: &ToolCall,
@@ -766,7 +818,7 @@ impl Run<'_> {
         });
         let started = Instant::now();
         let ctx = self.context(call);
-        let result = Self::guarded(tool.call(&call.arguments, &ctx)).await;
+        let result = guarded(tool.call(&call.arguments, &ctx)).await;
         self.finished(call, result, started).0
     }
 
@@ -799,7 +851,7 @@ impl Run<'_> {
             effect: Effect::Write,
         });
         let started = Instant::now();
-        let result = Self::guarded(tool.call(&call.arguments, &ctx)).await;
+        let result = guarded(tool.call(&call.arguments, &ctx)).await;
         let output = result.as_ref().ok().cloned();
         let (mut message, ok, text) = self.finished(call, result, started);
         record.result = text;
@@ -822,7 +874,7 @@ impl Run<'_> {
         ctx: &ToolContext,
         record: &mut ActionRecord,
     ) -> Result<Grant, Message> {
-        let preview = match Self::guarded(tool.preview(&call.arguments, ctx)).await {
+        let preview = match guarded(tool.preview(&call.arguments, ctx)).await {
             Ok(p) => p,
             Err(e) => {
                 let text = self.redact(format!(
@@ -872,12 +924,7 @@ impl Run<'_> {
         };
         let grant = Grant::issue(&request, &by, self.agent.approval_ttl);
         // The target must still be what was approved.
-        let redeemed = match Self::guarded(tool.fingerprint(&call.arguments, ctx)).await {
-            Ok(current) => grant.redeem(&current).map_err(|e| e.to_string()),
-            Err(e) => Err(format!(
-                "could not re-read the target: {e}; nothing was applied"
-            )),
-        };
+        let redeemed = redeem_for(tool, &call.arguments, &grant, ctx).await;
         if let Err(reason) = redeemed {
             let reason = self.redact(reason);
             self.emit(|run_id| Event::WriteRefused {
@@ -905,15 +952,8 @@ impl Run<'_> {
         record: &mut ActionRecord,
         message: &mut Message,
     ) {
-        let verification = AssertUnwindSafe(tool.verify(&call.arguments, output, ctx))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Some(Verification {
-                    passed: false,
-                    detail: "the verification panicked".into(),
-                })
-            });
+        let (verification, rollback) =
+            verify_or_roll_back(tool, &call.arguments, output, ctx).await;
         let Some(mut verification) = verification else {
             return;
         };
@@ -925,17 +965,8 @@ impl Run<'_> {
             verification: verification.clone(),
         });
         let _ = write!(message.content, "\nverification: {}", verification.detail);
-        if !verification.passed {
-            let rollback = match Self::guarded(tool.rollback(&call.arguments, output, ctx)).await {
-                Ok(out) => RollbackRecord {
-                    ok: true,
-                    detail: self.redact(out.content),
-                },
-                Err(e) => RollbackRecord {
-                    ok: false,
-                    detail: self.redact(e.to_string()),
-                },
-            };
+        if let Some(mut rollback) = rollback {
+            rollback.detail = self.redact(rollback.detail);
             self.emit(|run_id| Event::RolledBack {
                 run_id,
                 call_id: call.id.clone(),

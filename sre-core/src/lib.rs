@@ -61,7 +61,7 @@ pub mod tool;
 
 pub use agent::{
     ActionRecord, ActionStatus, Agent, AgentBuilder, Budgets, DEFAULT_SYSTEM_PROMPT, Outcome,
-    RollbackRecord, RunReport,
+    RollbackRecord, RunReport, redeem_for, verify_or_roll_back,
 };
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, Approver, AutoApprove, Callback, Decision, Grant, GrantError,

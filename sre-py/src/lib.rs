@@ -336,26 +336,17 @@ async fn apply(
         rollback_on_failure: true,
     };
     let grant = Grant::issue(&request, &approved_by, Duration::from_secs(300));
-    let current = tool.fingerprint(&args, &ctx).await?;
-    grant
-        .redeem(&current)
-        .map_err(|e| ToolError::Conflict(e.to_string()))?;
+    sre_core::redeem_for(tool.as_ref(), &args, &grant, &ctx)
+        .await
+        .map_err(ToolError::Conflict)?;
     let ctx = ToolContext {
         run_id: "python".into(),
         call_id: "python".into(),
         grant: Some(grant),
     };
     let out = tool.call(&args, &ctx).await?;
-    let verification = tool.verify(&args, &out, &ctx).await;
-    let mut rolled_back = None;
-    if let Some(v) = &verification
-        && !v.passed
-    {
-        rolled_back = Some(match tool.rollback(&args, &out, &ctx).await {
-            Ok(o) => json!({"ok": true, "detail": o.content}),
-            Err(e) => json!({"ok": false, "detail": e.to_string()}),
-        });
-    }
+    let (verification, rolled_back) =
+        sre_core::verify_or_roll_back(tool.as_ref(), &args, &out, &ctx).await;
     let redactor = sre_core::Redactor::default();
     Ok(json!({"result": redactor.redact(&out.content), "verification": verification, "rolled_back": rolled_back}).to_string())
 }
