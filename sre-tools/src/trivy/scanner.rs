@@ -165,6 +165,43 @@ impl TrivyCli {
         args
     }
 
+    /// Starts trivy. "Text file busy" (the executable was just written, e.g. while trivy is being
+    /// upgraded, and a concurrent fork still holds it open) is retried briefly.
+    async fn spawn(&self, image: &str) -> Result<tokio::process::Child, ScanError> {
+        const ETXTBSY: i32 = 26;
+        let mut attempt = 0;
+        loop {
+            let spawned = tokio::process::Command::new(&self.binary)
+                .args(self.args(image))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn();
+            match spawned {
+                Ok(child) => return Ok(child),
+                Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                Err(e) => {
+                    return Err(match e.kind() {
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                            ScanError::NotInstalled {
+                                binary: self.binary.display().to_string(),
+                            }
+                        }
+                        _ => ScanError::Failed {
+                            image: image.to_owned(),
+                            code: -1,
+                            stderr: format!("cannot start {}: {e}", self.binary.display()),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
     fn cached(&self, image: &str) -> Option<Arc<Report>> {
         let cache = self.cache.lock().ok()?;
         let (at, r) = cache.get(image)?;
@@ -172,25 +209,7 @@ impl TrivyCli {
     }
 
     async fn run(&self, image: &str) -> Result<Arc<Report>, ScanError> {
-        let mut child = tokio::process::Command::new(&self.binary)
-            .args(self.args(image))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    ScanError::NotInstalled {
-                        binary: self.binary.display().to_string(),
-                    }
-                }
-                _ => ScanError::Failed {
-                    image: image.to_owned(),
-                    code: -1,
-                    stderr: format!("cannot start {}: {e}", self.binary.display()),
-                },
-            })?;
+        let mut child = self.spawn(image).await?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let io = async {
