@@ -312,3 +312,16 @@ fn token_cost_of_the_triage_output_is_small() {
     let pods: Vec<Pod> = items("podlist-errimagepull.json");
     println!("{}", triage(&pods, &[], &[], now()).render());
 }
+
+#[test]
+fn terminating_pods_are_not_findings() {
+    let mut pods: Vec<Pod> = items("podlist-crashloop-k3s.json");
+    for p in &mut pods {
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-25T00:00:00Z".parse().unwrap(),
+        ));
+    }
+    let t = triage(&pods, &[], &[], now());
+    assert!(t.workloads.is_empty(), "{t:#?}");
+    assert_eq!(t.pods_scanned, 2);
+}

@@ -458,7 +458,11 @@ pub fn triage_facts(
         .collect();
     // (namespace, kind, name) → (pods total, unhealthy pods, findings)
     let mut groups: BTreeMap<WorkloadKey, (usize, usize, Vec<Finding>)> = BTreeMap::new();
-    for pod in pods {
+    // A terminating pod is on its way out (e.g. the old pods of a rollout): not a finding.
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let (kind, name) = owner_of(pod, &rs_index);
         let ns = pod.metadata.namespace.clone();
         let entry = groups.entry((ns, kind, name)).or_default();

@@ -35,6 +35,8 @@ pub struct MetaFacts {
     /// Owners.
     #[serde(deserialize_with = "nullable")]
     pub owner_references: Vec<OwnerFacts>,
+    /// Set when the pod is being deleted (terminating).
+    pub deletion_timestamp: Option<String>,
 }
 
 /// An owner reference.
@@ -269,6 +271,7 @@ impl From<&Pod> for PodFacts {
                         controller: o.controller,
                     })
                     .collect(),
+                deletion_timestamp: m.deletion_timestamp.as_ref().map(|t| t.0.to_string()),
             },
             spec: SpecFacts {
                 containers: spec.map(|s| containers(&s.containers)).unwrap_or_default(),
