@@ -2,8 +2,6 @@
 //! the bad release is found, rolled back (auto approval), verified, and the command exits 0.
 //! Skipped with a message when the harness is not up; required in `.ci/run`.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
-
 #[path = "../../sre-tools/tests/support/mod.rs"]
 mod support;
 
