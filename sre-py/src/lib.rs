@@ -461,7 +461,11 @@ fn run_agent(
 /// `azure`, `bedrock`, `openai`, `ollama`; keys from the environment) on `task`. Writes go to the
 /// `approve` callable (JSON request → JSON decision) or are denied. Returns the `RunReport` as JSON.
 #[pyfunction]
-#[pyo3(signature = (tools, task, provider = "offline".to_owned(), model = None, max_steps = 20, approve = None))]
+#[pyo3(signature = (tools, task, provider = "offline".to_owned(), model = None, max_steps = 20, approve = None, auto_approve = false, namespaces = None, registries = None, max_writes = 3))]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the Python keyword arguments of sre_agent.run"
+)]
 fn run_task(
     py: Python<'_>,
     tools: &Tools,
@@ -470,6 +474,10 @@ fn run_task(
     model: Option<String>,
     max_steps: usize,
     approve: Option<Py<PyAny>>,
+    auto_approve: bool,
+    namespaces: Option<Vec<String>>,
+    registries: Option<Vec<String>>,
+    max_writes: usize,
 ) -> PyResult<String> {
     use sre_llm::{ProviderConfig, ProviderKind};
     let brain: Arc<dyn LlmProvider> = if provider == "offline" {
@@ -490,8 +498,25 @@ fn run_task(
             builder = builder.tools([Arc::clone(t)]);
         }
     }
-    builder = match approve {
-        Some(a) => builder.policy(Rules::new(PyApprover { approve: a }).max_writes_per_run(10)),
+    // Deny by default; an approver (or explicit auto approval) sits behind the rules.
+    let approver: Option<Arc<dyn Approver>> = match (approve, auto_approve) {
+        (Some(a), _) => Some(Arc::new(PyApprover { approve: a })),
+        (None, true) => Some(Arc::new(sre_core::Callback::new(|_| {
+            Decision::approve("policy:auto")
+        }))),
+        (None, false) => None,
+    };
+    builder = match approver {
+        Some(a) => {
+            let mut rules = Rules::new(a).max_writes_per_run(max_writes);
+            if let Some(ns) = namespaces {
+                rules = rules.namespaces(ns);
+            }
+            if let Some(r) = registries {
+                rules = rules.registries(r);
+            }
+            builder.policy(rules)
+        }
         None => builder.policy(ReadOnly),
     };
     let agent = builder

@@ -29,6 +29,19 @@ def test_without_an_approver_writes_are_denied():
     tools.close()
 
 
+def test_policies_from_python():
+    tools = sre_agent.Tools.simulator("bad-release")
+    # Rules first: a namespace outside the allow-list is denied without asking anyone.
+    report = sre_agent.run("fix shop/web", tools=tools, auto_approve=True, namespaces=["jobs"])
+    action = report["actions"][0]
+    assert action["status"] == "denied"
+    assert action["decision"] == {"decision": "denied", "by": "policy:rules", "reason": 'namespace "shop" is not in the allow-list (jobs)'}
+    report = sre_agent.run("fix shop/web", tools=tools, auto_approve=True, namespaces=["shop"])
+    assert report["actions"][0]["status"] == "applied"
+    assert report["actions"][0]["decision"]["by"] == "policy:auto"
+    tools.close()
+
+
 def test_providers_by_name_report_missing_keys(monkeypatch):
     monkeypatch.delenv("GROQ_API_KEY", raising=False)
     tools = sre_agent.Tools.simulator("healthy")

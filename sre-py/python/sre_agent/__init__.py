@@ -37,11 +37,25 @@ __all__ = [
 ]
 
 
-def run(task: str, *, tools: "Tools", provider: str = "offline", model: "str | None" = None, max_steps: int = 20, approver=None) -> dict:
+def run(
+    task: str,
+    *,
+    tools: "Tools",
+    provider: str = "offline",
+    model: "str | None" = None,
+    max_steps: int = 20,
+    approver=None,
+    auto_approve: bool = False,
+    namespaces: "list[str] | None" = None,
+    registries: "list[str] | None" = None,
+    max_writes: int = 3,
+) -> dict:
     """Runs the Rust agent with a provider by name on ``task``; returns the run report as a dict.
 
-    ``approver`` takes the approval request (a dict) and returns ``{"type": "approve"}`` or
-    ``{"type": "reject", "message": ...}``; without one every write is denied.
+    Policy: deny by default. ``approver`` takes the approval request (a dict) and returns
+    ``{"type": "approve"}`` or ``{"type": "reject", "message": ...}``; ``auto_approve=True`` approves
+    every write (opt-in). Either sits behind rules: ``namespaces`` and ``registries`` allow-lists and
+    at most ``max_writes`` writes per run.
     """
     import json
 
@@ -51,7 +65,7 @@ def run(task: str, *, tools: "Tools", provider: str = "offline", model: "str | N
         def approve(request_json: str) -> str:
             return json.dumps(approver(json.loads(request_json)))
 
-    return json.loads(run_task(tools, task, provider, model, max_steps, approve))
+    return json.loads(run_task(tools, task, provider, model, max_steps, approve, auto_approve, namespaces, registries, max_writes))
 
 
 def __getattr__(name: str):

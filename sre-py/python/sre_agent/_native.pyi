@@ -41,4 +41,8 @@ def run_task(
     model: Optional[str] = None,
     max_steps: int = 20,
     approve: Optional[Callable[[str], str]] = None,
+    auto_approve: bool = False,
+    namespaces: Optional[list[str]] = None,
+    registries: Optional[list[str]] = None,
+    max_writes: int = 3,
 ) -> str: ...
