@@ -501,10 +501,28 @@ pub struct Grant {
 impl Grant {
     /// Issues a grant for an approved request.
     pub fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
+        Self::for_target(
+            &request.tool,
+            &request.call_id,
+            &request.preview.fingerprint,
+            approved_by,
+            ttl,
+        )
+    }
+
+    /// Issues a grant for a decision taken elsewhere (e.g. by a LangGraph human-in-the-loop
+    /// interrupt) on the previewed `fingerprint` of `tool`'s target.
+    pub fn for_target(
+        tool: &str,
+        call_id: &str,
+        fingerprint: &str,
+        approved_by: &str,
+        ttl: Duration,
+    ) -> Self {
         Self {
-            tool: request.tool.clone(),
-            call_id: request.call_id.clone(),
-            fingerprint: request.preview.fingerprint.clone(),
+            tool: tool.to_owned(),
+            call_id: call_id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
             approved_by: approved_by.to_owned(),
             approved_at: now_rfc3339(),
             issued: Instant::now(),

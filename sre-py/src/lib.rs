@@ -320,22 +320,13 @@ async fn apply(
 ) -> Result<String, ToolError> {
     let tool = set.validate(&name, &args)?;
     let ctx = ToolContext::default();
-    let request = ApprovalRequest {
-        run_id: "python".into(),
-        tool: name.clone(),
-        call_id: "python".into(),
-        arguments: args.clone(),
-        preview: sre_core::Preview {
-            summary: String::new(),
-            diff: String::new(),
-            fingerprint,
-            risk: sre_core::Risk::Medium,
-        },
-        incident: String::new(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
-    let grant = Grant::issue(&request, &approved_by, Duration::from_secs(300));
+    let grant = Grant::for_target(
+        &name,
+        "python",
+        &fingerprint,
+        &approved_by,
+        Duration::from_secs(300),
+    );
     sre_core::redeem_for(tool.as_ref(), &args, &grant, &ctx)
         .await
         .map_err(ToolError::Conflict)?;

@@ -14,6 +14,7 @@
 mod error;
 pub mod k8s;
 pub mod playbook;
+mod serde_util;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod trivy;

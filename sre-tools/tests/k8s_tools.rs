@@ -15,8 +15,7 @@ use kube::Api;
 use serde_json::{Value, json};
 use sre_core::testing::{ScriptedProvider, answer, call, tool_turn};
 use sre_core::{
-    ActionStatus, Agent, ApprovalRequest, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext,
-    ToolError,
+    ActionStatus, Agent, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext, ToolError,
 };
 use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
 use support::{Backend, backends};
@@ -46,21 +45,17 @@ async fn run(k: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
         .map(|o| o.content)
 }
 
-fn granted(args: &Value, preview: Preview) -> ToolContext {
-    let request = ApprovalRequest {
-        run_id: "t".into(),
-        tool: "k8s".into(),
-        call_id: "c".into(),
-        arguments: args.clone(),
-        preview,
-        incident: String::new(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
+fn granted(preview: &Preview) -> ToolContext {
     ToolContext {
         run_id: "t".into(),
         call_id: "c".into(),
-        grant: Some(Grant::issue(&request, "test", Duration::from_secs(60))),
+        grant: Some(Grant::for_target(
+            "k8s",
+            "c",
+            &preview.fingerprint,
+            "test",
+            Duration::from_secs(60),
+        )),
     }
 }
 
@@ -173,7 +168,7 @@ async fn preview_patch_and_stale_fingerprint() {
             "{}: dry run only",
             b.name()
         );
-        let ctx = granted(&args, preview.clone());
+        let ctx = granted(&preview);
         let out = t.call(&args, &ctx).await.unwrap();
         assert!(out.content.starts_with("applied:"), "{}", out.content);
         assert_eq!(
@@ -186,7 +181,7 @@ async fn preview_patch_and_stale_fingerprint() {
         assert!(v.passed, "{}: {}", b.name(), v.detail);
         // The fingerprint approved before the patch is stale now.
         let args2 = json!({"namespace": ns, "deployment": "web", "container": "web", "image": "ghcr.io/acme/shop-web:1.5.0"});
-        let e = t.call(&args2, &granted(&args2, preview)).await.unwrap_err();
+        let e = t.call(&args2, &granted(&preview)).await.unwrap_err();
         assert_eq!(e.kind(), "conflict", "{}: {e}", b.name());
         assert_eq!(
             web_image(&b).await,
@@ -206,10 +201,7 @@ async fn preview_patch_and_stale_fingerprint() {
                 risk: sre_core::Risk::Medium,
             }
         };
-        let e = rb
-            .call(&rb_args, &granted(&rb_args, stale))
-            .await
-            .unwrap_err();
+        let e = rb.call(&rb_args, &granted(&stale)).await.unwrap_err();
         assert_eq!(e.kind(), "conflict", "{}: {e}", b.name());
         assert_eq!(
             web_image(&b).await,

@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sre_core::testing::{ScriptedProvider, answer, call, tool_turn};
 use sre_core::{
-    ActionStatus, Agent, ApprovalRequest, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext,
-    ToolError,
+    ActionStatus, Agent, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext, ToolError,
 };
 use sre_tools::k8s::{K8s, Limits, Scope};
 use sre_tools::sim::{Scenario, Simulator};
@@ -39,21 +38,17 @@ async fn run(k8s: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
         .map(|o| o.content)
 }
 
-fn granted(name: &str, args: &Value, preview: Preview) -> ToolContext {
-    let request = ApprovalRequest {
-        run_id: "test".into(),
-        tool: name.into(),
-        call_id: "c1".into(),
-        arguments: args.clone(),
-        preview,
-        incident: String::new(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
+fn granted(name: &str, preview: &Preview) -> ToolContext {
     ToolContext {
         run_id: "test".into(),
         call_id: "c1".into(),
-        grant: Some(Grant::issue(&request, "test", Duration::from_secs(60))),
+        grant: Some(Grant::for_target(
+            name,
+            "c1",
+            &preview.fingerprint,
+            "test",
+            Duration::from_secs(60),
+        )),
     }
 }
 
@@ -291,7 +286,7 @@ async fn patch_image_previews_with_a_dry_run_then_applies_with_a_precondition() 
     let e = t.call(&args, &ToolContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), "denied");
 
-    let ctx = granted("k8s_patch_image", &args, preview.clone());
+    let ctx = granted("k8s_patch_image", &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     assert!(out.content.starts_with("applied: deployment shop/frontend: container nginx image nginx:1.25.3-alpine -> nginx:1.25.5-alpine"), "{}", out.content);
     assert_eq!(image_of(&sim, "shop", "frontend"), "nginx:1.25.5-alpine");
@@ -308,7 +303,7 @@ async fn patch_image_previews_with_a_dry_run_then_applies_with_a_precondition() 
 
     // The same approval again: the target moved on, so the precondition fails.
     let args2 = json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:1.26.2-alpine"});
-    let stale = granted("k8s_patch_image", &args2, preview);
+    let stale = granted("k8s_patch_image", &preview);
     let e = t.call(&args2, &stale).await.unwrap_err();
     assert_eq!(e.kind(), "conflict");
     assert!(
@@ -345,7 +340,7 @@ async fn a_bad_image_fails_verification_and_is_rolled_back() {
     let t = tool(&k8s, "k8s_patch_image");
     let args = json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:9.9.9-typo"});
     let preview = t.preview(&args, &ToolContext::default()).await.unwrap();
-    let ctx = granted("k8s_patch_image", &args, preview);
+    let ctx = granted("k8s_patch_image", &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     let v = t.verify(&args, &out, &ctx).await.unwrap();
     assert!(!v.passed);
@@ -374,7 +369,7 @@ async fn rollback_restores_the_previous_revision() {
         preview.diff
     );
     assert_eq!(image_of(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.5.0");
-    let ctx = granted("k8s_rollback", &args, preview);
+    let ctx = granted("k8s_rollback", &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     assert_eq!(image_of(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.4.2");
     let v = t.verify(&args, &out, &ctx).await.unwrap();
@@ -407,7 +402,7 @@ async fn scale_and_restart() {
         "{}",
         p.diff
     );
-    let ctx = granted("k8s_scale_deployment", &args, p);
+    let ctx = granted("k8s_scale_deployment", &p);
     let out = scale.call(&args, &ctx).await.unwrap();
     assert!(scale.verify(&args, &out, &ctx).await.unwrap().passed);
     assert_eq!(
@@ -446,7 +441,7 @@ async fn scale_and_restart() {
         "{}",
         p.diff
     );
-    let ctx = granted("k8s_restart_deployment", &args, p);
+    let ctx = granted("k8s_restart_deployment", &p);
     let out = restart.call(&args, &ctx).await.unwrap();
     assert!(restart.verify(&args, &out, &ctx).await.unwrap().passed);
     assert!(

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::serde_util::nullable;
+
 /// A pod, as far as triage needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -176,10 +178,6 @@ pub struct TerminatedFacts {
     pub reason: Option<String>,
     /// Message.
     pub message: Option<String>,
-}
-
-fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn template_hash<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
