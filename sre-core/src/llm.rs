@@ -27,6 +27,21 @@ pub enum LlmError {
         /// How long the provider asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
+    /// Rate limited, and the provider asked for a longer wait than the caller allows: nothing
+    /// waited. Retryable, so a fallback provider can answer at once.
+    #[error(
+        "rate limited by {provider}: it asked to wait {}s, more than the cap of {}s, so the call was not retried (raise the cap, e.g. Retry::max_wait, to wait)",
+        asked.as_secs(),
+        cap.as_secs()
+    )]
+    RateLimitTooLong {
+        /// Provider name.
+        provider: String,
+        /// How long the provider asked us to wait.
+        asked: Duration,
+        /// The longest wait allowed.
+        cap: Duration,
+    },
     /// No answer in time.
     #[error("request to {provider} timed out after {}ms", elapsed.as_millis())]
     Timeout {
@@ -93,6 +108,7 @@ impl LlmError {
         matches!(
             self,
             Self::RateLimited { .. }
+                | Self::RateLimitTooLong { .. }
                 | Self::Timeout { .. }
                 | Self::Server { .. }
                 | Self::Connect { .. }
@@ -103,7 +119,7 @@ impl LlmError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Auth { .. } => "auth",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::RateLimitTooLong { .. } => "rate_limited",
             Self::Timeout { .. } => "timeout",
             Self::BadRequest { .. } => "bad_request",
             Self::Server { .. } => "server",

@@ -61,6 +61,15 @@ pub struct ProviderConfig {
     /// Retries on 429/5xx/connection errors (default 3).
     #[serde(default)]
     pub max_retries: Option<usize>,
+    /// Longest wait a rate-limited answer may ask for, in seconds (default 30); when the provider
+    /// asks for longer the call fails at once instead of sleeping ([`Retry::max_wait`]).
+    #[serde(default)]
+    pub max_retry_wait_secs: Option<u64>,
+    /// Largest response body accepted, in bytes (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`](crate::DEFAULT_MAX_RESPONSE_BYTES), 8 MiB); a larger answer
+    /// fails without being read whole.
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
 }
 
 impl ProviderConfig {
@@ -75,6 +84,8 @@ impl ProviderConfig {
             api_version: None,
             timeout_secs: None,
             max_retries: None,
+            max_retry_wait_secs: None,
+            max_response_bytes: None,
         }
     }
 
@@ -97,6 +108,9 @@ impl ProviderConfig {
     pub fn build_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn LlmProvider>> {
         let timeout = Duration::from_secs(self.timeout_secs.unwrap_or(120));
         let retries = self.max_retries.unwrap_or(3);
+        let limit = self
+            .max_response_bytes
+            .unwrap_or(crate::http::DEFAULT_MAX_RESPONSE_BYTES);
         let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let need = |k: &str, hint: &str| {
             var(k).ok_or_else(|| Error::MissingVariable {
@@ -111,7 +125,11 @@ impl ProviderConfig {
             })
         };
         let compat = |p: OpenAiCompatible| -> Arc<dyn LlmProvider> {
-            Arc::new(Retry::new(p.timeout(timeout)).max_retries(retries))
+            Arc::new(wrap(
+                p.timeout(timeout).max_response_bytes(limit),
+                retries,
+                self.max_retry_wait_secs,
+            ))
         };
         Ok(match self.provider {
             ProviderKind::Groq => {
@@ -256,9 +274,19 @@ impl ProviderConfig {
                     .or_else(|| var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"))
                     .or_else(|| var("AWS_ENDPOINT_URL"));
                 let b = Bedrock::new(&region, &model, credentials, endpoint.as_deref())
-                    .timeout(timeout);
-                Arc::new(Retry::new(b).max_retries(retries))
+                    .timeout(timeout)
+                    .max_response_bytes(limit);
+                Arc::new(wrap(b, retries, self.max_retry_wait_secs))
             }
         })
+    }
+}
+
+/// `p` with the configured retries and, when set, the longest wait honoured.
+fn wrap<P>(p: P, retries: usize, max_wait_secs: Option<u64>) -> Retry<P> {
+    let r = Retry::new(p).max_retries(retries);
+    match max_wait_secs {
+        Some(s) => r.max_wait(Duration::from_secs(s)),
+        None => r,
     }
 }

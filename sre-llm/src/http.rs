@@ -1,5 +1,6 @@
-//! Shared HTTP plumbing: the secret key type, one client, sending a request, and mapping HTTP
-//! failures to typed [`LlmError`]s that keep the provider's status and message.
+//! Shared HTTP plumbing: the secret key type, one client, receiving a response with a size cap,
+//! mapping HTTP failures to typed [`LlmError`]s that keep the provider's status and message, and
+//! scrubbing the provider's secrets out of anything an error quotes.
 
 use std::fmt;
 use std::time::Duration;
@@ -30,6 +31,77 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The largest response body a provider accepts unless configured otherwise: 8 MiB.
+///
+/// A chat completion is a few kilobytes; a body far larger is a misbehaving server or proxy, and
+/// reading it whole could exhaust memory. Raise it with `max_response_bytes` on the provider
+/// ([`OpenAiCompatible::max_response_bytes`](crate::OpenAiCompatible::max_response_bytes),
+/// [`Bedrock::max_response_bytes`](crate::Bedrock::max_response_bytes)) or in the
+/// [`ProviderConfig`](crate::ProviderConfig).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What replaces a secret in text that goes into an error.
+const REDACTED: &str = "[REDACTED]";
+
+/// Secrets shorter than this are not scrubbed: they protect nothing, and replacing every
+/// occurrence of a one- or two-letter string would garble the provider's message.
+const MIN_SCRUBBED_LEN: usize = 4;
+
+/// Replaces every occurrence of each secret (exact match) in `text` with `[REDACTED]`.
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if secret.len() >= MIN_SCRUBBED_LEN && out.contains(secret) {
+            out = out.replace(secret, REDACTED);
+        }
+    }
+    out
+}
+
+/// `e` with every secret scrubbed from the text it carries.
+pub(crate) fn scrub_error(e: LlmError, secrets: &[&str]) -> LlmError {
+    let s = |m: String| scrub(&m, secrets);
+    match e {
+        LlmError::Auth { provider, message } => LlmError::Auth {
+            provider,
+            message: s(message),
+        },
+        LlmError::BadRequest {
+            provider,
+            status,
+            message,
+        } => LlmError::BadRequest {
+            provider,
+            status,
+            message: s(message),
+        },
+        LlmError::Server {
+            provider,
+            status,
+            message,
+        } => LlmError::Server {
+            provider,
+            status,
+            message: s(message),
+        },
+        LlmError::ContentFilter { provider, message } => LlmError::ContentFilter {
+            provider,
+            message: s(message),
+        },
+        LlmError::Connect { provider, message } => LlmError::Connect {
+            provider,
+            message: s(message),
+        },
+        LlmError::MalformedResponse { provider, message } => LlmError::MalformedResponse {
+            provider,
+            message: s(message),
+        },
+        LlmError::Config(message) => LlmError::Config(s(message)),
+        LlmError::Other(message) => LlmError::Other(s(message)),
+        other => other,
+    }
+}
+
 /// A reqwest client with rustls (ring) and the given request timeout.
 pub(crate) fn client(timeout: Option<Duration>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -42,11 +114,17 @@ pub(crate) fn client(timeout: Option<Duration>) -> reqwest::Client {
 }
 
 /// The provider's own error message in a JSON error body (`{"error": {"message"}}`,
-/// `{"message"}`, `{"error": "…"}`), or the body itself.
-pub(crate) fn provider_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// `{"message"}`, `{"error": "…"}`), or the body itself (its first 500 characters), with every
+/// secret scrubbed — before truncating, so no prefix of a key survives the cut.
+pub(crate) fn provider_message(body: &[u8], secrets: &[&str]) -> String {
+    let text = || {
+        scrub(&String::from_utf8_lossy(body), secrets)
+            .chars()
+            .take(500)
+            .collect()
+    };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return text.chars().take(500).collect();
+        return text();
     };
     let msg = v
         .pointer("/error/message")
@@ -54,7 +132,7 @@ pub(crate) fn provider_message(body: &[u8]) -> String {
         .or_else(|| v.get("Message"))
         .or_else(|| v.get("error"))
         .and_then(Value::as_str);
-    msg.map_or_else(|| text.chars().take(500).collect(), str::to_owned)
+    msg.map_or_else(text, |m| scrub(m, secrets))
 }
 
 fn seconds(s: &str) -> Option<Duration> {
@@ -123,14 +201,15 @@ pub(crate) fn transport_error(
     }
 }
 
-/// Maps a non-2xx answer.
+/// Maps a non-2xx answer; `secrets` are scrubbed from the quoted message.
 pub(crate) fn status_error(
     provider: &str,
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
+    secrets: &[&str],
 ) -> LlmError {
-    let message = provider_message(body);
+    let message = provider_message(body, secrets);
     let p = provider.to_owned();
     let code = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         v.pointer("/error/code")
@@ -165,26 +244,107 @@ pub(crate) fn status_error(
     }
 }
 
-/// Sends a prepared request and returns the body of a 2xx answer.
-pub(crate) async fn send(
+/// A response: status, headers and the body read under the size cap.
+pub(crate) struct Received {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// Response headers.
+    pub(crate) headers: HeaderMap,
+    /// The body; for a non-2xx answer, at most the cap (the rest is not read).
+    pub(crate) body: Vec<u8>,
+}
+
+impl Received {
+    /// True for a 2xx status.
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The error for a 2xx body larger than `limit` bytes: names the provider, the limit and how to
+/// raise it. `declared` is the `Content-Length` when that is what gave it away.
+fn too_large(provider: &str, limit: u64, declared: Option<u64>) -> LlmError {
+    let what = declared.map_or_else(
+        || "response body".to_owned(),
+        |n| format!("response body of {n} bytes (Content-Length)"),
+    );
+    LlmError::MalformedResponse {
+        provider: provider.to_owned(),
+        message: format!(
+            "{what} exceeds the limit of {limit} bytes and was not read further; raise it with \
+             `max_response_bytes` in the provider config or `.max_response_bytes(n)` on the provider"
+        ),
+    }
+}
+
+fn len_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Sends a prepared request and reads the answer, at most `limit` bytes of body.
+///
+/// A 2xx answer whose `Content-Length` exceeds `limit` fails before its body is read; one without
+/// a `Content-Length` (chunked) fails as soon as the bytes read pass `limit`, and the connection
+/// is dropped. A non-2xx body is only quoted in the error, so it is cut at `limit` instead.
+pub(crate) async fn receive(
     provider: &str,
     req: reqwest::RequestBuilder,
     timeout: Option<Duration>,
-) -> Result<Vec<u8>, LlmError> {
-    let resp = req
+    limit: u64,
+) -> Result<Received, LlmError> {
+    let mut resp = req
         .send()
         .await
         .map_err(|e| transport_error(provider, &e, timeout))?;
     let status = resp.status().as_u16();
+    let success = resp.status().is_success();
     let headers = resp.headers().clone();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(provider, &e, timeout))?;
-    if !(200..300).contains(&status) {
-        return Err(status_error(provider, status, &headers, &body));
+    let declared = resp.content_length();
+    if success && let Some(n) = declared.filter(|&n| n > limit) {
+        return Err(too_large(provider, limit, Some(n)));
     }
-    Ok(body.to_vec())
+    // Never pre-allocate more than 1 MiB on the server's word.
+    let hint = declared.unwrap_or(0).min(limit).min(1024 * 1024);
+    let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(provider, &e, timeout))?
+    {
+        let room = limit.saturating_sub(len_u64(body.len()));
+        if len_u64(chunk.len()) > room {
+            if success {
+                return Err(too_large(provider, limit, None));
+            }
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Received {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Sends a prepared request and returns the body of a 2xx answer (at most `limit` bytes); a
+/// non-2xx answer becomes a typed error with `secrets` scrubbed from the quoted message.
+pub(crate) async fn send(
+    provider: &str,
+    req: reqwest::RequestBuilder,
+    timeout: Option<Duration>,
+    limit: u64,
+    secrets: &[&str],
+) -> Result<Vec<u8>, LlmError> {
+    let r = receive(provider, req, timeout, limit).await?;
+    if !r.is_success() {
+        return Err(status_error(
+            provider, r.status, &r.headers, &r.body, secrets,
+        ));
+    }
+    Ok(r.body)
 }
 
 #[cfg(test)]
@@ -237,18 +397,60 @@ mod tests {
     fn provider_messages() {
         assert_eq!(
             provider_message(
-                br#"{"error": {"message": "bad tool", "type": "invalid_request_error"}}"#
+                br#"{"error": {"message": "bad tool", "type": "invalid_request_error"}}"#,
+                &[]
             ),
             "bad tool"
         );
         assert_eq!(
-            provider_message(br#"{"message": "The provided model identifier is invalid."}"#),
+            provider_message(
+                br#"{"message": "The provided model identifier is invalid."}"#,
+                &[]
+            ),
             "The provided model identifier is invalid."
         );
         assert_eq!(
-            provider_message(b"upstream connect error"),
+            provider_message(b"upstream connect error", &[]),
             "upstream connect error"
         );
+    }
+
+    #[test]
+    fn a_key_cut_by_the_500_character_limit_leaves_no_prefix_behind() {
+        let key = "gsk_live_0123456789abcdef";
+        let body = format!("{}{key} was rejected", "x".repeat(495));
+        let m = provider_message(body.as_bytes(), &[key]);
+        assert!(!m.contains("gsk_"), "{m}");
+        assert!(m.ends_with("[REDA"), "cut after scrubbing: {m}");
+        let json = format!(r#"{{"error": {{"message": "Incorrect API key provided: {key}"}}}}"#);
+        assert_eq!(
+            provider_message(json.as_bytes(), &[key]),
+            "Incorrect API key provided: [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn scrubbing_reaches_every_message_and_skips_trivial_secrets() {
+        let e = scrub_error(
+            LlmError::Connect {
+                provider: "azure".into(),
+                message: "error sending request with token tok-123456".into(),
+            },
+            &["tok-123456"],
+        );
+        assert_eq!(
+            e.to_string(),
+            "could not reach azure: error sending request with token [REDACTED]"
+        );
+        let e = scrub_error(
+            LlmError::MalformedResponse {
+                provider: "groq".into(),
+                message: "invalid type: string \"tok-123456\"".into(),
+            },
+            &["", "k", "tok-123456"],
+        );
+        assert!(!e.to_string().contains("tok-123456"), "{e}");
+        assert_eq!(scrub("bad key", &["k", ""]), "bad key");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!   OpenAI are configurations of it ([`ProviderConfig`]);
 //! - [`Bedrock`]: AWS Bedrock's Converse API, signed with SigV4 (aws-sigv4);
 //! - wrappers, each an `LlmProvider` around another: [`Retry`] (backoff with jitter, honouring
-//!   `Retry-After`), [`Timeout`], [`Fallback`], [`Metered`] (usage and cost).
+//!   `Retry-After` up to a cap), [`Timeout`], [`Fallback`], [`Metered`] (usage and cost).
 //!
-//! Keys are [`Secret`]s: never in `Debug`, logs or errors.
+//! Keys are [`Secret`]s: never in `Debug`, logs or errors — a provider that quotes the key back in
+//! an error body has it replaced by `[REDACTED]`. Response bodies are read up to a cap
+//! ([`DEFAULT_MAX_RESPONSE_BYTES`], configurable per provider).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,13 +30,14 @@ mod http;
 pub mod openai_compat;
 pub mod retry;
 pub mod timeout;
+mod tool_call;
 
 pub use bedrock::{AwsCredentials, Bedrock};
 pub use config::{ProviderConfig, ProviderKind};
 pub use cost::{Metered, Price, PriceTable};
 pub use error::{Error, Result};
 pub use fallback::Fallback;
-pub use http::Secret;
+pub use http::{DEFAULT_MAX_RESPONSE_BYTES, Secret};
 pub use openai_compat::{Auth, OpenAiCompatible};
 pub use retry::Retry;
 pub use sre_core::LlmProvider;

@@ -1,9 +1,16 @@
 //! The OpenAI chat-completions wire format, written once: OpenAI, Groq, Ollama, vLLM and Azure
 //! OpenAI are configurations of [`OpenAiCompatible`].
 //!
-//! Never sent: `messages[].name`, `n`, `logprobs` (Groq rejects them). A tool call whose
-//! `arguments` string is not JSON is passed on as a JSON string, so that the agent's schema check
-//! turns it into a tool error the model can correct.
+//! Never sent: `messages[].name`, `n`, `logprobs` (Groq rejects them).
+//!
+//! Tool calls are read tolerantly: `arguments` sent as a JSON object (as Ollama does) are taken as
+//! they are; a string that is not JSON, or a value that is neither a string nor an object, is
+//! passed on as it is, so that the agent's schema check turns it into a tool error the model can
+//! correct; a call without an id gets a generated one (`call_<index>_<n>`).
+//!
+//! Response bodies are read up to [`DEFAULT_MAX_RESPONSE_BYTES`] unless
+//! [`OpenAiCompatible::max_response_bytes`] says otherwise, and the key never appears in an error,
+//! even when the provider quotes it back.
 
 use std::time::Duration;
 
@@ -15,7 +22,8 @@ use sre_core::{
     ToolChoice, Usage,
 };
 
-use crate::http::{self, Secret};
+use crate::http::{self, DEFAULT_MAX_RESPONSE_BYTES, Secret};
+use crate::tool_call::{self, CallIds};
 
 /// How the key is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +44,7 @@ pub struct OpenAiCompatible {
     model: String,
     auth: Auth,
     timeout: Option<Duration>,
+    max_response_bytes: u64,
     http: reqwest::Client,
 }
 
@@ -58,6 +67,7 @@ impl OpenAiCompatible {
             model: model.to_owned(),
             auth,
             timeout: Some(Duration::from_secs(120)),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             http: http::client(Some(Duration::from_secs(120))),
         }
     }
@@ -67,6 +77,15 @@ impl OpenAiCompatible {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self.http = http::client(Some(timeout));
+        self
+    }
+
+    /// The largest response body accepted, in bytes (default [`DEFAULT_MAX_RESPONSE_BYTES`],
+    /// 8 MiB). A larger answer fails with [`LlmError::MalformedResponse`] naming the limit, and is
+    /// not read past it.
+    #[must_use]
+    pub fn max_response_bytes(mut self, limit: u64) -> Self {
+        self.max_response_bytes = limit;
         self
     }
 
@@ -105,22 +124,17 @@ struct WireMessage<'a> {
     tool_call_id: Option<&'a str>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct WireToolCall {
     id: String,
-    #[serde(rename = "type", default = "function_type")]
-    kind: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
     function: WireFunctionCall,
 }
 
-fn function_type() -> String {
-    "function".into()
-}
-
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct WireFunctionCall {
     name: String,
-    #[serde(default)]
     arguments: String,
 }
 
@@ -159,8 +173,9 @@ struct WireChoice {
 struct WireResponseMessage {
     #[serde(default)]
     content: Option<String>,
+    /// Read as plain JSON: each call is checked by [`tool_calls`], tolerantly.
     #[serde(default)]
-    tool_calls: Option<Vec<WireToolCall>>,
+    tool_calls: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +198,7 @@ fn to_wire(m: &Message) -> WireMessage<'_> {
         .iter()
         .map(|c| WireToolCall {
             id: c.id.clone(),
-            kind: "function".into(),
+            kind: "function",
             function: WireFunctionCall {
                 name: c.name.clone(),
                 arguments: match &c.arguments {
@@ -284,21 +299,7 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
             },
         });
     }
-    let tool_calls: Vec<ToolCall> = choice
-        .message
-        .tool_calls
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| {
-            let raw = c.function.arguments;
-            let arguments = if raw.trim().is_empty() {
-                Value::Object(serde_json::Map::new())
-            } else {
-                serde_json::from_str(&raw).unwrap_or(Value::String(raw))
-            };
-            ToolCall::new(c.id, c.function.name, arguments)
-        })
-        .collect();
+    let tool_calls = tool_calls(provider, choice.message.tool_calls.unwrap_or_default())?;
     let usage = wire
         .usage
         .map(|u| Usage::new(u.prompt_tokens, u.completion_tokens))
@@ -322,18 +323,66 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
     })
 }
 
+/// The calls of one answer, read tolerantly (see the module docs). Only a call without a function
+/// name is malformed: there is no tool to answer for.
+fn tool_calls(provider: &str, calls: Vec<Value>) -> Result<Vec<ToolCall>, LlmError> {
+    let mut ids = CallIds::default();
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let mut function = c.get_mut("function").map(Value::take);
+            let name = function
+                .as_ref()
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| LlmError::MalformedResponse {
+                    provider: provider.to_owned(),
+                    message: format!("tool call {i} has no function name"),
+                })?
+                .to_owned();
+            let arguments = tool_call::arguments(
+                function
+                    .as_mut()
+                    .and_then(|f| f.get_mut("arguments"))
+                    .map(Value::take),
+            );
+            Ok(ToolCall::new(ids.id(i, c.get("id")), name, arguments))
+        })
+        .collect()
+}
+
 #[async_trait]
 impl LlmProvider for OpenAiCompatible {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = request_body(&self.model, request);
         let mut req = self.http.post(&self.url).json(&body);
-        req = match &self.auth {
-            Auth::Bearer(k) => req.bearer_auth(k.expose()),
-            Auth::ApiKeyHeader(k) => req.header("api-key", k.expose()),
-            Auth::None => req,
+        let key = match &self.auth {
+            Auth::Bearer(k) => {
+                req = req.bearer_auth(k.expose());
+                Some(k.expose())
+            }
+            Auth::ApiKeyHeader(k) => {
+                req = req.header("api-key", k.expose());
+                Some(k.expose())
+            }
+            Auth::None => None,
         };
-        let bytes = http::send(&self.name, req, self.timeout).await?;
-        parse_response(&self.name, &bytes)
+        let secrets = key.as_slice();
+        let result = match http::send(
+            &self.name,
+            req,
+            self.timeout,
+            self.max_response_bytes,
+            secrets,
+        )
+        .await
+        {
+            Ok(bytes) => parse_response(&self.name, &bytes),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| http::scrub_error(e, secrets))
     }
 
     fn name(&self) -> String {

@@ -832,3 +832,569 @@ async fn usage_and_cost_are_accounted_with_an_overridable_price_table() {
         None
     );
 }
+
+// ---- Response size cap -------------------------------------------------------------------------
+
+/// A loopback server that answers one request with a chunked (no `Content-Length`) 200 body of
+/// up to `total` bytes, and returns how many body bytes it managed to write before the client
+/// hung up.
+async fn endless_chunked_server(total: usize) -> (String, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut request = vec![0u8; 64 * 1024];
+        let _ = sock.read(&mut request).await.unwrap();
+        sock.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut chunk = b"10000\r\n".to_vec();
+        chunk.resize(chunk.len() + 0x10000, b' ');
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent = 0;
+        while sent < total {
+            if sock.write_all(&chunk).await.is_err() {
+                return sent;
+            }
+            sent += 0x10000;
+        }
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+        sent
+    });
+    (format!("http://{addr}"), server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_growing_past_the_cap_stops_reading_and_fails() {
+    const TOTAL: usize = 64 * 1024 * 1024;
+    let (base, server) = endless_chunked_server(TOTAL).await;
+    let p = OpenAiCompatible::new("vllm", &base, "m", Auth::None).max_response_bytes(1024 * 1024);
+    let start = std::time::Instant::now();
+    let e = p.chat(&first_turn()).await.unwrap_err();
+    let elapsed = start.elapsed();
+    assert_eq!(
+        e.to_string(),
+        "malformed response from vllm: response body exceeds the limit of 1048576 bytes and was \
+         not read further; raise it with `max_response_bytes` in the provider config or \
+         `.max_response_bytes(n)` on the provider"
+    );
+    assert_eq!(e.kind(), "malformed_response");
+    let sent = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the server stops once the client hangs up")
+        .unwrap();
+    assert!(
+        sent < TOTAL / 2,
+        "the client stopped reading: the server wrote {sent} of {TOTAL} bytes"
+    );
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_cap_is_rejected_before_the_body_is_read() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 64 * 1024 + 1]))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = compat(&server)
+        .max_response_bytes(64 * 1024)
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LlmError::MalformedResponse { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "malformed response from groq: response body of 65537 bytes (Content-Length) exceeds the \
+         limit of 65536 bytes and was not read further; raise it with `max_response_bytes` in the \
+         provider config or `.max_response_bytes(n)` on the provider"
+    );
+    // Exactly at the cap is fine.
+    let body = serde_json::to_vec(&fixture("azure-openai-chat-completion-response.json")).unwrap();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(body.clone()))
+        .mount(&server)
+        .await;
+    let r = compat(&server)
+        .max_response_bytes(body.len() as u64)
+        .chat(&first_turn())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "The capital of France is **Paris**.");
+}
+
+#[tokio::test]
+async fn an_error_body_over_the_cap_is_cut_and_keeps_its_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("overloaded ".repeat(10_000)))
+        .mount(&server)
+        .await;
+    let e = compat(&server)
+        .max_response_bytes(1024)
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    let LlmError::Server {
+        status, message, ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(*status, 503);
+    assert!(message.starts_with("overloaded overloaded"), "{message}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn the_default_cap_is_8_mib_and_the_config_can_change_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 8 * 1024 * 1024 + 1]))
+        .mount(&server)
+        .await;
+    let env = |k: &str| match k {
+        "GROQ_API_KEY" => Some("gsk_test".to_owned()),
+        "GROQ_BASE_URL" => Some(server.uri()),
+        _ => None,
+    };
+    let e = ProviderConfig::new(ProviderKind::Groq)
+        .build_with(&env)
+        .unwrap()
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert_eq!(sre_llm::DEFAULT_MAX_RESPONSE_BYTES, 8 * 1024 * 1024);
+    assert!(
+        e.to_string().contains("exceeds the limit of 8388608 bytes"),
+        "{e}"
+    );
+    let mut cfg = ProviderConfig::new(ProviderKind::Groq);
+    cfg.max_response_bytes = Some(16 * 1024 * 1024);
+    let e = cfg
+        .build_with(&env)
+        .unwrap()
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("EOF while parsing"),
+        "read whole: {e}"
+    );
+    let cfg: ProviderConfig = serde_json::from_value(
+        json!({"provider": "bedrock", "model": "m", "max_response_bytes": 1000, "max_retry_wait_secs": 5}),
+    )
+    .unwrap();
+    assert_eq!(
+        (cfg.max_response_bytes, cfg.max_retry_wait_secs),
+        (Some(1000), Some(5))
+    );
+}
+
+#[tokio::test]
+async fn a_bedrock_body_over_the_cap_fails_naming_the_cap() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 4097]))
+        .mount(&server)
+        .await;
+    let e = Bedrock::new("us-east-1", "m", aws(), Some(&server.uri()))
+        .max_response_bytes(4096)
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "malformed response from bedrock: response body of 4097 bytes (Content-Length) \
+             exceeds the limit of 4096 bytes"
+        ),
+        "{e}"
+    );
+}
+
+// ---- Secrets in error bodies ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_401_quoting_the_api_key_never_puts_the_key_in_the_error() {
+    let key = "gsk_live_5UP3R53CR3T";
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+            "message": format!("Invalid API Key: {key}"), "code": "invalid_api_key"}})))
+        .mount(&server)
+        .await;
+    let p = Retry::new(OpenAiCompatible::new(
+        "groq",
+        &server.uri(),
+        "m",
+        Auth::Bearer(Secret::new(key)),
+    ));
+    let e = p.chat(&first_turn()).await.unwrap_err();
+    assert_eq!(
+        e,
+        LlmError::Auth {
+            provider: "groq".into(),
+            message: "Invalid API Key: [REDACTED]".into()
+        }
+    );
+    // Azure's api-key header, and a body that is not JSON.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(format!(
+            "<html>access denied for api-key={key} ({key})</html>"
+        )))
+        .mount(&server)
+        .await;
+    let e = OpenAiCompatible::new(
+        "azure",
+        &server.uri(),
+        "d",
+        Auth::ApiKeyHeader(Secret::new(key)),
+    )
+    .chat(&first_turn())
+    .await
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(!msg.contains(key), "{msg}");
+    assert_eq!(
+        msg,
+        "authentication failed for azure: <html>access denied for api-key=[REDACTED] ([REDACTED])</html>"
+    );
+}
+
+#[tokio::test]
+async fn a_bedrock_error_quoting_the_secret_key_or_session_token_never_shows_them() {
+    let c = aws();
+    let secret = c.secret_access_key.expose().to_owned();
+    let token = c.session_token.as_ref().unwrap().expose().to_owned();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-amzn-ErrorType", "InvalidSignatureException")
+                .set_body_json(json!({"message": format!(
+                    "signature mismatch for secret {secret} with token {token}")})),
+        )
+        .mount(&server)
+        .await;
+    let e = Bedrock::new("us-east-1", "m", c, Some(&server.uri()))
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "authentication failed for bedrock: InvalidSignatureException: signature mismatch for \
+         secret [REDACTED] with token [REDACTED]"
+    );
+}
+
+// ---- Tolerant tool calls ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn object_arguments_and_a_missing_id_no_longer_abort_the_run() {
+    let server = MockServer::start().await;
+    let mut odd = fixture("groq-chat-toolcall-response.json");
+    // What Ollama and some OpenAI-compatible servers send: arguments as an object, no id; and a
+    // call whose arguments are neither a JSON string nor an object.
+    odd["choices"][0]["message"]["tool_calls"] = json!([
+        {"type": "function", "function": {"name": "echo", "arguments": {"text": "pong"}}},
+        {"id": "", "type": "function", "function": {"name": "echo", "arguments": 42}}
+    ]);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(odd))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let (rec, bodies) = recorder(fixture("azure-openai-chat-completion-response.json"));
+    Mock::given(method("POST"))
+        .respond_with(rec)
+        .mount(&server)
+        .await;
+
+    let r = OpenAiCompatible::new("ollama", &server.uri(), "llama3.1", Auth::None);
+    let echo = EchoTool::default();
+    let report = Agent::builder(r)
+        .tool(echo.clone())
+        .build()
+        .unwrap()
+        .run("echo pong")
+        .await;
+    assert_eq!(report.outcome, Outcome::Completed, "{report:#?}");
+    assert_eq!(echo.calls(), 1, "the object-argument call ran");
+
+    let sent = bodies.lock().unwrap()[0].clone();
+    let messages = sent["messages"].as_array().unwrap();
+    let assistant = messages.iter().find(|m| m["role"] == "assistant").unwrap();
+    let calls = assistant["tool_calls"].as_array().unwrap();
+    let (id0, id1) = (
+        calls[0]["id"].as_str().unwrap(),
+        calls[1]["id"].as_str().unwrap(),
+    );
+    assert!(
+        id0.starts_with("call_0_") && id1.starts_with("call_1_"),
+        "{id0} {id1}"
+    );
+    assert_ne!(id0, id1);
+    // Back on the wire in the specified form: arguments as a JSON string.
+    assert_eq!(calls[0]["function"]["arguments"], "{\"text\":\"pong\"}");
+    assert_eq!(calls[1]["function"]["arguments"], "42");
+    let result_for = |id: &str| {
+        messages
+            .iter()
+            .find(|m| m["role"] == "tool" && m["tool_call_id"] == id)
+            .unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(result_for(id0), "pong");
+    let error = result_for(id1);
+    assert!(
+        error.starts_with("invalid arguments for tool echo:")
+            && error.contains("42 is not of type \"object\""),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_without_a_function_name_is_still_malformed() {
+    let server = MockServer::start().await;
+    let mut bad = fixture("groq-chat-toolcall-response.json");
+    bad["choices"][0]["message"]["tool_calls"] =
+        json!([{"id": "x", "function": {"arguments": "{}"}}]);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bad))
+        .mount(&server)
+        .await;
+    let e = compat(&server).chat(&first_turn()).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "malformed response from groq: tool call 0 has no function name"
+    );
+}
+
+#[tokio::test]
+async fn a_bedrock_tool_use_without_id_or_with_a_non_object_input_becomes_a_tool_error() {
+    let server = MockServer::start().await;
+    let mut odd = fixture("bedrock-converse-tooluse-response.json");
+    odd["output"]["message"]["content"] = json!([
+        {"toolUse": {"name": "echo", "input": {"text": "pong"}}},
+        {"toolUse": {"toolUseId": "t2", "name": "echo", "input": "not json"}}
+    ]);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(odd))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let (rec, bodies) = recorder(fixture("bedrock-converse-final-response.json"));
+    Mock::given(method("POST"))
+        .respond_with(rec)
+        .mount(&server)
+        .await;
+    let echo = EchoTool::default();
+    let report = Agent::builder(Bedrock::new("us-east-1", "m", aws(), Some(&server.uri())))
+        .tool(echo.clone())
+        .build()
+        .unwrap()
+        .run("echo pong")
+        .await;
+    assert_eq!(report.outcome, Outcome::Completed, "{report:#?}");
+    assert_eq!(echo.calls(), 1);
+    let sent = bodies.lock().unwrap()[0].clone();
+    let messages = sent["messages"].as_array().unwrap();
+    let uses = &messages[1]["content"];
+    let id0 = uses[0]["toolUse"]["toolUseId"].as_str().unwrap();
+    assert!(id0.starts_with("call_0_"), "{id0}");
+    assert_eq!(uses[1]["toolUse"]["toolUseId"], "t2");
+    let results = messages[2]["content"].as_array().unwrap();
+    assert_eq!(results[0]["toolResult"]["toolUseId"], id0);
+    assert_eq!(results[0]["toolResult"]["status"], "success");
+    assert_eq!(results[0]["toolResult"]["content"][0]["text"], "pong");
+    assert_eq!(results[1]["toolResult"]["toolUseId"], "t2");
+    assert_eq!(results[1]["toolResult"]["status"], "error");
+    let error = results[1]["toolResult"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        error.starts_with("invalid arguments for tool echo:"),
+        "{error}"
+    );
+}
+
+// ---- Capped retry waits -----------------------------------------------------------------------
+
+fn limited(secs: u64) -> LlmError {
+    LlmError::RateLimited {
+        provider: "groq".into(),
+        retry_after: Some(Duration::from_secs(secs)),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_longer_than_the_cap_fails_at_once_without_sleeping() {
+    use sre_core::testing::{ScriptedProvider, answer};
+    let inner = ScriptedProvider::with_results([Err(limited(999_999)), Ok(answer("ok"))]);
+    let start = tokio::time::Instant::now();
+    let e = Retry::new(&inner).chat(&first_turn()).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "rate limited by scripted/test: it asked to wait 999999s, more than the cap of 30s, so the call was not retried (raise the cap, e.g. Retry::max_wait, to wait)"
+    );
+    assert_eq!(e.kind(), "rate_limited");
+    assert!(e.is_retryable(), "a fallback may answer");
+    assert_eq!(start.elapsed(), Duration::ZERO, "no sleep at all");
+    assert_eq!(inner.calls(), 1);
+    // Within the cap it is still honoured exactly.
+    let inner = ScriptedProvider::with_results([Err(limited(30)), Ok(answer("ok"))]);
+    let start = tokio::time::Instant::now();
+    Retry::new(&inner).chat(&first_turn()).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    // And the cap is configurable.
+    let inner = ScriptedProvider::with_results([Err(limited(999)), Ok(answer("ok"))]);
+    let start = tokio::time::Instant::now();
+    Retry::new(&inner)
+        .max_wait(Duration::from_secs(1000))
+        .max_total_wait(Duration::from_secs(1000))
+        .chat(&first_turn())
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(999));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_retry_wait_is_capped() {
+    use sre_core::testing::{ScriptedProvider, answer};
+    let inner = ScriptedProvider::with_results([
+        Err(limited(25)),
+        Err(limited(25)),
+        Err(limited(25)),
+        Ok(answer("ok")),
+    ]);
+    let start = tokio::time::Instant::now();
+    let e = Retry::new(&inner)
+        .max_retries(5)
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert_eq!(e, limited(25));
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(50),
+        "two waits of 25 s; a third would pass the 60 s total"
+    );
+    assert_eq!(inner.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_longer_than_the_cap_falls_back_at_once() {
+    use sre_core::testing::{ScriptedProvider, answer};
+    let primary = ScriptedProvider::with_results([Err(limited(999_999))]);
+    let secondary = ScriptedProvider::new([answer("from the secondary")]);
+    let start = tokio::time::Instant::now();
+    let r = Fallback::new(Retry::new(&primary), &secondary)
+        .chat(&first_turn())
+        .await
+        .unwrap();
+    assert_eq!(r.message.content, "from the secondary");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_429_asking_for_999999_seconds_returns_at_once_over_the_wire() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "999999")
+                .set_body_json(fixture("openai-compatible-error-429-rate-limited.json")),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("azure-openai-chat-completion-response.json")),
+        )
+        .mount(&server)
+        .await;
+    let start = std::time::Instant::now();
+    let e = Retry::new(compat(&server))
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        e,
+        LlmError::RateLimitTooLong {
+            provider: "groq/llama-3.3-70b-versatile".into(),
+            asked: Duration::from_secs(999_999),
+            cap: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    // The config's cap: 0 s means never sleep on an advertised wait.
+    let env = |k: &str| match k {
+        "GROQ_API_KEY" => Some("gsk_test".to_owned()),
+        "GROQ_BASE_URL" => Some(server.uri()),
+        _ => None,
+    };
+    let server_reset = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .expect(1)
+        .mount(&server_reset)
+        .await;
+    let mut cfg = ProviderConfig::new(ProviderKind::Groq);
+    cfg.endpoint = Some(server_reset.uri());
+    cfg.max_retry_wait_secs = Some(0);
+    let e = cfg
+        .build_with(&env)
+        .unwrap()
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "rate_limited");
+}
+
+#[tokio::test]
+async fn groq_reset_headers_are_still_honoured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-ratelimit-reset-requests", "120ms")
+                .insert_header("x-ratelimit-reset-tokens", "0.35s"),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("azure-openai-chat-completion-response.json")),
+        )
+        .mount(&server)
+        .await;
+    let start = std::time::Instant::now();
+    Retry::new(compat(&server))
+        .chat(&first_turn())
+        .await
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(5),
+        "waited {waited:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}

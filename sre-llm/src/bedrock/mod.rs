@@ -1,6 +1,13 @@
 //! AWS Bedrock's Converse API: `POST /model/{modelId}/converse` with `toolConfig`, `toolUse` /
 //! `toolResult` content blocks (the results of one turn go back in one user message), `stopReason`,
 //! usage, and errors from `x-amzn-ErrorType`; signed with SigV4.
+//!
+//! A `toolUse` block is read tolerantly, like the OpenAI-compatible calls: one without a
+//! `toolUseId` gets a generated id (`call_<index>_<n>`); an `input` that is not an object (a JSON
+//! string is parsed first) is passed on as it is, so the agent answers with a tool error the model
+//! can correct instead of the run failing. Response bodies are capped
+//! ([`Bedrock::max_response_bytes`]) and the secret key and session token never appear in an
+//! error.
 
 pub mod sigv4;
 
@@ -14,7 +21,8 @@ use sre_core::{
     ToolChoice, Usage,
 };
 
-use crate::http;
+use crate::http::{self, DEFAULT_MAX_RESPONSE_BYTES};
+use crate::tool_call::{self, CallIds};
 pub use sigv4::AwsCredentials;
 
 /// Characters kept as they are in the model id path segment (unreserved, RFC 3986).
@@ -32,6 +40,7 @@ pub struct Bedrock {
     model: String,
     credentials: AwsCredentials,
     timeout: Option<Duration>,
+    max_response_bytes: u64,
     http: reqwest::Client,
     clock: Option<SystemTime>,
 }
@@ -54,6 +63,7 @@ impl Bedrock {
             model: model.to_owned(),
             credentials,
             timeout: Some(Duration::from_secs(120)),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             http: http::client(Some(Duration::from_secs(120))),
             clock: None,
         }
@@ -64,6 +74,15 @@ impl Bedrock {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self.http = http::client(Some(timeout));
+        self
+    }
+
+    /// The largest response body accepted, in bytes (default [`DEFAULT_MAX_RESPONSE_BYTES`],
+    /// 8 MiB). A larger answer fails with [`LlmError::MalformedResponse`] naming the limit, and is
+    /// not read past it.
+    #[must_use]
+    pub fn max_response_bytes(mut self, limit: u64) -> Self {
+        self.max_response_bytes = limit;
         self
     }
 
@@ -183,23 +202,21 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
         .ok_or_else(|| malformed("no output.message.content".into()))?;
     let mut text = String::new();
     let mut calls = Vec::new();
+    let mut ids = CallIds::default();
     for block in content {
         if let Some(t) = block.get("text").and_then(Value::as_str) {
             text.push_str(t);
         }
         if let Some(u) = block.get("toolUse") {
-            let id = u
-                .get("toolUseId")
-                .and_then(Value::as_str)
-                .ok_or_else(|| malformed("toolUse without toolUseId".into()))?;
             let name = u
                 .get("name")
                 .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
                 .ok_or_else(|| malformed("toolUse without name".into()))?;
             calls.push(ToolCall::new(
-                id,
+                ids.id(calls.len(), u.get("toolUseId")),
                 name,
-                u.get("input").cloned().unwrap_or_else(|| json!({})),
+                tool_call::arguments(u.get("input").cloned()),
             ));
         }
     }
@@ -238,19 +255,21 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
     })
 }
 
-/// Maps a Bedrock error answer using `x-amzn-ErrorType`.
+/// Maps a Bedrock error answer using `x-amzn-ErrorType`; `secrets` are scrubbed from the quoted
+/// message.
 fn bedrock_error(
     provider: &str,
     status: u16,
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
+    secrets: &[&str],
 ) -> LlmError {
     let kind = headers
         .get("x-amzn-errortype")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(':').next().unwrap_or(v).to_owned())
         .unwrap_or_default();
-    let message = http::provider_message(body);
+    let message = http::provider_message(body, secrets);
     let p = provider.to_owned();
     let quoted = if kind.is_empty() {
         message.clone()
@@ -280,7 +299,7 @@ fn bedrock_error(
                 message: quoted,
             }
         }
-        _ => match http::status_error(provider, status, headers, body) {
+        _ => match http::status_error(provider, status, headers, body, secrets) {
             LlmError::BadRequest {
                 provider, status, ..
             } => LlmError::BadRequest {
@@ -293,9 +312,20 @@ fn bedrock_error(
     }
 }
 
-#[async_trait]
-impl LlmProvider for Bedrock {
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+impl Bedrock {
+    /// The secrets an error must never quote: the secret key and the session token.
+    fn secrets(&self) -> Vec<&str> {
+        let c = &self.credentials;
+        std::iter::once(c.secret_access_key.expose())
+            .chain(c.session_token.as_ref().map(http::Secret::expose))
+            .collect()
+    }
+
+    async fn converse(
+        &self,
+        request: &ChatRequest,
+        secrets: &[&str],
+    ) -> Result<ChatResponse, LlmError> {
         let name = "bedrock";
         let url = self.url();
         let body = serde_json::to_vec(&request_body(request))
@@ -331,20 +361,21 @@ impl LlmProvider for Bedrock {
         for (k, v) in signed {
             req = req.header(k, v);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| http::transport_error(name, &e, self.timeout))?;
-        let status = resp.status().as_u16();
-        let resp_headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| http::transport_error(name, &e, self.timeout))?;
-        if !(200..300).contains(&status) {
-            return Err(bedrock_error(name, status, &resp_headers, &bytes));
+        let r = http::receive(name, req, self.timeout, self.max_response_bytes).await?;
+        if !r.is_success() {
+            return Err(bedrock_error(name, r.status, &r.headers, &r.body, secrets));
         }
-        parse_response(name, &bytes)
+        parse_response(name, &r.body)
+    }
+}
+
+#[async_trait]
+impl LlmProvider for Bedrock {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let secrets = self.secrets();
+        self.converse(request, &secrets)
+            .await
+            .map_err(|e| http::scrub_error(e, &secrets))
     }
 
     fn name(&self) -> String {
