@@ -1,8 +1,13 @@
 //! Scenario files: the cluster the simulator starts with. See `sre-tools/scenarios/README.md`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::Path;
 
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -230,6 +235,47 @@ pub struct Scenario {
     pub bulk: Option<Bulk>,
 }
 
+/// How big a scenario may be. The simulator keeps every object in memory and makes a pod object,
+/// events and logs per replica, so a scenario is checked against these limits when it is loaded,
+/// before anything is allocated for it: a typo like `replicas: 1000000` is an error naming the
+/// field, not an out-of-memory abort. The built-in `large-cluster` (10,000 pods) fits with room
+/// to spare. Documented in `sre-tools/scenarios/README.md`.
+pub mod limits {
+    /// Bytes of a scenario file (8 MiB).
+    pub const MAX_FILE_BYTES: usize = 8 << 20;
+    /// YAML nodes (scalars, sequences, mappings), counted with anchors and aliases expanded, as
+    /// the parser would build them: a few aliases must not expand into gigabytes.
+    pub const MAX_YAML_NODES: usize = 1_000_000;
+    /// Bytes of YAML scalars, counted with aliases expanded (32 MiB).
+    pub const MAX_YAML_BYTES: usize = 32 << 20;
+    /// Namespaces, counting `namespaces`, those of deployments and objects, and `bulk`'s.
+    pub const MAX_NAMESPACES: usize = 1_000;
+    /// Deployments, counting `bulk`'s (namespaces × deployments).
+    pub const MAX_DEPLOYMENTS: usize = 2_000;
+    /// Replicas of one deployment.
+    pub const MAX_REPLICAS: i32 = 1_000;
+    /// Replicas summed over every deployment: the pods the simulator makes.
+    pub const MAX_PODS: u64 = 20_000;
+    /// Containers of one deployment's pod.
+    pub const MAX_CONTAINERS_PER_POD: usize = 20;
+    /// Containers summed over every pod (replicas × containers).
+    pub const MAX_CONTAINERS: u64 = 40_000;
+    /// Earlier revisions of one deployment (the deployment's `revisionHistoryLimit`).
+    pub const MAX_HISTORY: usize = 10;
+    /// Images in the catalogue.
+    pub const MAX_IMAGES: usize = 1_000;
+    /// Bytes of one image's `logs` (64 KiB).
+    pub const MAX_LOG_BYTES: usize = 64 << 10;
+    /// Bytes of pod logs the simulator holds: each container of each pod keeps its image's log,
+    /// current and previous (128 MiB).
+    pub const MAX_POD_LOG_BYTES: u64 = 128 << 20;
+    /// Vulnerabilities of one image (summed over severities): the stand-in scanner makes one
+    /// finding each.
+    pub const MAX_VULNERABILITIES_PER_IMAGE: u64 = 10_000;
+    /// `restarts` of one image.
+    pub const MAX_RESTARTS: i32 = 100_000;
+}
+
 /// The scenarios shipped with the crate: name and YAML.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -263,8 +309,18 @@ impl Scenario {
     /// Parses a scenario from YAML. `origin` names it in errors.
     ///
     /// # Errors
-    /// When the YAML is invalid or a field is unknown, with its line.
+    /// When the YAML is invalid or a field is unknown, with its line; when it is inconsistent or
+    /// exceeds one of the [`limits`] (see [`Scenario::validate`]).
     pub fn from_yaml(yaml: &str, origin: &str) -> Result<Self> {
+        if yaml.len() > limits::MAX_FILE_BYTES {
+            return Err(too_big(origin, yaml.len()));
+        }
+        if let Some(message) = yaml_over_budget(yaml) {
+            return Err(Error::Scenario {
+                origin: origin.to_owned(),
+                message,
+            });
+        }
         let s: Self = serde_yaml::from_str(yaml).map_err(|e| Error::Scenario {
             origin: origin.to_owned(),
             message: e.to_string(),
@@ -308,14 +364,31 @@ impl Scenario {
         if !path.exists() {
             return Self::builtin(name_or_path);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Scenario {
+        let io = |e: std::io::Error| Error::Scenario {
             origin: name_or_path.to_owned(),
             message: e.to_string(),
-        })?;
+        };
+        // Read at most one byte past the limit: a huge file (or /dev/zero) is refused, not read.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(limits::MAX_FILE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+        if text.len() > limits::MAX_FILE_BYTES {
+            return Err(too_big(name_or_path, text.len()));
+        }
         Self::from_yaml(&text, name_or_path)
     }
 
-    fn validate(&self, origin: &str) -> Result<()> {
+    /// Checks what the YAML schema cannot: a name, no duplicate deployments, containers in every
+    /// deployment, history naming real containers, objects with a kind and a name, and the
+    /// [`limits`] on sizes. [`Scenario::from_yaml`] calls it; call it on a scenario built in code
+    /// before starting a simulator on it.
+    ///
+    /// # Errors
+    /// The first problem found, naming the field, its value and the limit.
+    pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |message: String| {
             Err(Error::Scenario {
                 origin: origin.to_owned(),
@@ -324,6 +397,10 @@ impl Scenario {
         };
         if self.name.is_empty() {
             return bad("name is empty".into());
+        }
+        // Sizes first: the checks below, and the simulator, allocate in proportion to them.
+        if let Err(message) = self.check_limits() {
+            return bad(message);
         }
         let mut seen = std::collections::HashSet::new();
         for d in &self.deployments {
@@ -368,6 +445,191 @@ impl Scenario {
         Ok(())
     }
 
+    /// The first of the [`limits`] the scenario exceeds, as a message. Counts are computed in
+    /// `u64` with saturation, so hostile numbers cannot overflow.
+    fn check_limits(&self) -> std::result::Result<(), String> {
+        use limits::{
+            MAX_CONTAINERS, MAX_DEPLOYMENTS, MAX_NAMESPACES, MAX_POD_LOG_BYTES, MAX_PODS,
+        };
+        self.check_images()?;
+        let mut t = Totals {
+            deployments: count(self.deployments.len()),
+            ..Totals::default()
+        };
+        for d in &self.deployments {
+            self.check_deployment(d, &mut t)?;
+        }
+        if let Some(b) = &self.bulk {
+            self.check_bulk(b, &mut t)?;
+        }
+        if t.deployments > count(MAX_DEPLOYMENTS) {
+            return Err(format!(
+                "the scenario has {} deployments (bulk.namespaces × bulk.deployments included); \
+                 the simulator allows at most {MAX_DEPLOYMENTS}",
+                t.deployments
+            ));
+        }
+        if t.pods > MAX_PODS {
+            return Err(format!(
+                "the deployments ask for {} pods in all (replicas summed over every deployment, \
+                 bulk included); the simulator allows at most {MAX_PODS}",
+                t.pods
+            ));
+        }
+        if t.containers > MAX_CONTAINERS {
+            return Err(format!(
+                "the pods have {} containers in all (replicas × containers); the simulator \
+                 allows at most {MAX_CONTAINERS}",
+                t.containers
+            ));
+        }
+        if t.pod_log_bytes > MAX_POD_LOG_BYTES {
+            return Err(format!(
+                "the pods' logs would take {} bytes (each container keeps its image's log, \
+                 current and previous); the simulator allows at most {MAX_POD_LOG_BYTES}: \
+                 shorten the logs or lower the replicas",
+                t.pod_log_bytes
+            ));
+        }
+        // Bulk is within its limits here, so listing its namespaces is cheap.
+        let namespaces = self.all_namespaces().len();
+        if namespaces > MAX_NAMESPACES {
+            return Err(format!(
+                "the scenario has {namespaces} namespaces; the simulator allows at most \
+                 {MAX_NAMESPACES}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_images(&self) -> std::result::Result<(), String> {
+        use limits::{MAX_IMAGES, MAX_LOG_BYTES, MAX_RESTARTS, MAX_VULNERABILITIES_PER_IMAGE};
+        if self.images.len() > MAX_IMAGES {
+            return Err(format!(
+                "the image catalogue has {} images; the simulator allows at most {MAX_IMAGES}",
+                self.images.len()
+            ));
+        }
+        for (image, p) in &self.images {
+            if p.logs.len() > MAX_LOG_BYTES {
+                return Err(format!(
+                    "image {image} has logs of {} bytes; the simulator allows at most \
+                     {MAX_LOG_BYTES} bytes per image",
+                    p.logs.len()
+                ));
+            }
+            let vulns: u64 = p.vulnerabilities.values().map(|c| u64::from(*c)).sum();
+            if vulns > MAX_VULNERABILITIES_PER_IMAGE {
+                return Err(format!(
+                    "image {image} has {vulns} vulnerabilities; the simulator allows at most \
+                     {MAX_VULNERABILITIES_PER_IMAGE} per image"
+                ));
+            }
+            if let Some(r) = p.restarts
+                && !(0..=MAX_RESTARTS).contains(&r)
+            {
+                return Err(format!(
+                    "image {image} has restarts {r}; the simulator allows 0 to {MAX_RESTARTS}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the log of `image` (0 when it is not in the catalogue).
+    fn log_bytes(&self, image: &str) -> u64 {
+        count(self.images.get(image).map_or(0, |p| p.logs.len()))
+    }
+
+    fn check_deployment(
+        &self,
+        d: &DeploymentSpec,
+        t: &mut Totals,
+    ) -> std::result::Result<(), String> {
+        use limits::{MAX_CONTAINERS_PER_POD, MAX_HISTORY, MAX_REPLICAS};
+        let id = format!("{}/{}", d.namespace, d.name);
+        if d.replicas > MAX_REPLICAS {
+            return Err(format!(
+                "deployment {id} has replicas {}; the simulator allows at most {MAX_REPLICAS} per \
+                 deployment",
+                d.replicas
+            ));
+        }
+        if d.containers.len() > MAX_CONTAINERS_PER_POD {
+            return Err(format!(
+                "deployment {id} has {} containers; the simulator allows at most \
+                 {MAX_CONTAINERS_PER_POD} per pod",
+                d.containers.len()
+            ));
+        }
+        if d.history.len() > MAX_HISTORY {
+            return Err(format!(
+                "deployment {id} has {} history revisions; the simulator allows at most \
+                 {MAX_HISTORY} (the deployment's revisionHistoryLimit)",
+                d.history.len()
+            ));
+        }
+        // Each container keeps its log, current and previous; a stalled rollout's old pods run a
+        // history image, so count the longest log of any revision.
+        let per_pod = d
+            .containers
+            .iter()
+            .map(|c| {
+                d.history
+                    .iter()
+                    .filter_map(|rev| rev.get(&c.name))
+                    .map(|image| self.log_bytes(image))
+                    .fold(self.log_bytes(&c.image), u64::max)
+            })
+            .fold(0, u64::saturating_add);
+        t.add_pods(
+            u64::try_from(d.replicas).unwrap_or(0),
+            count(d.containers.len()),
+            per_pod,
+        );
+        Ok(())
+    }
+
+    fn check_bulk(&self, b: &Bulk, t: &mut Totals) -> std::result::Result<(), String> {
+        use limits::{MAX_DEPLOYMENTS, MAX_NAMESPACES, MAX_REPLICAS};
+        if b.namespaces > MAX_NAMESPACES {
+            return Err(format!(
+                "bulk.namespaces is {}; the simulator allows at most {MAX_NAMESPACES} namespaces",
+                b.namespaces
+            ));
+        }
+        if b.deployments > MAX_DEPLOYMENTS {
+            return Err(format!(
+                "bulk.deployments is {}; the simulator allows at most {MAX_DEPLOYMENTS} \
+                 deployments",
+                b.deployments
+            ));
+        }
+        if b.replicas > MAX_REPLICAS {
+            return Err(format!(
+                "bulk.replicas is {}; the simulator allows at most {MAX_REPLICAS} per deployment",
+                b.replicas
+            ));
+        }
+        if b.replicas < 0 {
+            return Err(format!(
+                "bulk.replicas is {}; it must be 0 or more",
+                b.replicas
+            ));
+        }
+        let deployments = count(b.namespaces).saturating_mul(count(b.deployments));
+        t.deployments = t.deployments.saturating_add(deployments);
+        let per_pod = self
+            .log_bytes(&b.image)
+            .max(self.log_bytes(&b.unhealthy_image));
+        t.add_pods(
+            deployments.saturating_mul(u64::try_from(b.replicas).unwrap_or(0)),
+            1,
+            per_pod,
+        );
+        Ok(())
+    }
+
     /// Every namespace of the scenario, sorted.
     pub fn all_namespaces(&self) -> Vec<String> {
         let mut ns: Vec<String> = self
@@ -387,6 +649,177 @@ impl Scenario {
         ns.sort();
         ns.dedup();
         ns
+    }
+}
+
+/// What a scenario asks the simulator to make, summed while checking the [`limits`].
+#[derive(Default)]
+struct Totals {
+    deployments: u64,
+    pods: u64,
+    containers: u64,
+    pod_log_bytes: u64,
+}
+
+impl Totals {
+    /// Adds `pods` pods of `containers` containers whose logs take `log_bytes` per pod.
+    fn add_pods(&mut self, pods: u64, containers: u64, log_bytes: u64) {
+        self.pods = self.pods.saturating_add(pods);
+        self.containers = self
+            .containers
+            .saturating_add(pods.saturating_mul(containers));
+        // Current and previous.
+        self.pod_log_bytes = self
+            .pod_log_bytes
+            .saturating_add(pods.saturating_mul(log_bytes.saturating_mul(2)));
+    }
+}
+
+/// `x` as `u64` (saturating; `usize` is never wider on supported targets).
+fn count(x: usize) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
+fn too_big(origin: &str, bytes: usize) -> Error {
+    Error::Scenario {
+        origin: origin.to_owned(),
+        message: format!(
+            "the file has {bytes} bytes or more; the simulator reads scenario files of at most {} \
+             bytes (8 MiB)",
+            limits::MAX_FILE_BYTES
+        ),
+    }
+}
+
+/// Walks `yaml` as the parser expands it, aliases included, building nothing, and stops past
+/// [`limits::MAX_YAML_NODES`] or [`limits::MAX_YAML_BYTES`]: the message when it does. Syntax
+/// errors are left to the real parse, which reports them with their line.
+fn yaml_over_budget(yaml: &str) -> Option<String> {
+    let nodes = Cell::new(0);
+    let bytes = Cell::new(0);
+    let exceeded = Cell::new(false);
+    let budget = Budget {
+        nodes: &nodes,
+        bytes: &bytes,
+        exceeded: &exceeded,
+    };
+    let _ = budget.deserialize(serde_yaml::Deserializer::from_str(yaml));
+    exceeded.get().then(|| {
+        format!(
+            "the YAML expands (anchors and aliases included) to more than {} nodes or {} bytes of \
+             values; the simulator allows at most that: use fewer objects and aliases, or `bulk` \
+             for many deployments",
+            limits::MAX_YAML_NODES,
+            limits::MAX_YAML_BYTES
+        )
+    })
+}
+
+/// Counts the nodes and scalar bytes of a YAML document as serde sees them (see
+/// [`yaml_over_budget`]).
+#[derive(Clone, Copy)]
+struct Budget<'a> {
+    nodes: &'a Cell<usize>,
+    bytes: &'a Cell<usize>,
+    exceeded: &'a Cell<bool>,
+}
+
+impl Budget<'_> {
+    fn tick<E: de::Error>(self, bytes: usize) -> std::result::Result<(), E> {
+        self.nodes.set(self.nodes.get().saturating_add(1));
+        self.bytes.set(self.bytes.get().saturating_add(bytes));
+        if self.nodes.get() > limits::MAX_YAML_NODES || self.bytes.get() > limits::MAX_YAML_BYTES {
+            self.exceeded.set(true);
+            return Err(E::custom("over budget"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Budget<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budget<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<(), E> {
+        self.tick(v.len())
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<(), E> {
+        self.tick(v.len())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_none<E: de::Error>(self) -> std::result::Result<(), E> {
+        self.tick(0)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        self.tick(0)?;
+        d.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        self.tick(0)?;
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        self.tick(0)?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        self.tick(0)?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> std::result::Result<(), A::Error> {
+        // A tagged node (`!Tag value`): the tag, then the value.
+        self.tick(0)?;
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
     }
 }
 
