@@ -7,6 +7,7 @@
 //! Exit codes: 0 resolved or healthy, 1 an error, 2 usage error, 3 findings remain / a human must
 //! act, 4 an action was denied.
 
+mod audit_cmd;
 mod progress;
 mod report;
 
@@ -19,8 +20,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use sre_core::{
-    Agent, ApprovalPolicy, ApprovalRequest, AuditLog, AutoApprove, Decision, Prompt, ReadOnly,
-    Rules, RunReport, Tool, ToolContext,
+    Agent, ApprovalPolicy, ApprovalRequest, AuditLog, Decision, Prompt, ReadOnly, Rules, RunReport,
+    Tool, ToolContext,
 };
 use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
@@ -86,12 +87,42 @@ struct RunOptions {
     /// Append a hash-chained audit log (JSON Lines) to FILE.
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    #[command(flatten)]
+    audit_key: audit_cmd::AuditKeyOptions,
     /// Print only the run report, as JSON.
     #[arg(long)]
     json: bool,
     /// Model calls at most.
     #[arg(long, default_value_t = 20)]
     max_steps: usize,
+    /// Applied writes at most per run (with --approve auto: default 3).
+    #[arg(long, value_name = "N")]
+    max_writes: Option<usize>,
+    /// Deny writes riskier than this without asking (with --approve auto: default medium, so a
+    /// scale to zero is never automatic).
+    #[arg(long, value_enum, value_name = "RISK")]
+    max_risk: Option<RiskArg>,
+    /// Allow images only from this registry or repository prefix (repeatable; with --approve auto
+    /// the default is that each container stays in the repository it runs now).
+    #[arg(long = "registry", value_name = "PREFIX")]
+    registries: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RiskArg {
+    Low,
+    Medium,
+    High,
+}
+
+impl From<RiskArg> for sre_core::Risk {
+    fn from(r: RiskArg) -> Self {
+        match r {
+            RiskArg::Low => Self::Low,
+            RiskArg::Medium => Self::Medium,
+            RiskArg::High => Self::High,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +192,9 @@ enum Command {
     },
     /// List the built-in demo scenarios.
     Scenarios,
+    /// Check an audit log written with --audit: `audit verify FILE [--key-file|--key-env] [--head]`.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 /// A user-facing failure: one line saying what is wrong and how to fix it.
@@ -218,6 +252,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             print!("{}", rbac::manifests(&namespaces));
             Ok(EXIT_OK)
         }
+        Command::Audit(command) => audit_cmd::run(command),
         Command::Scenarios => {
             for (name, _) in sre_tools::sim::scenario::BUILTIN {
                 let s = Scenario::builtin(name)?;
@@ -242,11 +277,67 @@ fn approval_mode(opts: &RunOptions) -> Approve {
     })
 }
 
-fn policy(mode: Approve, namespaces: &[String]) -> Arc<dyn ApprovalPolicy> {
+/// The approval policy of a mode. Auto approval is never unbounded: it sits behind the same rules
+/// as the Python `auto_approve` (a write limit, a risk ceiling, a registry allow-list, the
+/// namespaces in scope), with safe defaults; a prompt gets the rules the user gave.
+fn policy(
+    mode: Approve,
+    namespaces: &[String],
+    opts: &RunOptions,
+) -> (Arc<dyn ApprovalPolicy>, String) {
+    let with_limits = |mut rules: Rules, auto: bool| -> Rules {
+        rules = rules.namespaces(namespaces.to_vec());
+        match (opts.max_writes, auto) {
+            (Some(n), _) => rules = rules.max_writes_per_run(n),
+            (None, true) => rules = rules.max_writes_per_run(3),
+            (None, false) => rules = rules.max_writes_per_run(usize::MAX),
+        }
+        match (opts.max_risk, auto) {
+            (Some(r), _) => rules = rules.max_risk(r.into()),
+            (None, true) => rules = rules.max_risk(sre_core::Risk::Medium),
+            (None, false) => {}
+        }
+        rules
+    };
     match mode {
-        Approve::Auto => Arc::new(AutoApprove),
-        Approve::Deny => Arc::new(ReadOnly),
-        Approve::Prompt => Arc::new(Rules::new(Prompt::terminal()).namespaces(namespaces.to_vec())),
+        Approve::Auto => {
+            let mut rules = with_limits(Rules::new(AutoApprover), true);
+            let images = if opts.registries.is_empty() {
+                // No new source: another tag of the image a container runs now, or a rollback
+                // to one.
+                rules = rules.same_repository_only();
+                "the repository each container runs now".to_owned()
+            } else {
+                rules = rules.registries(opts.registries.clone());
+                opts.registries.join(", ")
+            };
+            let text = format!(
+                "auto (at most {} write(s), risk up to {}, images from: {images})",
+                opts.max_writes.unwrap_or(3),
+                format!("{:?}", opts.max_risk.unwrap_or(RiskArg::Medium)).to_lowercase(),
+            );
+            (Arc::new(rules), text)
+        }
+        Approve::Deny => (Arc::new(ReadOnly), "deny".to_owned()),
+        Approve::Prompt => {
+            // Nobody at the terminal for as long as an approval is valid: denied.
+            let prompt = Prompt::terminal().timeout(Duration::from_secs(300));
+            let mut rules = with_limits(Rules::new(prompt), false);
+            if !opts.registries.is_empty() {
+                rules = rules.registries(opts.registries.clone());
+            }
+            (Arc::new(rules), "prompt".to_owned())
+        }
+    }
+}
+
+/// Approves what passed the rules, recorded as `policy:auto`.
+struct AutoApprover;
+
+#[async_trait::async_trait]
+impl sre_core::Approver for AutoApprover {
+    async fn review(&self, _request: &ApprovalRequest) -> Decision {
+        Decision::approve("policy:auto")
     }
 }
 
@@ -299,11 +390,8 @@ async fn execute(
         .max_steps(opts.max_steps);
     let audit = match &opts.audit {
         Some(path) => {
-            let log = Arc::new(
-                AuditLog::open(path)
-                    .map_err(|e| Failure(format!("audit log {}: {e}", path.display())))?,
-            );
-            builder = builder.observer_arc(log.clone());
+            let log = Arc::new(audit_cmd::open_log(path, &opts.audit_key)?);
+            builder = builder.audit_log(log.clone());
             Some(log)
         }
         None => None,
@@ -338,9 +426,15 @@ fn exit_code(report: &RunReport, after: Option<&str>, dry_run: bool) -> u8 {
         .answer
         .as_deref()
         .is_some_and(|a| a.contains("Needs a human:\n"));
+    // An applied change that came with a warning (a scale to zero) leaves a workload that serves
+    // nothing: never "resolved".
+    let warned = report
+        .applied()
+        .any(|a| a.preview.as_ref().is_some_and(|p| p.warning.is_some()));
     if !report.outcome.is_completed()
         || !healthy
         || human
+        || warned
         || report.actions.iter().any(|a| a.rolled_back.is_some())
     {
         return EXIT_HUMAN;
@@ -356,7 +450,11 @@ fn finish(
     code: u8,
 ) -> Result<u8, Failure> {
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        let mut value = serde_json::to_value(report)?;
+        if let (Some(log), Some(path)) = (audit, &opts.audit) {
+            value["audit"] = audit_cmd::anchor_json(path, log);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report::render(report, after, audit, code));
     }
@@ -373,9 +471,10 @@ async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
     };
     let tools = sim.tools(limits)?;
     let mode = approval_mode(opts);
+    let (policy, approval) = policy(mode, &namespaces, opts);
     if !opts.json {
         eprintln!(
-            "sre-agent demo: scenario {} on the embedded API simulator at {} (namespaces: {}); approval: {mode:?}",
+            "sre-agent demo: scenario {} on the embedded API simulator at {} (namespaces: {}); approval: {approval}",
             sim.scenario().name,
             sim.url(),
             namespaces.join(", ")
@@ -384,8 +483,7 @@ async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
     }
     let brain = brain(opts, &namespaces)?;
     let task = sim.scenario().task.clone();
-    let (report, audit) =
-        execute(brain, tools.clone(), policy(mode, &namespaces), &task, opts).await?;
+    let (report, audit) = execute(brain, tools.clone(), policy, &task, opts).await?;
     let after = after(&tools).await;
     let code = exit_code(&report, after.as_deref(), false);
     let out = finish(&report, after.as_deref(), audit.as_deref(), opts, code);
@@ -435,6 +533,16 @@ async fn run(
     report
         .enforce(allow_privileged)
         .map_err(|e| Failure(format!("{e} (--allow-privileged)")))?;
+    let mode = approval_mode(opts);
+    let policy: Arc<dyn ApprovalPolicy> = if dry_run {
+        Arc::new(DryRun)
+    } else {
+        let (policy, approval) = policy(mode, &namespaces, opts);
+        if !opts.json {
+            eprintln!("approval: {approval}");
+        }
+        policy
+    };
     let scope = Scope::namespaces(namespaces.clone());
     let mut tools = K8s::new(client.clone(), scope.clone()).tools();
     let trivy = Trivy::new(
@@ -443,12 +551,6 @@ async fn run(
         Some((client, scope)),
     );
     tools.extend(trivy.tools());
-    let mode = approval_mode(opts);
-    let policy: Arc<dyn ApprovalPolicy> = if dry_run {
-        Arc::new(DryRun)
-    } else {
-        policy(mode, &namespaces)
-    };
     let task = task.unwrap_or_else(|| {
         format!(
             "Find unhealthy workloads in {} and fix what can be fixed safely.",
@@ -485,16 +587,9 @@ async fn scan(
     timeout: u64,
 ) -> Result<u8, Failure> {
     let report: Arc<Report> = match (report, image) {
-        (Some(path), _) => {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
-            Arc::new(Report::from_json(&bytes).map_err(|e| {
-                Failure(format!(
-                    "{} is not a Trivy JSON report: {e}",
-                    path.display()
-                ))
-            })?)
-        }
+        // Strict: anything but a Trivy image/fs/repo JSON report (an SBOM, SARIF, a `trivy k8s`
+        // report, `{}`) is an error naming what it is, never "0 vulnerabilities".
+        (Some(path), _) => Arc::new(Report::from_file(&path)?),
         (None, Some(image)) => {
             let mut scanner = TrivyCli::new(trivy);
             scanner.server = server;

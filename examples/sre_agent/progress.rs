@@ -25,6 +25,8 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        // Tool results, names and reasons are untrusted: escape terminal sequences.
+        let text = &*sre_core::text::escape_untrusted_lines(text);
         match &self.spinner {
             Some(bar) => {
                 if let Ok(bar) = bar.lock() {
@@ -39,7 +41,7 @@ impl Progress {
         if let Some(bar) = &self.spinner
             && let Ok(bar) = bar.lock()
         {
-            bar.set_message(text.to_owned());
+            bar.set_message(sre_core::text::escape_untrusted(text).into_owned());
         }
     }
 

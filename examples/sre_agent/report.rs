@@ -53,7 +53,21 @@ pub(crate) fn render(
         }
     );
     if let Some(answer) = &r.answer {
-        let _ = writeln!(out, "\n{answer}");
+        // The brain's own words, quoted: a model cannot forge the approval record or the exit
+        // code below by writing lines that look like them.
+        let _ = writeln!(out, "\nThe brain's answer:");
+        let mut blank = false;
+        for line in answer.lines() {
+            if line.trim().is_empty() {
+                if !blank {
+                    let _ = writeln!(out, "  |");
+                }
+                blank = true;
+                continue;
+            }
+            blank = false;
+            let _ = writeln!(out, "  | {line}");
+        }
     }
     if !r.actions.is_empty() {
         let _ = writeln!(out, "\nActions (approval record):");
@@ -65,7 +79,13 @@ pub(crate) fn render(
         let _ = writeln!(out, "\nAfter the run:\n{}", indent(after, "  ").trim_end());
     }
     if let Some(log) = audit {
-        let _ = writeln!(out, "\naudit log head: {}", log.head());
+        let s = log.summary();
+        let mode = if s.keyed { "keyed" } else { "unkeyed" };
+        let _ = writeln!(
+            out,
+            "\naudit log head: {} ({} records, {mode})",
+            s.head, s.records
+        );
     }
     let meaning = match code {
         0 => "resolved / healthy",
@@ -74,12 +94,17 @@ pub(crate) fn render(
         _ => "error",
     };
     let _ = writeln!(out, "\nexit code {code}: {meaning}");
-    out
+    // Names, images, log lines and the model's answer are untrusted: no terminal sequence in them
+    // may reach the terminal.
+    sre_core::text::escape_untrusted_lines(&out).into_owned()
 }
 
 fn render_action(out: &mut String, n: usize, a: &ActionRecord) {
     let _ = writeln!(out, "{}. {} {}", n, a.tool, a.arguments);
     if let Some(p) = &a.preview {
+        if let Some(w) = &p.warning {
+            let _ = writeln!(out, "   WARNING: {w}");
+        }
         let _ = writeln!(out, "   change: {} (risk {:?})", p.summary, p.risk);
         out.push_str(&indent(&p.diff, "     "));
         let _ = writeln!(out, "   target: {}", p.fingerprint);

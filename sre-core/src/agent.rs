@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, Grant, ReadOnly, now_rfc3339};
-use crate::audit::canonical_json;
+use crate::audit::{AuditLog, canonical_json};
 use crate::error::{Error, Result};
 use crate::event::{Event, Observer};
 use crate::llm::LlmProvider;
@@ -160,6 +160,10 @@ pub struct RunReport {
     pub duration_ms: u64,
     /// The conversation as the model saw it (tool results redacted).
     pub transcript: Vec<Message>,
+    /// The audit log's anchor after the run (records, head hash, keyed), when the agent was
+    /// built with [`AgentBuilder::audit_log`]: keep the head elsewhere to detect truncation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditSummary>,
 }
 
 impl RunReport {
@@ -189,6 +193,7 @@ pub struct AgentBuilder {
     redactor: Option<Redactor>,
     approval_ttl: Duration,
     max_tool_output_bytes: usize,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl fmt::Debug for AgentBuilder {
@@ -279,6 +284,14 @@ impl AgentBuilder {
         self
     }
 
+    /// Writes every event to `log` and puts its anchor (head hash) into the [`RunReport`].
+    #[must_use]
+    pub fn audit_log(mut self, log: Arc<AuditLog>) -> Self {
+        self.observers.push(Arc::clone(&log) as Arc<dyn Observer>);
+        self.audit = Some(log);
+        self
+    }
+
     /// The redactor (default: the built-in rules).
     #[must_use]
     pub fn redactor(mut self, redactor: Redactor) -> Self {
@@ -323,6 +336,7 @@ impl AgentBuilder {
                 redactor: self.redactor.unwrap_or_default(),
                 approval_ttl: self.approval_ttl,
                 max_tool_output_bytes: self.max_tool_output_bytes,
+                audit: self.audit,
             }),
         })
     }
@@ -338,6 +352,7 @@ struct Inner {
     redactor: Redactor,
     approval_ttl: Duration,
     max_tool_output_bytes: usize,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// The agent: a provider, tools, a policy and budgets. Cheap to clone; runs are independent.
@@ -405,7 +420,9 @@ pub async fn redeem_for(
     ctx: &ToolContext,
 ) -> Result<(), String> {
     match guarded(tool.fingerprint(args, ctx)).await {
-        Ok(current) => grant.redeem(&current).map_err(|e| e.to_string()),
+        Ok(current) => grant
+            .redeem(&tool.spec().name, args, &current)
+            .map_err(|e| e.to_string()),
         Err(e) => Err(format!(
             "could not re-read the target: {e}; nothing was applied"
         )),
@@ -487,6 +504,7 @@ impl Agent {
             redactor: None,
             approval_ttl: Duration::from_secs(300),
             max_tool_output_bytes: 32 * 1024,
+            audit: None,
         }
     }
 
@@ -566,6 +584,7 @@ impl Agent {
             started_at,
             duration_ms: millis(run.started.elapsed()),
             transcript: request.messages,
+            audit: inner.audit.as_ref().map(|log| log.summary()),
         }
     }
 }
@@ -615,10 +634,11 @@ impl Run<'_> {
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
+                    // Providers quote their response bodies, which may echo a key.
                     return (
                         Outcome::ProviderError {
                             kind: e.kind().to_owned(),
-                            message: e.to_string(),
+                            message: self.redact(e.to_string()),
                         },
                         None,
                     );
@@ -874,7 +894,9 @@ impl Run<'_> {
         ctx: &ToolContext,
         record: &mut ActionRecord,
     ) -> Result<Grant, Message> {
-        let preview = match guarded(tool.preview(&call.arguments, ctx)).await {
+        // The approval's time to live runs from the preview: a plan shown long ago is stale.
+        let previewed = Instant::now();
+        let mut preview = match guarded(tool.preview(&call.arguments, ctx)).await {
             Ok(p) => p,
             Err(e) => {
                 let text = self.redact(format!(
@@ -885,7 +907,12 @@ impl Run<'_> {
                 return Err(self.reject(call, &text));
             }
         };
+        // What a human or a log sees is redacted; the payload the tool applies is not shown.
+        preview.summary = self.redact(std::mem::take(&mut preview.summary));
+        preview.diff = self.redact(std::mem::take(&mut preview.diff));
+        preview.warning = preview.warning.map(|w| self.redact(w));
         record.preview = Some(preview.clone());
+        let reversible = !preview.undo.is_null();
         let request = ApprovalRequest {
             run_id: self.run_id.clone(),
             tool: call.name.clone(),
@@ -894,11 +921,12 @@ impl Run<'_> {
             preview,
             incident: self.task.clone(),
             writes_so_far: self.writes_applied,
-            rollback_on_failure: true,
+            // Promise an automatic undo only when the plan carries one.
+            rollback_on_failure: reversible,
         };
         self.emit(|run_id| Event::ApprovalRequested {
             run_id,
-            request: request.clone(),
+            request: Box::new(request.clone()),
         });
         let decision = self.agent.policy.decide(&request).await;
         record.decided_at = Some(now_rfc3339());
@@ -922,7 +950,27 @@ impl Run<'_> {
             }
             Decision::Approved { by } => by,
         };
-        let grant = Grant::issue(&request, &by, self.agent.approval_ttl);
+        let left = self.agent.approval_ttl.saturating_sub(previewed.elapsed());
+        if left.is_zero() {
+            let reason = format!(
+                "the approval expired: it came {} after the preview, and an approval is valid for {}; nothing was applied",
+                humantime::format_duration(Duration::from_secs(previewed.elapsed().as_secs())),
+                humantime::format_duration(self.agent.approval_ttl)
+            );
+            record.status = ActionStatus::Refused;
+            record.result = format!("refused: {reason}");
+            self.emit(|run_id| Event::WriteRefused {
+                run_id,
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                reason: reason.clone(),
+            });
+            return Err(Message::tool_error(
+                call,
+                format!("{} refused: {reason}", call.name),
+            ));
+        }
+        let grant = Grant::issue(&request, &by, left);
         // The target must still be what was approved.
         let redeemed = redeem_for(tool, &call.arguments, &grant, ctx).await;
         if let Err(reason) = redeemed {

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::image::{ImageRef, normalize_prefix};
+use crate::text::escape_untrusted;
 use crate::tool::{Preview, Risk};
 
 /// Everything an approver needs to decide on one write.
@@ -38,40 +40,62 @@ pub struct ApprovalRequest {
 }
 
 impl ApprovalRequest {
-    /// The namespace argument, if the tool has one.
+    /// The namespace of the plan's target (never read from the arguments).
     pub fn namespace(&self) -> Option<&str> {
-        self.arguments.get("namespace").and_then(Value::as_str)
+        self.preview.target.as_ref().map(|t| t.namespace.as_str())
     }
 
-    /// The image argument, if the tool has one.
-    pub fn image(&self) -> Option<&str> {
-        self.arguments.get("image").and_then(Value::as_str)
+    /// The action fingerprint this request approves (see [`Preview::action_fingerprint`]).
+    pub fn action_fingerprint(&self) -> String {
+        self.preview.action_fingerprint(&self.tool, &self.arguments)
     }
 
-    /// The request as a human reads it in a terminal or a chat message.
+    /// The request as a human reads it in a terminal or a chat message. Every untrusted string
+    /// (arguments, names, images, the diff, the incident) has its control and invisible
+    /// characters escaped, so it cannot rewrite what the approver sees.
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
+        let e = escape_untrusted;
         let mut out = String::new();
-        let _ = writeln!(out, "approval needed: {}", self.preview.summary);
+        if let Some(w) = &self.preview.warning {
+            let _ = writeln!(out, "WARNING: {}", e(w));
+        }
+        let _ = writeln!(out, "approval needed: {}", e(&self.preview.summary));
         let _ = writeln!(
             out,
             "  tool:      {} (risk: {})",
-            self.tool,
+            e(&self.tool),
             match self.preview.risk {
                 Risk::Low => "low",
                 Risk::Medium => "medium",
-                Risk::High => "high",
+                Risk::High => "HIGH",
             }
         );
-        let _ = writeln!(out, "  arguments: {}", self.arguments);
-        let _ = writeln!(out, "  target:    {}", self.preview.fingerprint);
+        let _ = writeln!(out, "  arguments: {}", e(&self.arguments.to_string()));
+        match &self.preview.target {
+            Some(t) => {
+                let _ = writeln!(out, "  target:    {}", e(&t.to_string()));
+            }
+            None => {
+                let _ = writeln!(out, "  target:    {}", e(&self.preview.fingerprint));
+            }
+        }
+        for c in self.preview.changed_images() {
+            let _ = writeln!(
+                out,
+                "  image:     container {}: {} -> {}",
+                e(&c.container),
+                e(c.before.as_deref().unwrap_or("(new container)")),
+                e(&c.after)
+            );
+        }
         if !self.incident.is_empty() {
-            let _ = writeln!(out, "  incident:  {}", first_line(&self.incident));
+            let _ = writeln!(out, "  incident:  {}", e(first_line(&self.incident)));
         }
         if !self.preview.diff.is_empty() {
             let _ = writeln!(out, "  diff:");
             for line in self.preview.diff.lines() {
-                let _ = writeln!(out, "    {line}");
+                let _ = writeln!(out, "    {}", e(line));
             }
         }
         if self.rollback_on_failure {
@@ -80,6 +104,7 @@ impl ApprovalRequest {
                 "  if verification fails, the change is rolled back automatically"
             );
         }
+        let _ = writeln!(out, "  action:    {}", self.action_fingerprint());
         out
     }
 }
@@ -191,7 +216,8 @@ impl ApprovalPolicy for ReadOnly {
 #[derive(Clone)]
 pub struct Rules {
     namespaces: Option<Vec<String>>,
-    registries: Option<Vec<String>>,
+    registries: Option<Vec<Result<String, String>>>,
+    same_repository: bool,
     max_writes_per_run: usize,
     max_risk: Risk,
     approver: Arc<dyn Approver>,
@@ -202,6 +228,7 @@ impl fmt::Debug for Rules {
         f.debug_struct("Rules")
             .field("namespaces", &self.namespaces)
             .field("registries", &self.registries)
+            .field("same_repository", &self.same_repository)
             .field("max_writes_per_run", &self.max_writes_per_run)
             .field("max_risk", &self.max_risk)
             .finish_non_exhaustive()
@@ -214,6 +241,7 @@ impl Rules {
         Self {
             namespaces: None,
             registries: None,
+            same_repository: false,
             max_writes_per_run: 3,
             max_risk: Risk::High,
             approver: Arc::new(approver),
@@ -228,15 +256,30 @@ impl Rules {
     }
 
     /// Only images from these registries or repository prefixes (e.g. `ghcr.io/acme`,
-    /// `docker.io/library`). An image argument elsewhere is denied.
+    /// `docker.io/library`). Every image a write's plan changes must lie below one of them, and a
+    /// write whose plan does not say which images it runs is denied. An entry that is not a valid
+    /// registry or repository prefix (white space, control characters) matches nothing and is
+    /// reported when a write is checked.
     #[must_use]
     pub fn registries<I: IntoIterator<Item = S>, S: Into<String>>(mut self, registries: I) -> Self {
         self.registries = Some(
             registries
                 .into_iter()
-                .map(|r| r.into().trim_end_matches('/').to_owned())
+                .map(|r| {
+                    let r = r.into();
+                    normalize_prefix(&r).map_err(|e| e.to_string())
+                })
                 .collect(),
         );
+        self
+    }
+
+    /// Every image a write changes must stay in the repository its container runs now (another
+    /// tag or digest of the same image, or a rollback to one); a container the write adds is
+    /// denied. The default for unattended approval: a change never brings in a new source.
+    #[must_use]
+    pub fn same_repository_only(mut self) -> Self {
+        self.same_repository = true;
         self
     }
 
@@ -269,7 +312,12 @@ impl Rules {
         }
         if let Some(allowed) = &self.namespaces {
             match request.namespace() {
-                None => return Err("the write names no namespace to check".into()),
+                None => {
+                    return Err(format!(
+                        "the plan of {} names no target namespace to check",
+                        request.tool
+                    ));
+                }
                 Some(ns) if !allowed.iter().any(|a| a == ns) => {
                     return Err(format!(
                         "namespace {ns:?} is not in the allow-list ({})",
@@ -279,41 +327,85 @@ impl Rules {
                 Some(_) => {}
             }
         }
-        if let (Some(allowed), Some(image)) = (&self.registries, request.image()) {
-            let repo = normalize_repository(image);
-            let ok = allowed
-                .iter()
-                .any(|a| repo == *a || repo.starts_with(&format!("{a}/")));
-            if !ok {
-                return Err(format!(
-                    "image {image:?} ({repo}) is not from an allowed registry ({})",
-                    allowed.join(", ")
-                ));
-            }
+        if let Some(allowed) = &self.registries {
+            check_registries(request, allowed)?;
+        }
+        if self.same_repository {
+            check_same_repository(request)?;
         }
         Ok(())
     }
 }
 
+fn check_same_repository(request: &ApprovalRequest) -> Result<(), String> {
+    let Some(images) = &request.preview.images else {
+        return Err(format!(
+            "the plan of {} does not say which images it runs; denied (images must stay in their repositories)",
+            request.tool
+        ));
+    };
+    for change in images.iter().filter(|c| c.changes()) {
+        let container = escape_untrusted(&change.container);
+        let after =
+            ImageRef::parse(&change.after).map_err(|e| format!("container {container}: {e}"))?;
+        let Some(before) = &change.before else {
+            return Err(format!(
+                "the write adds container {container} with image {}; only image changes within a container's repository are allowed",
+                after.repository()
+            ));
+        };
+        let before =
+            ImageRef::parse(before).map_err(|e| format!("container {container} now runs {e}"))?;
+        if before.repository() != after.repository() {
+            return Err(format!(
+                "container {container} would move from {} to {}; only the repository it runs now is allowed",
+                before.repository(),
+                after.repository()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_registries(
+    request: &ApprovalRequest,
+    allowed: &[Result<String, String>],
+) -> Result<(), String> {
+    let prefixes: Vec<&str> = allowed
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(String::as_str))
+        .collect();
+    if let Some(Err(bad)) = allowed.iter().find(|r| r.is_err()) {
+        return Err(format!("the registry allow-list is misconfigured: {bad}"));
+    }
+    let Some(images) = &request.preview.images else {
+        return Err(format!(
+            "the plan of {} does not say which images it runs; denied under a registry allow-list",
+            request.tool
+        ));
+    };
+    for change in images.iter().filter(|c| c.changes()) {
+        let shown = escape_untrusted(&change.after);
+        let image = ImageRef::parse(&change.after)
+            .map_err(|e| format!("container {}: {e}", escape_untrusted(&change.container)))?;
+        if !prefixes.iter().any(|p| image.is_under(p)) {
+            return Err(format!(
+                "image {shown:?} ({}) is not from an allowed registry ({})",
+                image.repository(),
+                prefixes.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The fully qualified repository of an image reference, without tag or digest:
 /// `nginx:1.25` → `docker.io/library/nginx`, `ghcr.io/acme/api@sha256:…` → `ghcr.io/acme/api`.
-pub fn normalize_repository(image: &str) -> String {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    // A tag is the part after the last ':' if that part has no '/'.
-    let name = match without_digest.rfind(':') {
-        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
-        _ => without_digest,
-    };
-    let (first, rest) = name.split_once('/').unwrap_or(("", name));
-    let is_registry =
-        !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
-    if is_registry {
-        format!("{first}/{rest}")
-    } else if first.is_empty() {
-        format!("docker.io/library/{rest}")
-    } else {
-        format!("docker.io/{name}")
-    }
+///
+/// # Errors
+/// A reference that is not canonical (see [`ImageRef::parse`]).
+pub fn normalize_repository(image: &str) -> Result<String, crate::image::ImageRefError> {
+    ImageRef::parse(image).map(|r| r.repository())
 }
 
 #[async_trait]
@@ -469,6 +561,20 @@ pub enum GrantError {
         /// Fingerprint now.
         current: String,
     },
+    /// The grant was issued for another action (another tool, or other arguments).
+    #[error(
+        "the approval was for another action ({approved_tool}, action {approved}), not this one ({tool}, action {current}); nothing was applied"
+    )]
+    OtherAction {
+        /// The approved tool.
+        approved_tool: String,
+        /// The approved action fingerprint.
+        approved: String,
+        /// The tool being applied.
+        tool: String,
+        /// The action fingerprint being applied.
+        current: String,
+    },
     /// Too much time passed between approval and apply.
     #[error("the approval expired after {}; nothing was applied", humantime::format_duration(*ttl))]
     Expired {
@@ -480,15 +586,21 @@ pub enum GrantError {
     AlreadyUsed,
 }
 
-/// An approval bound to one target fingerprint: single use, with an expiry.
+/// An approval of one exact action — a tool, its arguments and the plan that was shown — bound
+/// to the fingerprint of everything the plan read: single use, with an expiry. It carries the
+/// approved plan, so the tool applies what was approved and nothing re-planned.
 #[derive(Debug)]
 pub struct Grant {
     /// The approved tool.
     pub tool: String,
     /// The approved call.
     pub call_id: String,
-    /// The fingerprint that was approved; write tools use it as their precondition.
+    /// The action fingerprint ([`Preview::action_fingerprint`]) that was approved.
+    pub action: String,
+    /// The fingerprint of what the plan read; write tools use it as their precondition.
     pub fingerprint: String,
+    /// The approved plan.
+    pub plan: Preview,
     /// Who approved.
     pub approved_by: String,
     /// When, as RFC 3339.
@@ -501,28 +613,32 @@ pub struct Grant {
 impl Grant {
     /// Issues a grant for an approved request.
     pub fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
-        Self::for_target(
+        Self::for_plan(
             &request.tool,
             &request.call_id,
-            &request.preview.fingerprint,
+            &request.arguments,
+            request.preview.clone(),
             approved_by,
             ttl,
         )
     }
 
     /// Issues a grant for a decision taken elsewhere (e.g. by a LangGraph human-in-the-loop
-    /// interrupt) on the previewed `fingerprint` of `tool`'s target.
-    pub fn for_target(
+    /// interrupt) on `plan`, the preview of `tool` with `arguments`.
+    pub fn for_plan(
         tool: &str,
         call_id: &str,
-        fingerprint: &str,
+        arguments: &Value,
+        plan: Preview,
         approved_by: &str,
         ttl: Duration,
     ) -> Self {
         Self {
             tool: tool.to_owned(),
             call_id: call_id.to_owned(),
-            fingerprint: fingerprint.to_owned(),
+            action: plan.action_fingerprint(tool, arguments),
+            fingerprint: plan.fingerprint.clone(),
+            plan,
             approved_by: approved_by.to_owned(),
             approved_at: now_rfc3339(),
             issued: Instant::now(),
@@ -536,16 +652,27 @@ impl Grant {
         self.issued.elapsed() >= self.ttl
     }
 
-    /// Uses the grant for a target whose fingerprint is now `current`.
+    /// Uses the grant for `tool` called with `arguments` on a target whose fingerprint is now
+    /// `current`.
     ///
     /// # Errors
-    /// When the grant was used, expired, or the target changed.
-    pub fn redeem(&self, current: &str) -> Result<(), GrantError> {
+    /// When the grant was used, expired, was issued for another tool or other arguments, or the
+    /// target changed. A failed redemption also uses the grant up.
+    pub fn redeem(&self, tool: &str, arguments: &Value, current: &str) -> Result<(), GrantError> {
         if self.used.swap(true, Ordering::SeqCst) {
             return Err(GrantError::AlreadyUsed);
         }
         if self.is_expired() {
             return Err(GrantError::Expired { ttl: self.ttl });
+        }
+        let action = self.plan.action_fingerprint(tool, arguments);
+        if tool != self.tool || action != self.action {
+            return Err(GrantError::OtherAction {
+                approved_tool: self.tool.clone(),
+                approved: self.action.clone(),
+                tool: tool.to_owned(),
+                current: action,
+            });
         }
         if current != self.fingerprint {
             return Err(GrantError::FingerprintMismatch {
@@ -567,22 +694,49 @@ mod tests {
     use serde_json::json;
     use std::io::Cursor;
 
-    fn request(args: Value) -> ApprovalRequest {
+    fn plan(namespace: Option<&str>, images: Option<Vec<(&str, &str)>>) -> Preview {
+        let mut p = Preview::new(
+            "deployment shop/web: image nginx:1.25.3 -> nginx:1.25.5",
+            "- image: nginx:1.25.3\n+ image: nginx:1.25.5",
+            "shop/web@rv=42",
+            Risk::Medium,
+        );
+        p.target = namespace.map(|ns| crate::tool::Target {
+            kind: "deployments.apps".into(),
+            namespace: ns.into(),
+            name: "web".into(),
+            resource_version: "42".into(),
+        });
+        p.images = images.map(|v| {
+            v.into_iter()
+                .map(|(before, after)| crate::tool::ImageChange {
+                    container: "web".into(),
+                    before: Some(before.into()),
+                    after: after.into(),
+                })
+                .collect()
+        });
+        p
+    }
+
+    fn request_with(args: Value, preview: Preview) -> ApprovalRequest {
         ApprovalRequest {
             run_id: "r1".into(),
             tool: "k8s_patch_image".into(),
             call_id: "c1".into(),
             arguments: args,
-            preview: Preview {
-                summary: "deployment shop/web: image nginx:1.25.3 -> nginx:1.25.5".into(),
-                diff: "- image: nginx:1.25.3\n+ image: nginx:1.25.5".into(),
-                fingerprint: "shop/web@rv=42".into(),
-                risk: Risk::Medium,
-            },
+            preview,
             incident: "critical CVE in shop/web".into(),
             writes_so_far: 0,
             rollback_on_failure: true,
         }
+    }
+
+    fn request(args: Value) -> ApprovalRequest {
+        request_with(
+            args,
+            plan(Some("shop"), Some(vec![("nginx:1.25.3", "nginx:1.25.5")])),
+        )
     }
 
     fn yes() -> Callback {
@@ -606,7 +760,10 @@ mod tests {
         }))
         .namespaces(["shop"]);
         let d = rules
-            .decide(&request(json!({"namespace": "kube-system"})))
+            .decide(&request_with(
+                json!({}),
+                plan(Some("kube-system"), Some(vec![])),
+            ))
             .await;
         assert_eq!(
             d,
@@ -616,9 +773,22 @@ mod tests {
             )
         );
         assert!(!asked.load(Ordering::SeqCst), "approver must not be asked");
+        let d = rules
+            .decide(&request_with(json!({}), plan(None, Some(vec![]))))
+            .await;
+        assert!(
+            !d.is_approved(),
+            "a plan without a target namespace is denied"
+        );
+        // The namespace comes from the plan, never from an argument of that name.
+        let d = rules
+            .decide(&request_with(
+                json!({"namespace": "shop"}),
+                plan(Some("kube-system"), Some(vec![])),
+            ))
+            .await;
+        assert!(!d.is_approved(), "{d:?}");
         let d = rules.decide(&request(json!({}))).await;
-        assert!(!d.is_approved(), "a write without a namespace is denied");
-        let d = rules.decide(&request(json!({"namespace": "shop"}))).await;
         assert_eq!(d, Decision::approve("alice"));
         assert!(asked.load(Ordering::SeqCst));
     }
@@ -628,11 +798,21 @@ mod tests {
         let rules = Rules::new(yes())
             .registries(["docker.io/library", "ghcr.io/acme/"])
             .max_writes_per_run(1);
-        let ok = request(json!({"namespace": "shop", "image": "nginx:1.25.5"}));
+        let ok = request(json!({}));
         assert!(rules.decide(&ok).await.is_approved());
-        let ok2 = request(json!({"image": "ghcr.io/acme/api@sha256:abc"}));
+        let digest = format!("ghcr.io/acme/api@sha256:{}", "a".repeat(64));
+        let ok2 = request_with(
+            json!({}),
+            plan(Some("shop"), Some(vec![("nginx:1", &digest)])),
+        );
         assert!(rules.decide(&ok2).await.is_approved());
-        let evil = request(json!({"image": "ghcr.io/acme-evil/api:1"}));
+        let evil = request_with(
+            json!({}),
+            plan(
+                Some("shop"),
+                Some(vec![("nginx:1", "ghcr.io/acme-evil/api:1")]),
+            ),
+        );
         let d = rules.decide(&evil).await;
         assert!(
             matches!(&d, Decision::Denied { reason, .. } if reason.contains("not from an allowed registry")),
@@ -653,25 +833,110 @@ mod tests {
         assert!(!rules.decide(&request(json!({}))).await.is_approved());
     }
 
+    #[tokio::test]
+    async fn registry_allow_list_is_not_fooled_by_case_or_white_space() {
+        // Regression: " localhost/…" and "Localhost/…" passed an allow-list of docker.io.
+        let rules = Rules::new(yes()).registries(["docker.io"]);
+        for image in [
+            " localhost/app:1",
+            "Localhost/app:1",
+            "localhost/app:1\n",
+            "LOCALHOST:5000/x:1",
+        ] {
+            let r = request_with(
+                json!({}),
+                plan(Some("shop"), Some(vec![("nginx:1", image)])),
+            );
+            let d = rules.decide(&r).await;
+            assert!(!d.is_approved(), "{image:?} must be denied: {d:?}");
+        }
+        let hub = request_with(
+            json!({}),
+            plan(Some("shop"), Some(vec![("nginx:1", "nginx:2")])),
+        );
+        assert!(rules.decide(&hub).await.is_approved());
+    }
+
+    #[tokio::test]
+    async fn same_repository_only_denies_a_new_source() {
+        // Regression: the CLI's auto approval allowed any repository any workload in scope ran.
+        let rules = Rules::new(yes()).same_repository_only();
+        let ok = request_with(
+            json!({}),
+            plan(Some("shop"), Some(vec![("nginx:1.25", "nginx:1.26")])),
+        );
+        assert!(rules.decide(&ok).await.is_approved());
+        let other = request_with(
+            json!({}),
+            plan(
+                Some("shop"),
+                Some(vec![("nginx:1.25", "docker.io/attacker/tool:1")]),
+            ),
+        );
+        let d = rules.decide(&other).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("would move from docker.io/library/nginx to docker.io/attacker/tool")),
+            "{d:?}"
+        );
+        let mut added = plan(Some("shop"), Some(vec![]));
+        added.images = Some(vec![crate::tool::ImageChange {
+            container: "miner".into(),
+            before: None,
+            after: "nginx:1.26".into(),
+        }]);
+        assert!(
+            !rules
+                .decide(&request_with(json!({}), added))
+                .await
+                .is_approved()
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_allow_list_denies_a_plan_that_hides_its_images() {
+        // Regression: Rules looked for an argument named "image"; a write whose image argument had
+        // another name, or a rollback, skipped the allow-list.
+        let rules = Rules::new(yes()).registries(["docker.io/library"]);
+        let hidden = request_with(json!({"img": "evil.io/x:1"}), plan(Some("shop"), None));
+        let d = rules.decide(&hidden).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("does not say which images")),
+            "{d:?}"
+        );
+        let renamed = request_with(
+            json!({"container_image": "evil.io/x:1"}),
+            plan(Some("shop"), Some(vec![("nginx:1", "evil.io/x:1")])),
+        );
+        assert!(!rules.decide(&renamed).await.is_approved());
+    }
+
     #[test]
     fn repositories_are_normalized() {
-        assert_eq!(normalize_repository("nginx"), "docker.io/library/nginx");
         assert_eq!(
-            normalize_repository("nginx:1.25"),
+            normalize_repository("nginx").unwrap(),
             "docker.io/library/nginx"
         );
         assert_eq!(
-            normalize_repository("bitnami/redis:7"),
+            normalize_repository("bitnami/redis:7").unwrap(),
             "docker.io/bitnami/redis"
         );
-        assert_eq!(
-            normalize_repository("localhost:5000/app:1@sha256:00"),
-            "localhost:5000/app"
+        assert!(normalize_repository(" nginx").is_err());
+    }
+
+    #[test]
+    fn render_escapes_terminal_sequences() {
+        // Regression: an image with ESC sequences could rewrite what the prompt showed.
+        let evil = "nginx:1.25.5\u{1b}[1A\u{1b}[2K\u{9b}2Kapproved: harmless";
+        let r = request_with(
+            json!({"image": evil}),
+            plan(Some("shop"), Some(vec![("nginx:1", evil)])),
         );
-        assert_eq!(
-            normalize_repository("ghcr.io/acme/api@sha256:00"),
-            "ghcr.io/acme/api"
+        let shown = r.render();
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{9b}'),
+            "{shown:?}"
         );
+        assert!(shown.contains("\\e[1A"), "{shown}");
     }
 
     #[derive(Clone, Default)]
@@ -694,7 +959,10 @@ mod tests {
         assert_eq!(d, Decision::approve("prompt:bob"));
         let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(shown.contains("+ image: nginx:1.25.5"), "{shown}");
-        assert!(shown.contains("shop/web@rv=42"), "{shown}");
+        assert!(
+            shown.contains("deployments.apps/shop/web@resourceVersion=42"),
+            "{shown}"
+        );
         assert!(shown.contains("rolled back automatically"), "{shown}");
         assert!(shown.ends_with("[y/N] "), "{shown}");
     }
@@ -727,16 +995,43 @@ mod tests {
     fn grant_is_single_use_and_bound_to_fingerprint() {
         let r = request(json!({}));
         let g = Grant::issue(&r, "alice", Duration::from_secs(60));
-        assert!(g.redeem("shop/web@rv=42").is_ok());
-        assert_eq!(g.redeem("shop/web@rv=42"), Err(GrantError::AlreadyUsed));
+        let tool = "k8s_patch_image";
+        assert!(g.redeem(tool, &json!({}), "shop/web@rv=42").is_ok());
+        assert_eq!(
+            g.redeem(tool, &json!({}), "shop/web@rv=42"),
+            Err(GrantError::AlreadyUsed)
+        );
         let g = Grant::issue(&r, "alice", Duration::from_secs(60));
         assert_eq!(
-            g.redeem("shop/web@rv=43"),
+            g.redeem(tool, &json!({}), "shop/web@rv=43"),
             Err(GrantError::FingerprintMismatch {
                 approved: "shop/web@rv=42".into(),
                 current: "shop/web@rv=43".into()
             })
         );
+    }
+
+    #[test]
+    fn grant_for_one_action_refuses_another_on_the_same_target() {
+        let r = request(json!({"image": "nginx:1.25.5"}));
+        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let e = g
+            .redeem(
+                "k8s_patch_image",
+                &json!({"image": "evil.io/x:1"}),
+                "shop/web@rv=42",
+            )
+            .unwrap_err();
+        assert!(matches!(e, GrantError::OtherAction { .. }), "{e}");
+        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let e = g
+            .redeem(
+                "k8s_scale_deployment",
+                &json!({"image": "nginx:1.25.5"}),
+                "shop/web@rv=42",
+            )
+            .unwrap_err();
+        assert!(matches!(e, GrantError::OtherAction { .. }), "{e}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -745,7 +1040,7 @@ mod tests {
         let g = Grant::issue(&r, "alice", Duration::from_secs(60));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(
-            g.redeem("shop/web@rv=42"),
+            g.redeem("k8s_patch_image", &json!({}), "shop/web@rv=42"),
             Err(GrantError::Expired {
                 ttl: Duration::from_secs(60)
             })

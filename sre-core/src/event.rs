@@ -90,8 +90,8 @@ pub enum Event {
     ApprovalRequested {
         /// Run id.
         run_id: String,
-        /// The request.
-        request: ApprovalRequest,
+        /// The request (boxed: it carries the whole plan).
+        request: Box<ApprovalRequest>,
     },
     /// The policy decided.
     ApprovalDecided {

@@ -52,11 +52,13 @@ pub mod approval;
 pub mod audit;
 mod error;
 pub mod event;
+pub mod image;
 pub mod llm;
 pub mod message;
 pub mod redact;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod text;
 pub mod tool;
 
 pub use agent::{
@@ -67,7 +69,7 @@ pub use approval::{
     ApprovalPolicy, ApprovalRequest, Approver, AutoApprove, Callback, Decision, Grant, GrantError,
     Prompt, ReadOnly, Rules,
 };
-pub use audit::{AuditError, AuditLog};
+pub use audit::{AuditError, AuditKey, AuditLog, AuditSummary, VerifyOptions};
 pub use error::{Error, Result};
 pub use event::{Event, FnObserver, Observer, TracingObserver};
 pub use llm::{LlmError, LlmProvider};
@@ -76,8 +78,8 @@ pub use message::{
 };
 pub use redact::Redactor;
 pub use tool::{
-    Effect, Preview, Risk, Tool, ToolContext, ToolError, ToolOutput, ToolSet, Verification,
-    parse_args, schema_for, spec_for,
+    Effect, ImageChange, Preview, Risk, Target, Tool, ToolContext, ToolError, ToolOutput, ToolSet,
+    Verification, parse_args, schema_for, spec_for,
 };
 
 // Public types are Send + Sync: the Python layer and LangGraph run tools from many threads.

@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::llm::{LlmError, LlmProvider};
 use crate::message::{ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage};
 use crate::tool::{
-    Effect, Preview, Risk, Tool, ToolContext, ToolError, ToolOutput, Verification, parse_args,
-    spec_for,
+    Effect, Preview, Risk, Target, Tool, ToolContext, ToolError, ToolOutput, Verification,
+    parse_args, spec_for,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,15 +252,25 @@ impl Tool for ScaleTool {
     async fn preview(&self, args: &Value, _ctx: &ToolContext) -> Result<Preview, ToolError> {
         let args: ScaleArgs = parse_args(&self.spec.name, args)?;
         let current = lock(&self.state).replicas;
-        Ok(Preview {
-            summary: format!(
+        let mut plan = Preview::new(
+            format!(
                 "deployment {}/{}: replicas {current} -> {}",
                 args.namespace, args.deployment, args.replicas
             ),
-            diff: format!("- replicas: {current}\n+ replicas: {}", args.replicas),
-            fingerprint: self.fingerprint_now(&args),
-            risk: Risk::Low,
-        })
+            format!("- replicas: {current}\n+ replicas: {}", args.replicas),
+            self.fingerprint_now(&args),
+            Risk::Low,
+        );
+        plan.target = Some(Target {
+            kind: "deployments.apps".into(),
+            namespace: args.namespace.clone(),
+            name: args.deployment.clone(),
+            resource_version: lock(&self.state).version.to_string(),
+        });
+        // A scale changes no image; the undo restores the replicas it found.
+        plan.images = Some(Vec::new());
+        plan.undo = serde_json::json!({"replicas": current});
+        Ok(plan)
     }
 
     async fn call(&self, args: &Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
@@ -304,18 +314,18 @@ impl Tool for ScaleTool {
 
     async fn rollback(
         &self,
-        _args: &Value,
-        output: &ToolOutput,
-        _ctx: &ToolContext,
+        args: &Value,
+        _output: &ToolOutput,
+        ctx: &ToolContext,
     ) -> Result<ToolOutput, ToolError> {
-        // The output says "from N to M"; restore N.
-        let before: u32 = output
-            .content
-            .split_whitespace()
-            .skip_while(|w| *w != "from")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| ToolError::Failed("cannot find the previous replicas".into()))?;
+        // The approved plan carries its own undo.
+        let before = ctx
+            .approved_plan(&self.spec.name, args)?
+            .undo
+            .get("replicas")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| ToolError::Failed("the plan carries no undo".into()))?;
         let mut s = lock(&self.state);
         s.replicas = before;
         s.version += 1;

@@ -15,17 +15,20 @@
     reason = "pyo3 signatures"
 )]
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde_json::{Value, json};
+use sre_core::text::escape_untrusted_lines;
 use sre_core::{
     Agent, ApprovalRequest, Approver, ChatRequest, ChatResponse, Decision, Grant, LlmError,
-    LlmProvider, Message, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
+    LlmProvider, Message, Preview, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
 };
 use sre_tools::k8s::{K8s, Limits, Scope};
 use sre_tools::sim::Simulator;
@@ -127,6 +130,61 @@ pub struct Tools {
     namespaces: Vec<String>,
     sim: Mutex<Option<Simulator>>,
     url: Option<String>,
+    gate: Arc<PyGate>,
+}
+
+/// How long a previewed plan may wait for its approval, by default.
+const APPROVAL_TTL: Duration = Duration::from_secs(300);
+
+/// A previewed plan waiting for a decision, keyed by its action fingerprint.
+struct Pending {
+    tool: String,
+    args: Value,
+    plan: Preview,
+    expires: Instant,
+}
+
+/// One question put to a human through a LangGraph interrupt.
+struct Ask {
+    action: String,
+    request: Value,
+    expires: Instant,
+    shown: bool,
+}
+
+/// The one write of a graph task that may ask a human, and how it ended (replayed when LangGraph
+/// runs the task again on resume).
+struct Slot {
+    key: String,
+    until: Instant,
+    done: Option<(bool, String)>,
+}
+
+/// The plans previewed from Python and the interrupt questions asked about them. Content-addressed
+/// (by action fingerprint), so a plan can only be applied as it was previewed.
+struct PyGate {
+    pending: Mutex<HashMap<String, Pending>>,
+    asks: Mutex<HashMap<String, Vec<Ask>>>,
+    /// Per graph task (thread and checkpoint namespace): the one write that may ask a human.
+    owners: Mutex<HashMap<String, Slot>>,
+    ttl_ms: AtomicU64,
+}
+
+impl Default for PyGate {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::default(),
+            asks: Mutex::default(),
+            owners: Mutex::default(),
+            ttl_ms: AtomicU64::new(u64::try_from(APPROVAL_TTL.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+impl PyGate {
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
 }
 
 fn build_set(tools: Vec<Arc<dyn Tool>>) -> PyResult<ToolSet> {
@@ -163,6 +221,7 @@ impl Tools {
             namespaces,
             sim: Mutex::new(Some(sim)),
             url,
+            gate: Arc::default(),
         })
     }
 
@@ -195,7 +254,29 @@ impl Tools {
             namespaces,
             sim: Mutex::new(None),
             url: None,
+            gate: Arc::default(),
         })
+    }
+
+    /// How long a previewed plan, and a question asked about it, stay valid (seconds; default
+    /// 300). An approval that comes later denies.
+    #[getter]
+    fn approval_ttl(&self) -> f64 {
+        self.gate.ttl().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_approval_ttl(&self, seconds: f64) -> PyResult<()> {
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+            return Err(SreError::new_err(format!(
+                "approval_ttl must be between 0 and 86400 seconds, got {seconds}"
+            )));
+        }
+        let ms = Duration::from_secs_f64(seconds).as_millis();
+        self.gate
+            .ttl_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        Ok(())
     }
 
     /// The simulator's URL, if this is a simulator.
@@ -238,24 +319,67 @@ impl Tools {
         .map_err(|e| tool_err(&e))
     }
 
-    /// The side-effect-free preview of a write (a server-side dry run) as JSON
-    /// `{"summary", "diff", "fingerprint", "risk"}`.
+    /// The side-effect-free plan of a write (a server-side dry run) as JSON `{"summary", "diff",
+    /// "fingerprint", "target_fingerprint", "risk", "target", "images", "warning", "expires_at"}`.
+    /// `fingerprint` is the action fingerprint: [`Tools::apply`] applies this plan, and only while
+    /// it is unexpired. The summary and diff are redacted.
     fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
-        py.detach(|| {
-            runtime().block_on(async move {
-                let tool = set.validate(&name, &args)?;
-                tool.preview(&args, &ToolContext::default()).await
+        let (tool_args, name2) = (args.clone(), name.clone());
+        let mut plan = py
+            .detach(|| {
+                runtime().block_on(async move {
+                    let tool = set.validate(&name2, &tool_args)?;
+                    if tool.effect() != sre_core::Effect::Write {
+                        return Err(ToolError::InvalidArguments {
+                            tool: name2.clone(),
+                            message: "a read tool has no preview".into(),
+                        });
+                    }
+                    tool.preview(&tool_args, &ToolContext::default()).await
+                })
             })
-        })
-        .map_err(|e| tool_err(&e))
-        .and_then(|p| serde_json::to_string(&p).map_err(|e| SreError::new_err(e.to_string())))
+            .map_err(|e| tool_err(&e))?;
+        // What a human sees is redacted and has no terminal sequences; the payload is untouched.
+        let redactor = sre_core::Redactor::default();
+        let show = |s: &str| escape_untrusted_lines(&redactor.redact(s)).into_owned();
+        plan.summary = show(&plan.summary);
+        plan.diff = show(&plan.diff);
+        plan.warning = plan.warning.as_deref().map(show);
+        let action = plan.action_fingerprint(&name, &args);
+        let ttl = self.gate.ttl();
+        let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + ttl);
+        let shown = json!({
+            "summary": plan.summary,
+            "diff": plan.diff,
+            "fingerprint": action,
+            "target_fingerprint": plan.fingerprint,
+            "risk": plan.risk,
+            "target": plan.target,
+            "images": plan.images,
+            "warning": plan.warning,
+            "expires_at": expires_at.to_string(),
+        });
+        let mut pending = lock(&self.gate.pending)?;
+        let now = Instant::now();
+        pending.retain(|_, p| p.expires > now);
+        pending.insert(
+            action,
+            Pending {
+                tool: name,
+                args,
+                plan,
+                expires: now + ttl,
+            },
+        );
+        Ok(shown.to_string())
     }
 
-    /// Applies an approved write: the target must still have `fingerprint` (else `Conflict`),
-    /// then the change is verified and rolled back if verification fails. Returns JSON
-    /// `{"result", "verification", "rolled_back"}`.
+    /// Applies a previewed, approved plan: `fingerprint` is the action fingerprint
+    /// [`Tools::preview`] returned for the same tool and arguments. The plan must be unexpired and
+    /// its target unchanged (else `Conflict`); it is applied once, verified, and rolled back from
+    /// its own undo if verification fails. Returns JSON `{"result", "verification", "rolled_back"}`.
     fn apply(
         &self,
         py: Python<'_>,
@@ -265,9 +389,179 @@ impl Tools {
         approved_by: String,
     ) -> PyResult<String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let pending = {
+            let mut map = lock(&self.gate.pending)?;
+            match map.get(&fingerprint) {
+                None => {
+                    return Err(Conflict::new_err(format!(
+                        "no previewed plan has the action fingerprint {fingerprint:?} (never previewed, already \
+                         applied, or expired); nothing was applied: preview it again"
+                    )));
+                }
+                // A call for another action must not use the plan up.
+                Some(p) if p.tool != name || p.args != args => {
+                    return Err(ApprovalDenied::new_err(format!(
+                        "the plan {fingerprint} was previewed for {} with other arguments; nothing was applied",
+                        p.tool
+                    )));
+                }
+                Some(_) => map.remove(&fingerprint),
+            }
+        };
+        let Some(pending) = pending else {
+            return Err(Conflict::new_err("the plan is gone; nothing was applied"));
+        };
+        let left = pending.expires.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ApprovalDenied::new_err(
+                "the approval came after the plan expired; nothing was applied",
+            ));
+        }
         let set = Arc::clone(&self.set);
-        py.detach(|| runtime().block_on(apply(set, name, args, fingerprint, approved_by)))
+        py.detach(|| runtime().block_on(apply(set, name, args, pending.plan, approved_by, left)))
             .map_err(|e| tool_err(&e))
+    }
+
+    /// Claims, for the call `key`, the one slot of graph task `slot` (its thread and checkpoint
+    /// namespace) in which a write may ask a human. LangGraph numbers the interrupts of a task in
+    /// call order and hands each resume value to whichever call asks next, so two writes asking in
+    /// one task could have one human answer applied to the other: only one write per task asks.
+    /// Returns `"claimed"`, `"busy"` (another write holds the slot: deny this one), or
+    /// `"done:ok:<result>"` / `"done:err:<message>"` when this call already ended and the task is
+    /// being run again (replay the outcome; never apply twice).
+    fn hitl_claim(&self, slot: String, key: String) -> PyResult<String> {
+        let mut owners = lock(&self.gate.owners)?;
+        let now = Instant::now();
+        owners.retain(|_, s| s.until > now);
+        let until = now + self.gate.ttl();
+        match owners.get_mut(&slot) {
+            Some(s) if s.key != key => Ok("busy".into()),
+            Some(s) => Ok(match &s.done {
+                Some((true, text)) => format!("done:ok:{text}"),
+                Some((false, text)) => format!("done:err:{text}"),
+                None => {
+                    s.until = until;
+                    "claimed".into()
+                }
+            }),
+            None => {
+                owners.insert(
+                    slot,
+                    Slot {
+                        key,
+                        until,
+                        done: None,
+                    },
+                );
+                Ok("claimed".into())
+            }
+        }
+    }
+
+    /// Records how the write `key` holding slot `slot` ended, for replays of the task.
+    fn hitl_finish(&self, slot: String, key: String, ok: bool, text: String) -> PyResult<()> {
+        let mut owners = lock(&self.gate.owners)?;
+        if let Some(s) = owners.get_mut(&slot).filter(|s| s.key == key) {
+            s.done = Some((ok, text));
+            s.until = Instant::now() + self.gate.ttl();
+        }
+        Ok(())
+    }
+
+    /// Records a question about the plan with action fingerprint `action` that a LangGraph
+    /// interrupt is about to ask under `key`; returns the request to pass to `interrupt`.
+    fn hitl_ask(&self, key: String, action: String, request: String) -> PyResult<String> {
+        let mut request: Value = serde_json::from_str(&request).map_err(|e| json_err(&e))?;
+        let ttl = self.gate.ttl();
+        let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + ttl);
+        if let Some(first) = request
+            .pointer_mut("/action_requests/0")
+            .and_then(Value::as_object_mut)
+        {
+            first.insert("fingerprint".into(), json!(action));
+            first.insert("expires_at".into(), json!(expires_at.to_string()));
+        }
+        let mut asks = lock(&self.gate.asks)?;
+        asks.entry(key).or_default().push(Ask {
+            action,
+            request: request.clone(),
+            expires: Instant::now() + ttl,
+            shown: false,
+        });
+        Ok(request.to_string())
+    }
+
+    /// The requests asked so far under `key`, in order (JSON list).
+    fn hitl_asks(&self, key: String) -> PyResult<String> {
+        let asks = lock(&self.gate.asks)?;
+        let list: Vec<&Value> = asks
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|a| &a.request)
+            .collect();
+        Ok(json!(list).to_string())
+    }
+
+    /// Marks question `index` under `key` as shown to a human (its interrupt paused the graph).
+    fn hitl_shown(&self, key: String, index: usize) -> PyResult<()> {
+        if let Some(a) = lock(&self.gate.asks)?
+            .get_mut(&key)
+            .and_then(|v| v.get_mut(index))
+        {
+            a.shown = true;
+        }
+        Ok(())
+    }
+
+    /// Judges the answer to question `index` under `key` against the freshly previewed plan
+    /// `fresh`: `"apply"` (the human approved exactly this plan, in time), `"next"` (a later
+    /// question supersedes it, it was never shown in this process, or the target changed — ask
+    /// again) or `"deny: <reason>"`.
+    fn hitl_resolve(
+        &self,
+        key: String,
+        index: usize,
+        answer: String,
+        fresh: String,
+    ) -> PyResult<String> {
+        let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+        let mut asks = lock(&self.gate.asks)?;
+        let Some(list) = asks.get(&key) else {
+            return Ok("next".into());
+        };
+        let Some(ask) = list.get(index) else {
+            return Ok("next".into());
+        };
+        if index + 1 < list.len() || !ask.shown {
+            return Ok("next".into());
+        }
+        let decision = answer
+            .pointer("/decisions/0")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "reject", "message": "no usable decision"}));
+        let echoed = decision
+            .get("fingerprint")
+            .or_else(|| decision.pointer("/args/fingerprint"))
+            .and_then(Value::as_str);
+        let verdict = if echoed.is_some_and(|f| f != ask.action) {
+            // The answer names another action than the one this question asked about.
+            "deny: the decision names another action's fingerprint; nothing was applied".to_owned()
+        } else if decision["type"] != "approve" {
+            format!(
+                "deny: {}",
+                decision["message"].as_str().unwrap_or("rejected")
+            )
+        } else if Instant::now() >= ask.expires {
+            "deny: the approval expired before it was given; nothing was applied".to_owned()
+        } else if ask.action != fresh {
+            // The target changed while the human decided: ask again with the new plan.
+            return Ok("next".into());
+        } else {
+            "apply".to_owned()
+        };
+        asks.remove(&key);
+        Ok(verdict)
     }
 
     /// Stops the simulator (if any); the tools fail afterwards.
@@ -311,28 +605,29 @@ impl Tools {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> PyResult<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| SreError::new_err("internal lock poisoned"))
+}
+
 async fn apply(
     set: Arc<ToolSet>,
     name: String,
     args: Value,
-    fingerprint: String,
+    plan: Preview,
     approved_by: String,
+    ttl: Duration,
 ) -> Result<String, ToolError> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let tool = set.validate(&name, &args)?;
-    let ctx = ToolContext::default();
-    let grant = Grant::for_target(
-        &name,
-        "python",
-        &fingerprint,
-        &approved_by,
-        Duration::from_secs(300),
-    );
-    sre_core::redeem_for(tool.as_ref(), &args, &grant, &ctx)
+    let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
+    let grant = Grant::for_plan(&name, &call_id, &args, plan, &approved_by, ttl);
+    sre_core::redeem_for(tool.as_ref(), &args, &grant, &ToolContext::default())
         .await
         .map_err(ToolError::Conflict)?;
     let ctx = ToolContext {
         run_id: "python".into(),
-        call_id: "python".into(),
+        call_id,
         grant: Some(grant),
     };
     let out = tool.call(&args, &ctx).await?;
@@ -383,9 +678,29 @@ struct PyApprover {
 #[async_trait]
 impl Approver for PyApprover {
     async fn review(&self, request: &ApprovalRequest) -> Decision {
-        let Ok(body) = serde_json::to_string(request) else {
-            return Decision::deny("python", "the request could not be serialized");
-        };
+        // What a human sees is escaped; the action fingerprint names exactly what is approved.
+        let p = &request.preview;
+        let show = |s: &str| escape_untrusted_lines(s).into_owned();
+        let shown = json!({
+            "run_id": request.run_id,
+            "tool": request.tool,
+            "call_id": request.call_id,
+            "arguments": request.arguments,
+            "incident": show(&request.incident),
+            "writes_so_far": request.writes_so_far,
+            "rollback_on_failure": request.rollback_on_failure,
+            "preview": {
+                "summary": show(&p.summary),
+                "diff": show(&p.diff),
+                "warning": p.warning.as_deref().map(show),
+                "fingerprint": request.action_fingerprint(),
+                "target_fingerprint": p.fingerprint,
+                "risk": p.risk,
+                "target": p.target,
+                "images": p.images,
+            },
+        });
+        let body = shown.to_string();
         let answer = Python::attach(|py| -> PyResult<String> {
             self.approve.call1(py, (body,))?.extract::<String>(py)
         });
@@ -452,7 +767,7 @@ fn run_agent(
 /// `azure`, `bedrock`, `openai`, `ollama`; keys from the environment) on `task`. Writes go to the
 /// `approve` callable (JSON request → JSON decision) or are denied. Returns the `RunReport` as JSON.
 #[pyfunction]
-#[pyo3(signature = (tools, task, provider = "offline".to_owned(), model = None, max_steps = 20, approve = None, auto_approve = false, namespaces = None, registries = None, max_writes = 3))]
+#[pyo3(signature = (tools, task, provider = "offline".to_owned(), model = None, max_steps = 20, approve = None, auto_approve = false, namespaces = None, registries = None, max_writes = 3, max_risk = None))]
 #[expect(
     clippy::too_many_arguments,
     reason = "the Python keyword arguments of sre_agent.run"
@@ -469,8 +784,20 @@ fn run_task(
     namespaces: Option<Vec<String>>,
     registries: Option<Vec<String>>,
     max_writes: usize,
+    max_risk: Option<String>,
 ) -> PyResult<String> {
     use sre_llm::{ProviderConfig, ProviderKind};
+    let max_risk = match max_risk.as_deref() {
+        None => None,
+        Some("low") => Some(sre_core::Risk::Low),
+        Some("medium") => Some(sre_core::Risk::Medium),
+        Some("high") => Some(sre_core::Risk::High),
+        Some(other) => {
+            return Err(SreError::new_err(format!(
+                "max_risk must be \"low\", \"medium\" or \"high\", got {other:?}"
+            )));
+        }
+    };
     let brain: Arc<dyn LlmProvider> = if provider == "offline" {
         let namespaces: Vec<String> = tools.namespaces.clone();
         Arc::new(sre_tools::playbook::Playbook::new(namespaces))
@@ -490,6 +817,7 @@ fn run_task(
         }
     }
     // Deny by default; an approver (or explicit auto approval) sits behind the rules.
+    let unattended = auto_approve && approve.is_none();
     let approver: Option<Arc<dyn Approver>> = match (approve, auto_approve) {
         (Some(a), _) => Some(Arc::new(PyApprover { approve: a })),
         (None, true) => Some(Arc::new(sre_core::Callback::new(|_| {
@@ -503,8 +831,17 @@ fn run_task(
             if let Some(ns) = namespaces {
                 rules = rules.namespaces(ns);
             }
-            if let Some(r) = registries {
-                rules = rules.registries(r);
+            // Unattended approval has the CLI's safe defaults: nothing above medium risk (no scale
+            // to zero), and no new image source unless registries are named.
+            match (max_risk, unattended) {
+                (Some(r), _) => rules = rules.max_risk(r),
+                (None, true) => rules = rules.max_risk(sre_core::Risk::Medium),
+                (None, false) => {}
+            }
+            match (registries, unattended) {
+                (Some(r), _) => rules = rules.registries(r),
+                (None, true) => rules = rules.same_repository_only(),
+                (None, false) => {}
             }
             builder.policy(rules)
         }

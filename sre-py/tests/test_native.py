@@ -18,7 +18,8 @@ def test_the_offline_agent_with_an_approver_returns_the_report_as_a_dict():
     assert report["provider"] == "offline/playbook"
     assert report["actions"][0]["tool"] == "k8s_rollback"
     assert report["actions"][0]["verification"]["passed"] is True
-    assert seen[0]["preview"]["fingerprint"].startswith("deployments.apps/shop/web@resourceVersion=")
+    assert seen[0]["preview"]["target_fingerprint"].startswith("deployments.apps/shop/web@resourceVersion=")
+    assert seen[0]["preview"]["fingerprint"].startswith("sha256:"), "the action fingerprint"
     tools.close()
 
 

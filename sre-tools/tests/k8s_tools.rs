@@ -45,23 +45,19 @@ async fn run(k: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
         .map(|o| o.content)
 }
 
-fn granted(preview: &Preview) -> ToolContext {
+fn granted(tool: &str, args: &Value, preview: &Preview) -> ToolContext {
     ToolContext {
         run_id: "t".into(),
         call_id: "c".into(),
-        grant: Some(Grant::for_target(
-            "k8s",
+        grant: Some(Grant::for_plan(
+            tool,
             "c",
-            &preview.fingerprint,
+            args,
+            preview.clone(),
             "test",
             Duration::from_secs(60),
         )),
     }
-}
-
-/// A fingerprint with a resourceVersion that is long gone.
-fn e_fingerprint(ns: &str) -> String {
-    format!("deployments.apps/{ns}/web@resourceVersion=1")
 }
 
 async fn web_image(b: &Backend) -> String {
@@ -168,7 +164,7 @@ async fn preview_patch_and_stale_fingerprint() {
             "{}: dry run only",
             b.name()
         );
-        let ctx = granted(&preview);
+        let ctx = granted("k8s_patch_image", &args, &preview);
         let out = t.call(&args, &ctx).await.unwrap();
         assert!(out.content.starts_with("applied:"), "{}", out.content);
         assert_eq!(
@@ -179,9 +175,11 @@ async fn preview_patch_and_stale_fingerprint() {
         );
         let v = t.verify(&args, &out, &ctx).await.unwrap();
         assert!(v.passed, "{}: {}", b.name(), v.detail);
-        // The fingerprint approved before the patch is stale now.
-        let args2 = json!({"namespace": ns, "deployment": "web", "container": "web", "image": "ghcr.io/acme/shop-web:1.5.0"});
-        let e = t.call(&args2, &granted(&preview)).await.unwrap_err();
+        // The plan approved before the patch is stale now.
+        let e = t
+            .call(&args, &granted("k8s_patch_image", &args, &preview))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), "conflict", "{}: {e}", b.name());
         assert_eq!(
             web_image(&b).await,
@@ -189,19 +187,15 @@ async fn preview_patch_and_stale_fingerprint() {
             "{}: nothing applied",
             b.name()
         );
-        // The same for a rollback (a JSON patch) approved on a stale fingerprint.
+        // The same for a rollback (a JSON patch) approved on a stale resourceVersion.
         let rb = tool(&k, "k8s_rollback");
         let rb_args = json!({"namespace": ns, "deployment": "web"});
-        let stale = Preview {
-            fingerprint: e_fingerprint(&ns),
-            ..Preview {
-                summary: String::new(),
-                diff: String::new(),
-                fingerprint: String::new(),
-                risk: sre_core::Risk::Medium,
-            }
-        };
-        let e = rb.call(&rb_args, &granted(&stale)).await.unwrap_err();
+        let mut stale = rb.preview(&rb_args, &ToolContext::default()).await.unwrap();
+        stale.target.as_mut().unwrap().resource_version = "1".into();
+        let e = rb
+            .call(&rb_args, &granted("k8s_rollback", &rb_args, &stale))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), "conflict", "{}: {e}", b.name());
         assert_eq!(
             web_image(&b).await,

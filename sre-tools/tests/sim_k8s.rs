@@ -38,14 +38,15 @@ async fn run(k8s: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
         .map(|o| o.content)
 }
 
-fn granted(name: &str, preview: &Preview) -> ToolContext {
+fn granted(name: &str, args: &Value, preview: &Preview) -> ToolContext {
     ToolContext {
         run_id: "test".into(),
         call_id: "c1".into(),
-        grant: Some(Grant::for_target(
+        grant: Some(Grant::for_plan(
             name,
             "c1",
-            &preview.fingerprint,
+            args,
+            preview.clone(),
             "test",
             Duration::from_secs(60),
         )),
@@ -286,7 +287,7 @@ async fn patch_image_previews_with_a_dry_run_then_applies_with_a_precondition() 
     let e = t.call(&args, &ToolContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), "denied");
 
-    let ctx = granted("k8s_patch_image", &preview);
+    let ctx = granted("k8s_patch_image", &args, &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     assert!(out.content.starts_with("applied: deployment shop/frontend: container nginx image nginx:1.25.3-alpine -> nginx:1.25.5-alpine"), "{}", out.content);
     assert_eq!(image_of(&sim, "shop", "frontend"), "nginx:1.25.5-alpine");
@@ -302,14 +303,17 @@ async fn patch_image_previews_with_a_dry_run_then_applies_with_a_precondition() 
     );
 
     // The same approval again: the target moved on, so the precondition fails.
-    let args2 = json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:1.26.2-alpine"});
-    let stale = granted("k8s_patch_image", &preview);
-    let e = t.call(&args2, &stale).await.unwrap_err();
+    let stale = granted("k8s_patch_image", &args, &preview);
+    let e = t.call(&args, &stale).await.unwrap_err();
     assert_eq!(e.kind(), "conflict");
     assert!(
         e.to_string().contains("changed since it was approved"),
         "{e}"
     );
+    // An approval of one action does not cover another on the same target.
+    let args2 = json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:1.26.2-alpine"});
+    let e = t.call(&args2, &stale).await.unwrap_err();
+    assert_eq!(e.kind(), "denied", "{e}");
     assert_eq!(image_of(&sim, "shop", "frontend"), "nginx:1.25.5-alpine");
     sim.shutdown().await;
 }
@@ -340,7 +344,7 @@ async fn a_bad_image_fails_verification_and_is_rolled_back() {
     let t = tool(&k8s, "k8s_patch_image");
     let args = json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:9.9.9-typo"});
     let preview = t.preview(&args, &ToolContext::default()).await.unwrap();
-    let ctx = granted("k8s_patch_image", &preview);
+    let ctx = granted("k8s_patch_image", &args, &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     let v = t.verify(&args, &out, &ctx).await.unwrap();
     assert!(!v.passed);
@@ -357,9 +361,23 @@ async fn rollback_restores_the_previous_revision() {
     let t = tool(&k8s, "k8s_rollback");
     let args = json!({"namespace": "shop", "deployment": "web"});
     let preview = t.preview(&args, &ToolContext::default()).await.unwrap();
+    assert!(
+        preview.summary.starts_with(
+            "deployment shop/web: roll back from revision 2 (web=ghcr.io/acme/shop-web:1.5.0) to revision 1 (ReplicaSet web-"
+        ) && preview.summary.ends_with(": web=ghcr.io/acme/shop-web:1.4.2)"),
+        "{}",
+        preview.summary
+    );
     assert_eq!(
-        preview.summary,
-        "deployment shop/web: roll back from revision 2 (web=ghcr.io/acme/shop-web:1.5.0) to revision 1 (web=ghcr.io/acme/shop-web:1.4.2)"
+        preview.risk,
+        sre_core::Risk::Medium,
+        "only the image changes"
+    );
+    assert!(preview.warning.is_none());
+    assert!(
+        preview.fingerprint.contains(";replicasets.apps/shop/web-"),
+        "{}",
+        preview.fingerprint
     );
     assert!(
         preview
@@ -369,7 +387,7 @@ async fn rollback_restores_the_previous_revision() {
         preview.diff
     );
     assert_eq!(image_of(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.5.0");
-    let ctx = granted("k8s_rollback", &preview);
+    let ctx = granted("k8s_rollback", &args, &preview);
     let out = t.call(&args, &ctx).await.unwrap();
     assert_eq!(image_of(&sim, "shop", "web"), "ghcr.io/acme/shop-web:1.4.2");
     let v = t.verify(&args, &out, &ctx).await.unwrap();
@@ -402,7 +420,7 @@ async fn scale_and_restart() {
         "{}",
         p.diff
     );
-    let ctx = granted("k8s_scale_deployment", &p);
+    let ctx = granted("k8s_scale_deployment", &args, &p);
     let out = scale.call(&args, &ctx).await.unwrap();
     assert!(scale.verify(&args, &out, &ctx).await.unwrap().passed);
     assert_eq!(
@@ -441,7 +459,7 @@ async fn scale_and_restart() {
         "{}",
         p.diff
     );
-    let ctx = granted("k8s_restart_deployment", &p);
+    let ctx = granted("k8s_restart_deployment", &args, &p);
     let out = restart.call(&args, &ctx).await.unwrap();
     assert!(restart.verify(&args, &out, &ctx).await.unwrap().passed);
     assert!(

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use sre_tools::sim::Scenario;
+use sre_tools::sim::trivy::CatalogueScanner;
 use sre_tools::trivy::recommend::recommend;
 use sre_tools::trivy::registry::{Credentials, ImageRef, RegistryClient, TagLister};
 use sre_tools::trivy::report::Severity;
-use sre_tools::trivy::scanner::CatalogueScanner;
 
 const TAGS: &[&str] = &[
     "1.25.3-alpine",
@@ -233,7 +233,7 @@ async fn falls_back_to_clearing_critical_only_and_handles_pins_and_floating_tags
         .insert("HIGH".into(), 2);
     images.remove("nginx:1.26.2-alpine");
     let scanner = CatalogueScanner::new(images);
-    let tags = sre_tools::trivy::registry::CatalogueTags::new(scanner.images().cloned());
+    let tags = sre_tools::sim::trivy::CatalogueTags::new(scanner.images().cloned());
     let r = recommend("nginx:1.25.3-alpine", Severity::Critical, &tags, &scanner)
         .await
         .unwrap();
@@ -253,7 +253,8 @@ async fn falls_back_to_clearing_critical_only_and_handles_pins_and_floating_tags
         r.render()
     );
 
-    let e = recommend("nginx@sha256:0123", Severity::Critical, &tags, &scanner)
+    let pin = format!("sha256:{}", "0123".repeat(16));
+    let e = recommend(&format!("nginx@{pin}"), Severity::Critical, &tags, &scanner)
         .await
         .unwrap_err();
     assert!(e.contains("pinned by digest only"), "{e}");
@@ -262,7 +263,7 @@ async fn falls_back_to_clearing_critical_only_and_handles_pins_and_floating_tags
         .unwrap_err();
     assert!(e.contains("not a version"), "{e}");
     let r = recommend(
-        "nginx:1.25.3-alpine@sha256:0123",
+        &format!("nginx:1.25.3-alpine@{pin}"),
         Severity::Critical,
         &tags,
         &scanner,

@@ -174,3 +174,22 @@ async fn a_hung_scan_is_killed_at_the_timeout() {
     }
     assert!(gone, "trivy process {pid} still running after the timeout");
 }
+
+#[tokio::test]
+async fn an_image_that_looks_like_a_flag_never_reaches_trivy() {
+    // Regression: the model's image argument went to trivy's command line as it was, so
+    // `--output=…` would have been read as a flag.
+    let d = dir("flag");
+    let bin = stand_in(&d, "echo '{}'");
+    for image in ["--output=/tmp/pwned", "-q", " nginx:1", "nginx:1\n--debug"] {
+        let e = cli(bin.clone()).scan(image).await.unwrap_err();
+        assert!(
+            e.to_string().contains("refused to run trivy"),
+            "{image:?}: {e}"
+        );
+        assert!(
+            !d.join("args.txt").exists(),
+            "{image:?}: trivy must not have been started"
+        );
+    }
+}

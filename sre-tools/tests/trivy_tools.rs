@@ -13,10 +13,10 @@ use kube::api::{DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 use sre_core::{Tool, ToolContext};
 use sre_tools::k8s::Scope;
+use sre_tools::sim::trivy::CatalogueScanner;
+use sre_tools::sim::trivy::CatalogueTags;
 use sre_tools::sim::{Scenario, Simulator};
 use sre_tools::trivy::Trivy;
-use sre_tools::trivy::registry::CatalogueTags;
-use sre_tools::trivy::scanner::CatalogueScanner;
 
 fn trivy_for(scenario: &Scenario, client: kube::Client, ns: &[String]) -> Vec<Arc<dyn Tool>> {
     let scanner = CatalogueScanner::new(scenario.images.clone());

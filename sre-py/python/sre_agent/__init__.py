@@ -49,13 +49,17 @@ def run(
     namespaces: "list[str] | None" = None,
     registries: "list[str] | None" = None,
     max_writes: int = 3,
+    max_risk: "str | None" = None,
 ) -> dict:
     """Runs the Rust agent with a provider by name on ``task``; returns the run report as a dict.
 
     Policy: deny by default. ``approver`` takes the approval request (a dict) and returns
     ``{"type": "approve"}`` or ``{"type": "reject", "message": ...}``; ``auto_approve=True`` approves
-    every write (opt-in). Either sits behind rules: ``namespaces`` and ``registries`` allow-lists and
-    at most ``max_writes`` writes per run.
+    every write (opt-in). Either sits behind rules: ``namespaces`` and ``registries`` allow-lists,
+    at most ``max_writes`` writes per run and nothing riskier than ``max_risk`` (``"low"``,
+    ``"medium"``, ``"high"``). ``auto_approve`` has safe defaults: ``max_risk="medium"`` (never a
+    scale to zero) and, without ``registries``, every image stays in the repository its container
+    runs now.
     """
     import json
 
@@ -65,7 +69,7 @@ def run(
         def approve(request_json: str) -> str:
             return json.dumps(approver(json.loads(request_json)))
 
-    return json.loads(run_task(tools, task, provider, model, max_steps, approve, auto_approve, namespaces, registries, max_writes))
+    return json.loads(run_task(tools, task, provider, model, max_steps, approve, auto_approve, namespaces, registries, max_writes, max_risk))
 
 
 def __getattr__(name: str):

@@ -7,6 +7,12 @@ approval, in order: the ``approver`` callback; else ``langgraph.types.interrupt(
 inside a LangGraph graph (so ``Command(resume=...)`` answers it); else deny — fail closed, nothing is
 sent to the API server. Before asking, a write tool only validates its arguments and runs the
 server-side dry run, so LangGraph can re-run it from the top when it resumes.
+
+An interrupt request carries the plan's action ``fingerprint`` and ``expires_at``. On resume the
+decision applies only to a fresh plan with that same fingerprint, before it expires: if the target
+changed while the human decided, nothing is applied and the human is asked again with the new diff;
+an expired decision denies. Every write applies its own plan and undoes itself from it, so parallel
+writes in one ``ToolNode`` never touch each other's rollback.
 """
 
 from __future__ import annotations
@@ -26,9 +32,16 @@ Approver = Callable[[dict], dict]
 
 
 def _approval_request(name: str, args: dict, preview: dict) -> dict:
-    description = f"{preview['summary']} (risk {preview['risk']})\n{preview['diff']}\ntarget: {preview['fingerprint']}"
+    warning = f"WARNING: {preview['warning']}\n" if preview.get("warning") else ""
+    target = preview.get("target_fingerprint") or preview.get("fingerprint")
+    description = f"{warning}{preview['summary']} (risk {preview['risk']})\n{preview['diff']}\ntarget: {target}"
+    action = {"name": name, "args": args, "description": description}
+    if "fingerprint" in preview:
+        action["fingerprint"] = preview["fingerprint"]
+    if "expires_at" in preview:
+        action["expires_at"] = preview["expires_at"]
     return {
-        "action_requests": [{"name": name, "args": args, "description": description}],
+        "action_requests": [action],
         "review_configs": [{"action_name": name, "allowed_decisions": ["approve", "reject"]}],
     }
 
@@ -41,24 +54,77 @@ def _first_decision(answer: Any) -> dict:
     return {"type": "reject", "message": "no usable decision"}
 
 
-def _ask(approver: Optional[Approver], request: dict) -> tuple[dict, str]:
-    """The decision and who made it. Fail closed when nobody can be asked."""
-    if approver is not None:
-        return _first_decision(approver(request)), "python:approver"
+def _graph_key(name: str, args: str) -> Optional[tuple[str, str]]:
+    """(graph task, this call's key) in a running LangGraph graph, or None outside one."""
     try:
         from langgraph.config import get_config
-        from langgraph.types import interrupt
     except ImportError:
-        return {"type": "reject", "message": "no approver and no LangGraph graph: denied (fail closed)"}, "policy:deny"
+        return None
     try:
         configurable = get_config().get("configurable", {})
     except RuntimeError:
-        configurable = {}
+        return None
     # Only a running graph can be interrupted (a plain tool.invoke also has a runnable config).
     if "__pregel_scratchpad" not in configurable:
-        return {"type": "reject", "message": "no approver and not inside a LangGraph graph: denied (fail closed)"}, "policy:deny"
-    # Raises GraphInterrupt the first time; returns the resume value when the graph is resumed.
-    return _first_decision(interrupt(request)), "langgraph:interrupt"
+        return None
+    thread = str(configurable.get("thread_id", ""))
+    ns = str(configurable.get("checkpoint_ns", ""))
+    return json.dumps([thread, ns]), json.dumps([thread, ns, name, json.loads(args)], sort_keys=True)
+
+
+def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, plan: dict, where: tuple[str, str]) -> str:
+    """Asks through ``langgraph.types.interrupt`` and applies only the plan the human approved.
+
+    Each question is recorded natively with the plan's action fingerprint and an expiry. When the
+    graph resumes, the tool runs again from the top with a fresh plan: the answer applies only if
+    that plan has the fingerprint the human saw, in time (and, when the decision names a
+    ``fingerprint``, only if it is that one); if the target changed meanwhile, nothing is applied and
+    the human is asked again with the new diff. One write per graph thread may wait for a human at a
+    time: LangGraph gives a resume value to whichever call asks first, so a second write asking in
+    the same step could receive the answer meant for the first — it is denied instead.
+    """
+    from langgraph.errors import GraphInterrupt
+    from langgraph.types import interrupt
+
+    slot, key = where
+    status = native.hitl_claim(slot, key)
+    if status == "busy":
+        raise ToolException(
+            "denied by langgraph:interrupt: another write in this step is waiting for a human; "
+            "propose one write at a time. Nothing was changed."
+        )
+    if status.startswith("done:"):
+        # LangGraph runs the whole task again on resume: replay how this write ended.
+        ok, _, text = status[len("done:") :].partition(":")
+        if ok == "ok":
+            return text
+        raise ToolException(text)
+    asks = json.loads(native.hitl_asks(key))
+    index = 0
+    while True:
+        if index >= len(asks):
+            request = _approval_request(name, kwargs, plan)
+            asks.append(json.loads(native.hitl_ask(key, plan["fingerprint"], json.dumps(request))))
+        try:
+            answer = interrupt(asks[index])
+        except GraphInterrupt:
+            native.hitl_shown(key, index)
+            raise
+        verdict = native.hitl_resolve(key, index, json.dumps(answer), plan["fingerprint"])
+        if verdict == "apply":
+            try:
+                result = native.apply(name, args, plan["fingerprint"], "langgraph:interrupt")
+            except _native.SreError as e:
+                native.hitl_finish(slot, key, False, str(e))
+                raise
+            native.hitl_finish(slot, key, True, result)
+            return result
+        if verdict.startswith("deny"):
+            reason = verdict.partition(":")[2].strip()
+            message = f"denied by langgraph:interrupt: {reason}. Nothing was changed."
+            native.hitl_finish(slot, key, False, message)
+            raise ToolException(message)
+        index += 1
 
 
 class SreToolkit(BaseToolkit):
@@ -67,6 +133,7 @@ class SreToolkit(BaseToolkit):
     ``SreToolkit()`` uses the current kube context (``KUBECONFIG``, ``~/.kube/config`` or in-cluster) and
     ``trivy`` on ``PATH``; ``SreToolkit(simulator="bad-release")`` uses the embedded API simulator.
     ``approver`` is a callable taking the approval request dict and returning the decision dict.
+    ``approval_ttl`` (seconds, default 300) bounds how long a previewed plan waits for its decision.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -80,6 +147,7 @@ class SreToolkit(BaseToolkit):
         simulator: Optional[str] = None,
         namespaces: Optional[Sequence[str]] = None,
         tools: Optional[_native.Tools] = None,
+        approval_ttl: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,6 +158,8 @@ class SreToolkit(BaseToolkit):
             self._native = _native.Tools.simulator(simulator)
         else:
             self._native = _native.Tools.kubeconfig(list(namespaces) if namespaces else None)
+        if approval_ttl is not None:
+            self._native.approval_ttl = approval_ttl
 
     @property
     def native(self) -> _native.Tools:
@@ -110,11 +180,16 @@ class SreToolkit(BaseToolkit):
             try:
                 if not mutating:
                     return native.call(name, args)
-                preview = json.loads(native.preview(name, args))
-                decision, by = _ask(approver, _approval_request(name, kwargs, preview))
-                if decision.get("type") != "approve":
-                    raise ToolException(f"denied by {by}: {decision.get('message', 'rejected')}. Nothing was changed.")
-                return native.apply(name, args, preview["fingerprint"], by)
+                plan = json.loads(native.preview(name, args))
+                if approver is not None:
+                    decision = _first_decision(approver(_approval_request(name, kwargs, plan)))
+                    if decision.get("type") != "approve":
+                        raise ToolException(f"denied by python:approver: {decision.get('message', 'rejected')}. Nothing was changed.")
+                    return native.apply(name, args, plan["fingerprint"], "python:approver")
+                where = _graph_key(name, args)
+                if where is None:
+                    raise ToolException("denied by policy:deny: no approver and not inside a LangGraph graph (fail closed). Nothing was changed.")
+                return _apply_after_interrupts(native, name, kwargs, args, plan, where)
             except _native.SreError as e:
                 raise ToolException(str(e)) from e
 

@@ -16,6 +16,7 @@
 
 pub mod analyze;
 pub mod facts;
+pub mod names;
 pub mod rbac;
 mod read;
 mod write;

@@ -23,6 +23,7 @@ use sre_core::{Tool, ToolContext, ToolError, ToolOutput, ToolSpec, parse_args, s
 use super::Inner;
 use super::analyze::{self, triage};
 use super::kube_error;
+use super::names::{Label, Namespace, Subdomain};
 
 pub(crate) type BoxFut<'a> =
     Pin<Box<dyn Future<Output = Result<ToolOutput, ToolError>> + Send + 'a>>;
@@ -68,7 +69,7 @@ impl<A: DeserializeOwned + Send + 'static> Tool for FnTool<A> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NamespaceArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: Namespace,
 }
 
 /// Arguments with an optional namespace.
@@ -77,7 +78,7 @@ pub(crate) struct NamespaceArgs {
 pub(crate) struct MaybeNamespaceArgs {
     /// Kubernetes namespace; omit to check every namespace in the agent's scope.
     #[serde(default)]
-    namespace: Option<String>,
+    namespace: Option<Namespace>,
 }
 
 /// Arguments naming a pod.
@@ -85,9 +86,9 @@ pub(crate) struct MaybeNamespaceArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PodArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: Namespace,
     /// Pod name.
-    pod: String,
+    pod: Subdomain,
 }
 
 /// Arguments of `k8s_pod_logs`.
@@ -95,12 +96,12 @@ pub(crate) struct PodArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: Namespace,
     /// Pod name.
-    pod: String,
+    pod: Subdomain,
     /// Container name; required when the pod has several.
     #[serde(default)]
-    container: Option<String>,
+    container: Option<Label>,
     /// Logs of the previous (crashed) container instead of the current one.
     #[serde(default)]
     previous: Option<bool>,
@@ -115,10 +116,10 @@ pub(crate) struct LogArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: Namespace,
     /// Only events about the object with this name (a pod, a deployment, a ReplicaSet…).
     #[serde(default)]
-    name: Option<String>,
+    name: Option<Subdomain>,
 }
 
 /// Arguments naming a deployment.
@@ -126,9 +127,9 @@ pub(crate) struct EventArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeploymentArgs {
     /// Kubernetes namespace.
-    pub(crate) namespace: String,
+    pub(crate) namespace: Namespace,
     /// Deployment name.
-    pub(crate) deployment: String,
+    pub(crate) deployment: Subdomain,
 }
 
 /// Arguments of `k8s_rollout_status`.
@@ -136,9 +137,9 @@ pub(crate) struct DeploymentArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RolloutArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: Namespace,
     /// Deployment name.
-    deployment: String,
+    deployment: Subdomain,
     /// How long to wait for the rollout to finish (default 120, at most 600).
     #[serde(default)]
     #[schemars(range(min = 0, max = 600))]
@@ -311,7 +312,7 @@ async fn find_unhealthy(inner: &Inner, a: MaybeNamespaceArgs) -> Result<ToolOutp
     let namespaces: Vec<String> = match (&a.namespace, inner.scope.list()) {
         (Some(ns), _) => {
             inner.scope.check(ns)?;
-            vec![ns.clone()]
+            vec![ns.to_string()]
         }
         (None, Some(scope)) => scope.to_vec(),
         (None, None) => Vec::new(),
@@ -507,7 +508,7 @@ async fn pod_logs(inner: &Inner, a: LogArgs) -> Result<ToolOutput, ToolError> {
     );
     let api: Api<Pod> = Api::namespaced(inner.client.clone(), &a.namespace);
     let lp = LogParams {
-        container: a.container.clone(),
+        container: a.container.as_ref().map(ToString::to_string),
         previous,
         tail_lines: Some(lines),
         limit_bytes: Some(inner.limits.max_log_bytes),
@@ -589,18 +590,28 @@ pub(crate) async fn revisions(
         .list(&lp)
         .await
         .map_err(|e| kube_error(&format!("replicasets of deployment {ns}/{name}"), &e))?;
-    Ok(sets
-        .items
-        .into_iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "Deployment" && (Some(&o.uid) == uid.as_ref() || o.name == name))
-        })
-        .filter_map(|rs| Some((revision_of(&rs.metadata)?, rs)))
-        .collect())
+    let mut out: BTreeMap<u64, ReplicaSet> = BTreeMap::new();
+    for rs in sets.items {
+        // Only ReplicaSets this very deployment controls (a matching name is not enough: anyone
+        // who can create a ReplicaSet could plant one).
+        let owned = rs.metadata.owner_references.iter().flatten().any(|o| {
+            o.kind == "Deployment"
+                && o.controller == Some(true)
+                && uid.as_deref().is_some_and(|u| o.uid == u)
+        });
+        let Some(rev) = revision_of(&rs.metadata).filter(|_| owned) else {
+            continue;
+        };
+        if let Some(other) = out.get(&rev) {
+            return Err(ToolError::Refused(format!(
+                "deployment {ns}/{name} has two ReplicaSets with revision {rev} ({} and {}); refusing to guess which one a rollback would copy",
+                other.metadata.name.as_deref().unwrap_or("?"),
+                rs.metadata.name.as_deref().unwrap_or("?")
+            )));
+        }
+        out.insert(rev, rs);
+    }
+    Ok(out)
 }
 
 pub(crate) fn revision_of(
@@ -613,6 +624,32 @@ pub(crate) fn revision_of(
         .ok()
 }
 
+/// Every container's image of a pod template — regular, init and ephemeral containers — as
+/// `(name, image)`. What a policy must check before a template is applied.
+pub(crate) fn all_images_of(
+    template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
+) -> Vec<(String, String)> {
+    let Some(spec) = template.and_then(|t| t.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let regular = spec
+        .containers
+        .iter()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()));
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()));
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()));
+    regular.chain(init).chain(ephemeral).collect()
+}
+
+/// The regular containers' images of a pod template, as `(name, image)`, in order.
 pub(crate) fn images_of(
     template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
 ) -> Vec<(String, String)> {
@@ -660,7 +697,7 @@ async fn get_deployment(inner: &Inner, a: DeploymentArgs) -> Result<ToolOutput, 
     let _ = writeln!(
         out,
         "images: {}",
-        images_text(&images_of(Some(&spec.template)))
+        images_text(&all_images_of(Some(&spec.template)))
     );
     for c in st.conditions.iter().flatten() {
         let _ = writeln!(
@@ -683,7 +720,7 @@ async fn get_deployment(inner: &Inner, a: DeploymentArgs) -> Result<ToolOutput, 
             } else {
                 ""
             },
-            images_text(&images_of(
+            images_text(&all_images_of(
                 rs.spec.as_ref().and_then(|s| s.template.as_ref())
             )),
             rs.status.as_ref().map_or(0, |s| s.replicas),

@@ -690,6 +690,15 @@ fn validate(t: &ResourceType, obj: &Value) -> Result<(), String> {
             "spec.replicas: Invalid value: {r}: must be greater than or equal to 0"
         ));
     }
+    // The simulator's own limit (not the API server's): every replica is a pod in memory.
+    if let Some(r) = spec.replicas
+        && r > super::scenario::limits::MAX_REPLICAS
+    {
+        return Err(format!(
+            "spec.replicas: Invalid value: {r}: the sre-agent simulator allows at most {} replicas per deployment",
+            super::scenario::limits::MAX_REPLICAS
+        ));
+    }
     let pod_spec = spec
         .template
         .spec

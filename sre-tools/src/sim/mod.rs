@@ -21,6 +21,7 @@ pub mod kubelet;
 mod patch;
 pub mod scenario;
 mod store;
+pub mod trivy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -55,8 +56,10 @@ impl Simulator {
     /// Starts a simulator for `scenario` on an ephemeral port of 127.0.0.1.
     ///
     /// # Errors
-    /// When no port can be bound.
+    /// A scenario over the simulator's size limits, or no port to bind.
     pub async fn start(scenario: Scenario) -> Result<Self> {
+        // Scenarios built in code get the same size limits as files, before anything is allocated.
+        scenario.validate(&scenario.name)?;
         let store = Arc::new(Mutex::new(store::Store::new(&scenario)));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -139,8 +142,8 @@ impl Simulator {
         let client = self.client()?;
         let scope = crate::k8s::Scope::namespaces(self.scenario.all_namespaces());
         let mut tools = crate::k8s::K8s::with_limits(client.clone(), scope.clone(), limits).tools();
-        let scanner = crate::trivy::scanner::CatalogueScanner::new(self.scenario.images.clone());
-        let tags = crate::trivy::registry::CatalogueTags::new(self.scenario.images.keys().cloned());
+        let scanner = trivy::CatalogueScanner::new(self.scenario.images.clone());
+        let tags = trivy::CatalogueTags::new(self.scenario.images.keys().cloned());
         tools.extend(
             crate::trivy::Trivy::new(
                 std::sync::Arc::new(scanner),

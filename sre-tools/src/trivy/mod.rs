@@ -55,10 +55,10 @@ struct ScanArgs {
 #[serde(deny_unknown_fields)]
 struct ReportsArgs {
     /// Kubernetes namespace.
-    namespace: String,
+    namespace: crate::k8s::names::Namespace,
     /// Only this deployment.
     #[serde(default)]
-    deployment: Option<String>,
+    deployment: Option<crate::k8s::names::Subdomain>,
 }
 
 /// Arguments of `image_recommend`.
@@ -213,7 +213,7 @@ impl Tool for TrivyTool {
                         kube_error(&format!("vulnerabilityreports in {}", a.namespace), &e)
                     })?;
                 if let Some(d) = &a.deployment {
-                    reports.retain(|r| r.kind == "Deployment" && &r.name == d);
+                    reports.retain(|r| r.kind == "Deployment" && r.name == d.as_str());
                 }
                 Ok(ToolOutput::text(operator::render(&reports, 3)))
             }

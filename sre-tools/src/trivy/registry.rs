@@ -29,10 +29,10 @@ impl ImageRef {
     /// # Errors
     /// An empty or malformed reference, with the reason.
     pub fn parse(image: &str) -> Result<Self, String> {
-        let image = image.trim();
-        if image.is_empty() || image.contains(char::is_whitespace) {
-            return Err(format!("{image:?} is not an image reference"));
-        }
+        // Canonical references only (as container runtimes parse them): no white space, control
+        // characters, upper-case paths or leading '-', so nothing odd reaches a registry URL or
+        // trivy's command line.
+        sre_core::image::ImageRef::parse(image).map_err(|e| e.to_string())?;
         let (rest, digest) = match image.split_once('@') {
             Some((r, d)) if d.contains(':') => (r, Some(d.to_owned())),
             Some(_) => {
@@ -342,34 +342,6 @@ impl TagLister for RegistryClient {
     }
 }
 
-/// Tags from the simulator's catalogue (images of the same repository).
-#[derive(Debug, Clone, Default)]
-pub struct CatalogueTags {
-    images: Vec<String>,
-}
-
-impl CatalogueTags {
-    /// Tags of these image references.
-    pub fn new(images: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            images: images.into_iter().collect(),
-        }
-    }
-}
-
-#[async_trait]
-impl TagLister for CatalogueTags {
-    async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String> {
-        Ok(self
-            .images
-            .iter()
-            .filter_map(|i| ImageRef::parse(i).ok())
-            .filter(|r| r.registry == image.registry && r.repository == image.repository)
-            .filter_map(|r| r.tag)
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,7 +353,8 @@ mod tests {
             (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
             ("docker.io", "library/nginx", Some("1.25.3-alpine"))
         );
-        let r = ImageRef::parse("localhost:5000/team/app:2@sha256:abc").unwrap();
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let r = ImageRef::parse(&format!("localhost:5000/team/app:2@{digest}")).unwrap();
         assert_eq!(
             (
                 r.registry.as_str(),
@@ -389,16 +362,24 @@ mod tests {
                 r.tag.as_deref(),
                 r.digest.as_deref()
             ),
-            ("localhost:5000", "team/app", Some("2"), Some("sha256:abc"))
+            (
+                "localhost:5000",
+                "team/app",
+                Some("2"),
+                Some(digest.as_str())
+            )
         );
-        let r = ImageRef::parse("ghcr.io/acme/api@sha256:abc").unwrap();
-        assert_eq!((r.tag, r.digest.as_deref()), (None, Some("sha256:abc")));
+        let r = ImageRef::parse(&format!("ghcr.io/acme/api@{digest}")).unwrap();
+        assert_eq!((r.tag, r.digest.as_deref()), (None, Some(digest.as_str())));
         assert_eq!(
             ImageRef::parse("bitnami/redis").unwrap().repository,
             "bitnami/redis"
         );
         assert!(ImageRef::parse("nginx:").is_err());
         assert!(ImageRef::parse("a b").is_err());
+        assert!(ImageRef::parse(" nginx:1").is_err());
+        assert!(ImageRef::parse("--output=/etc/x").is_err());
+        assert!(ImageRef::parse("nginx:1#x").is_err());
         assert_eq!(ImageRef::parse("nginx:1").unwrap().with_tag("2"), "nginx:2");
     }
 

@@ -1,8 +1,8 @@
-//! Scanning images: the [`ImageScanner`] contract, the real `trivy` CLI ([`TrivyCli`], local or
-//! client/server mode, with a timeout and a per-image cache), and the simulator's stand-in
-//! ([`CatalogueScanner`]), whose findings are labelled simulated.
+//! Scanning images: the [`ImageScanner`] contract and the real `trivy` CLI ([`TrivyCli`], local or
+//! client/server mode, with a timeout and a per-image cache). The simulator's stand-in lives in
+//! `sim::trivy` (feature `sim`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -12,8 +12,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use super::report::{Cvss, Metadata, Report, ScanResult, Severity, Vulnerability};
-use crate::sim::scenario::ImageProfile;
+use super::report::{Report, Severity};
 
 /// Why a scan failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +168,15 @@ impl TrivyCli {
     /// upgraded, and a concurrent fork still holds it open) is retried briefly.
     async fn spawn(&self, image: &str) -> Result<tokio::process::Child, ScanError> {
         const ETXTBSY: i32 = 26;
+        // The image goes on trivy's command line: it must be a canonical reference, never
+        // something trivy would read as a flag (`--output=…`).
+        if let Err(e) = sre_core::image::ImageRef::parse(image) {
+            return Err(ScanError::Failed {
+                image: sre_core::text::escape_untrusted(image).into_owned(),
+                code: -1,
+                stderr: format!("refused to run trivy: {e}"),
+            });
+        }
         let mut attempt = 0;
         loop {
             let spawned = tokio::process::Command::new(&self.binary)
@@ -286,84 +294,5 @@ impl ImageScanner for TrivyCli {
             }
         }
         Ok(report)
-    }
-}
-
-/// The simulator's stand-in for Trivy: reports made from the scenario's image catalogue
-/// (severity counts), labelled simulated everywhere they are shown.
-#[derive(Debug, Clone, Default)]
-pub struct CatalogueScanner {
-    images: BTreeMap<String, ImageProfile>,
-}
-
-impl CatalogueScanner {
-    /// A scanner over a scenario's images.
-    pub fn new(images: BTreeMap<String, ImageProfile>) -> Self {
-        Self { images }
-    }
-
-    /// The catalogue's image references.
-    pub fn images(&self) -> impl Iterator<Item = &String> {
-        self.images.keys()
-    }
-}
-
-#[async_trait]
-impl ImageScanner for CatalogueScanner {
-    async fn scan(&self, image: &str) -> Result<Arc<Report>, ScanError> {
-        let Some(profile) = self.images.get(image) else {
-            return Err(ScanError::ImageNotFound {
-                image: image.to_owned(),
-                detail: "not in the simulator's image catalogue".into(),
-            });
-        };
-        let mut vulns = Vec::new();
-        for (sev, count) in &profile.vulnerabilities {
-            let severity = Severity::parse(sev);
-            for i in 0..*count {
-                let score = match severity {
-                    Severity::Critical => 9.8 - f64::from(i % 5) * 0.1,
-                    Severity::High => 7.5,
-                    Severity::Medium => 5.3,
-                    Severity::Low => 2.1,
-                    Severity::Unknown => 0.0,
-                };
-                vulns.push(Vulnerability {
-                    vulnerability_id: format!("SIM-{sev}-{:04}", i + 1),
-                    pkg_name: format!("sim-lib{}", i % 3),
-                    installed_version: "1.0.0".into(),
-                    fixed_version: Some("1.0.1".into()),
-                    status: Some("fixed".into()),
-                    severity,
-                    title: Some(format!("simulated {sev} finding {}", i + 1)),
-                    primary_url: None,
-                    cvss: BTreeMap::from([(
-                        "nvd".into(),
-                        Cvss {
-                            v3_score: Some(score),
-                            v2_score: None,
-                        },
-                    )]),
-                });
-            }
-        }
-        Ok(Arc::new(Report {
-            schema_version: Some(2),
-            created_at: None,
-            artifact_name: image.to_owned(),
-            artifact_type: Some("container_image".into()),
-            metadata: Metadata::default(),
-            results: vec![ScanResult {
-                target: format!("{image} (simulated)"),
-                class: Some("os-pkgs".into()),
-                type_: Some("simulated".into()),
-                vulnerabilities: vulns,
-                ..ScanResult::default()
-            }],
-        }))
-    }
-
-    fn simulated(&self) -> bool {
-        true
     }
 }
