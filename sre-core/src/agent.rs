@@ -13,16 +13,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, Grant, ReadOnly, now_rfc3339};
-use crate::audit::{AuditLog, canonical_json};
+use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, Grant, ReadOnly};
+use crate::audit::AuditLog;
+use crate::canon::{canonical_json, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::event::{Event, Observer};
 use crate::llm::LlmProvider;
 use crate::message::{ChatRequest, Message, Role, ToolCall, Usage};
+pub use crate::outcome::{ActionStatus, Outcome, RollbackRecord};
 use crate::redact::Redactor;
-use crate::tool::{
-    Effect, Preview, Tool, ToolContext, ToolError, ToolOutput, ToolSet, Verification,
-};
+pub use crate::report::{ActionRecord, RunReport};
+use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolOutput, ToolSet, Verification};
 
 /// The default system prompt: an SRE that investigates before it acts.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a careful Kubernetes SRE agent. Investigate with the read tools before \
@@ -49,136 +50,6 @@ impl Default for Budgets {
             max_total_tokens: None,
             deadline: None,
         }
-    }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Outcome {
-    /// The model gave a final answer.
-    Completed,
-    /// `max_steps` model calls were made without a final answer.
-    MaxSteps,
-    /// The token budget was exceeded.
-    TokenBudget,
-    /// The deadline passed.
-    Deadline,
-    /// The model kept repeating an identical call.
-    RepeatedCalls,
-    /// The provider failed; the report holds what was done until then.
-    ProviderError {
-        /// [`LlmError::kind`](crate::LlmError::kind).
-        kind: String,
-        /// The error message.
-        message: String,
-    },
-}
-
-impl Outcome {
-    /// True for [`Outcome::Completed`].
-    pub fn is_completed(&self) -> bool {
-        matches!(self, Self::Completed)
-    }
-}
-
-/// What happened to one write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    /// Applied (see `verification` and `rolled_back`).
-    Applied,
-    /// The policy denied it; nothing was called.
-    Denied,
-    /// Approved but not applied: the target changed, the approval expired or was reused.
-    Refused,
-    /// The preview or the apply failed.
-    Failed,
-    /// Not started because the deadline had passed.
-    Skipped,
-}
-
-/// A rollback made after a failed verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RollbackRecord {
-    /// True when the rollback succeeded.
-    pub ok: bool,
-    /// The tool's result or error.
-    pub detail: String,
-}
-
-/// One write of a run with its approval record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionRecord {
-    /// The model's call id.
-    pub call_id: String,
-    /// Tool name.
-    pub tool: String,
-    /// Validated arguments.
-    pub arguments: Value,
-    /// The preview shown to the approver.
-    pub preview: Option<Preview>,
-    /// The decision.
-    pub decision: Option<Decision>,
-    /// When it was decided (RFC 3339).
-    pub decided_at: Option<String>,
-    /// What happened.
-    pub status: ActionStatus,
-    /// The redacted result or error.
-    pub result: String,
-    /// The check after applying.
-    pub verification: Option<Verification>,
-    /// The automatic rollback after a failed verification.
-    pub rolled_back: Option<RollbackRecord>,
-}
-
-/// Everything about one run; serializes to JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunReport {
-    /// Run id.
-    pub run_id: String,
-    /// Provider name and model.
-    pub provider: String,
-    /// The task.
-    pub task: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The model's final answer (its findings and what it did), when it gave one.
-    pub answer: Option<String>,
-    /// Every write, in order.
-    pub actions: Vec<ActionRecord>,
-    /// Tool calls made (including rejected ones).
-    pub tool_calls: usize,
-    /// Model calls made.
-    pub steps: usize,
-    /// Tokens used.
-    pub usage: Usage,
-    /// Start time (RFC 3339).
-    pub started_at: String,
-    /// Wall time in milliseconds.
-    pub duration_ms: u64,
-    /// The conversation as the model saw it (tool results redacted).
-    pub transcript: Vec<Message>,
-    /// The audit log's anchor after the run (records, head hash, keyed), when the agent was
-    /// built with [`AgentBuilder::audit_log`]: keep the head elsewhere to detect truncation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audit: Option<crate::audit::AuditSummary>,
-}
-
-impl RunReport {
-    /// True when some write was denied by the policy.
-    pub fn any_denied(&self) -> bool {
-        self.actions
-            .iter()
-            .any(|a| a.status == ActionStatus::Denied)
-    }
-
-    /// The writes that were applied and not rolled back.
-    pub fn applied(&self) -> impl Iterator<Item = &ActionRecord> {
-        self.actions
-            .iter()
-            .filter(|a| a.status == ActionStatus::Applied && a.rolled_back.is_none())
     }
 }
 

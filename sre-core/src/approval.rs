@@ -7,16 +7,17 @@ use std::fmt;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::canon::now_rfc3339;
 use crate::image::{ImageRef, normalize_prefix};
+use crate::plan::{Preview, Risk};
 use crate::text::escape_untrusted;
-use crate::tool::{Preview, Risk};
 
 /// Everything an approver needs to decide on one write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -684,10 +685,6 @@ impl Grant {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,7 +698,7 @@ mod tests {
             "shop/web@rv=42",
             Risk::Medium,
         );
-        p.target = namespace.map(|ns| crate::tool::Target {
+        p.target = namespace.map(|ns| crate::plan::Target {
             kind: "deployments.apps".into(),
             namespace: ns.into(),
             name: "web".into(),
@@ -709,7 +706,7 @@ mod tests {
         });
         p.images = images.map(|v| {
             v.into_iter()
-                .map(|(before, after)| crate::tool::ImageChange {
+                .map(|(before, after)| crate::plan::ImageChange {
                     container: "web".into(),
                     before: Some(before.into()),
                     after: after.into(),
@@ -879,7 +876,7 @@ mod tests {
             "{d:?}"
         );
         let mut added = plan(Some("shop"), Some(vec![]));
-        added.images = Some(vec![crate::tool::ImageChange {
+        added.images = Some(vec![crate::plan::ImageChange {
             container: "miner".into(),
             before: None,
             after: "nginx:1.26".into(),

@@ -37,7 +37,6 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -48,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::approval::now_rfc3339;
+use crate::canon::now_rfc3339;
 use crate::event::{Event, Observer};
 
 /// The `prev` of the first line.
@@ -233,44 +232,7 @@ pub struct VerifyOptions {
     pub expected_head: Option<String>,
 }
 
-/// JSON with object keys sorted, so that hashing does not depend on key order.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => {
-            let _ = write!(out, "{other}");
-        }
-    }
-}
+pub use crate::canon::canonical_json;
 
 /// How chain values are computed: plain SHA-256, or HMAC-SHA256 under a key.
 #[derive(Clone)]

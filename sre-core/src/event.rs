@@ -6,10 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::{Outcome, RollbackRecord};
 use crate::approval::{ApprovalRequest, Decision};
 use crate::message::{StopReason, Usage};
-use crate::tool::{Effect, Verification};
+use crate::outcome::{Outcome, RollbackRecord};
+use crate::plan::Verification;
+use crate::tool::Effect;
 
 /// One thing that happened in a run. Tool results in events are already redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

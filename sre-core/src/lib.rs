@@ -50,12 +50,16 @@
 pub mod agent;
 pub mod approval;
 pub mod audit;
+mod canon;
 mod error;
 pub mod event;
 pub mod image;
 pub mod llm;
 pub mod message;
+pub mod outcome;
+pub mod plan;
 pub mod redact;
+pub mod report;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod text;
