@@ -225,8 +225,9 @@ impl Tools {
         })
     }
 
-    /// The tools over the current kube context (`KUBECONFIG`, `~/.kube/config`, in-cluster),
-    /// limited to `namespaces` (default: the context's namespace), with `trivy` on `PATH`.
+    /// The tools over the current kube context (`KUBECONFIG`, `~/.kube/config`, in-cluster), with
+    /// `trivy` on `PATH`: every namespace the identity may reach (the API server's own RBAC answers
+    /// 403 elsewhere), or only `namespaces` when given.
     #[staticmethod]
     #[pyo3(signature = (namespaces = None))]
     fn kubeconfig(py: Python<'_>, namespaces: Option<Vec<String>>) -> PyResult<Self> {
@@ -236,8 +237,13 @@ impl Tools {
                     let client = kube::Client::try_default().await.map_err(|e| {
                         format!("no Kubernetes cluster is configured ({e}): set KUBECONFIG or use SreToolkit(simulator=\"bad-release\")")
                     })?;
-                    let ns = namespaces.unwrap_or_else(|| vec![client.default_namespace().to_owned()]);
-                    let scope = Scope::namespaces(ns.clone());
+                    // No namespaces given: every namespace the identity's RBAC allows (the API
+                    // server answers 403 where it does not); the context's namespace is the
+                    // offline brain's focus. Given namespaces narrow the tools' own scope.
+                    let (scope, ns) = match namespaces {
+                        Some(ns) => (Scope::namespaces(ns.clone()), ns),
+                        None => (Scope::all(), vec![client.default_namespace().to_owned()]),
+                    };
                     let mut tools = K8s::new(client.clone(), scope.clone()).tools();
                     let trivy = sre_tools::trivy::Trivy::new(
                         Arc::new(sre_tools::trivy::scanner::TrivyCli::default()),

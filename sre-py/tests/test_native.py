@@ -67,9 +67,15 @@ def test_kubeconfig_discovery_with_the_real_api_server(monkeypatch):
     from sre_agent import SreToolkit
 
     monkeypatch.setenv("KUBECONFIG", kubeconfig)
-    tk = SreToolkit()  # no arguments: standard discovery, the context's namespace
+    tk = SreToolkit()  # no arguments: standard discovery, every namespace RBAC allows
     tools = {t.name: t for t in tk.get_tools()}
-    msg = tools["k8s_list_pods"].invoke({"name": "k8s_list_pods", "args": {"namespace": "default"}, "id": "1", "type": "tool_call"})
-    assert isinstance(msg, ToolMessage)
-    # The limited user has no Role in "default": the real API server's 403 comes back as an error message.
-    assert msg.status == "error" and "cannot list resource" in msg.content, msg.content
+    for ns in ["default", "kube-system", "prod"]:
+        msg = tools["k8s_list_pods"].invoke({"name": "k8s_list_pods", "args": {"namespace": ns}, "id": "1", "type": "tool_call"})
+        assert isinstance(msg, ToolMessage)
+        # Not refused by a scope the user never set: the real API server's own 403 comes back.
+        assert "outside this agent's scope" not in msg.content, msg.content
+        assert msg.status == "error" and "forbidden" in msg.content and "cannot list resource" in msg.content, msg.content
+    # namespaces=[…] narrows the scope for those who want it.
+    narrow = {t.name: t for t in SreToolkit(namespaces=["shop"]).get_tools()}
+    msg = narrow["k8s_list_pods"].invoke({"name": "k8s_list_pods", "args": {"namespace": "prod"}, "id": "1", "type": "tool_call"})
+    assert msg.status == "error" and "outside this agent's scope (shop)" in msg.content, msg.content
