@@ -3,21 +3,19 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, Grant, ReadOnly};
+use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, ReadOnly};
 use crate::audit::AuditLog;
 use crate::canon::{canonical_json, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::event::{Event, Observer};
+use crate::gate::{Gate, Step, guarded};
 use crate::llm::LlmProvider;
 use crate::message::{ChatRequest, Message, Role, ToolCall, Usage};
 pub use crate::outcome::{ActionStatus, Outcome, RollbackRecord};
@@ -204,8 +202,8 @@ impl AgentBuilder {
                 system_prompt: self.system_prompt,
                 budgets: self.budgets,
                 observers: self.observers,
+                gate: Gate::new(self.redactor.clone().unwrap_or_default(), self.approval_ttl),
                 redactor: self.redactor.unwrap_or_default(),
-                approval_ttl: self.approval_ttl,
                 max_tool_output_bytes: self.max_tool_output_bytes,
                 audit: self.audit,
             }),
@@ -221,7 +219,7 @@ struct Inner {
     budgets: Budgets,
     observers: Vec<Arc<dyn Observer>>,
     redactor: Redactor,
-    approval_ttl: Duration,
+    gate: Gate,
     max_tool_output_bytes: usize,
     audit: Option<Arc<AuditLog>>,
 }
@@ -267,70 +265,6 @@ fn truncate_to(mut s: String, max: usize) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Runs a tool future, turning a panic into a tool error.
-async fn guarded<T>(
-    fut: impl std::future::Future<Output = Result<T, ToolError>>,
-) -> Result<T, ToolError> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(r) => r,
-        Err(_) => Err(ToolError::Failed("the tool panicked".into())),
-    }
-}
-
-/// Re-reads a write's target and redeems `grant` against it. The write may be applied only on
-/// `Ok`; the error says why not (target changed, grant expired or used, target unreadable).
-///
-/// # Errors
-/// The reason the write must not be applied.
-pub async fn redeem_for(
-    tool: &dyn Tool,
-    args: &Value,
-    grant: &Grant,
-    ctx: &ToolContext,
-) -> Result<(), String> {
-    match guarded(tool.fingerprint(args, ctx)).await {
-        Ok(current) => grant
-            .redeem(&tool.spec().name, args, &current)
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(format!(
-            "could not re-read the target: {e}; nothing was applied"
-        )),
-    }
-}
-
-/// Verifies an applied write and, when the verification fails, rolls it back. Panics in either
-/// become a failed verification or a failed rollback.
-pub async fn verify_or_roll_back(
-    tool: &dyn Tool,
-    args: &Value,
-    output: &ToolOutput,
-    ctx: &ToolContext,
-) -> (Option<Verification>, Option<RollbackRecord>) {
-    let verification = AssertUnwindSafe(tool.verify(args, output, ctx))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Some(Verification {
-                passed: false,
-                detail: "the verification panicked".into(),
-            })
-        });
-    let rollback = match &verification {
-        Some(v) if !v.passed => Some(match guarded(tool.rollback(args, output, ctx)).await {
-            Ok(out) => RollbackRecord {
-                ok: true,
-                detail: out.content,
-            },
-            Err(e) => RollbackRecord {
-                ok: false,
-                detail: e.to_string(),
-            },
-        }),
-        _ => None,
-    };
-    (verification, rollback)
 }
 
 /// The state of one run.
@@ -713,6 +647,12 @@ impl Run<'_> {
         self.finished(call, result, started).0
     }
 
+    /// Plan → policy → [`Gate`]: the gate alone authorizes and applies the write, verifies it and
+    /// rolls it back; the run records and reports each step.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one linear pipeline: plan, decide, authorize, apply, record"
+    )]
     async fn call_write(&mut self, tool: &dyn Tool, call: &ToolCall) -> Message {
         let mut record = ActionRecord {
             call_id: call.id.clone(),
@@ -726,48 +666,8 @@ impl Run<'_> {
             verification: None,
             rolled_back: None,
         };
-        let mut ctx = self.context(call);
-        match self.approve(tool, call, &ctx, &mut record).await {
-            Ok(grant) => ctx.grant = Some(grant),
-            Err(message) => {
-                self.actions.push(record);
-                return message;
-            }
-        }
-        self.emit(|run_id| Event::ToolStarted {
-            run_id,
-            call_id: call.id.clone(),
-            tool: call.name.clone(),
-            arguments: call.arguments.clone(),
-            effect: Effect::Write,
-        });
-        let started = Instant::now();
-        let result = guarded(tool.call(&call.arguments, &ctx)).await;
-        let output = result.as_ref().ok().cloned();
-        let (mut message, ok, text) = self.finished(call, result, started);
-        record.result = text;
-        if let (true, Some(output)) = (ok, output) {
-            record.status = ActionStatus::Applied;
-            self.writes_applied += 1;
-            self.verify(tool, call, &output, &ctx, &mut record, &mut message)
-                .await;
-        }
-        self.actions.push(record);
-        message
-    }
-
-    /// Preview → policy → grant → re-check of the target. On `Err`, the message for the model;
-    /// nothing was applied.
-    async fn approve(
-        &self,
-        tool: &dyn Tool,
-        call: &ToolCall,
-        ctx: &ToolContext,
-        record: &mut ActionRecord,
-    ) -> Result<Grant, Message> {
-        // The approval's time to live runs from the preview: a plan shown long ago is stale.
-        let previewed = Instant::now();
-        let mut preview = match guarded(tool.preview(&call.arguments, ctx)).await {
+        let gate = &self.agent.gate;
+        let planned = match gate.plan(tool, &call.arguments, &self.context(call)).await {
             Ok(p) => p,
             Err(e) => {
                 let text = self.redact(format!(
@@ -775,25 +675,21 @@ impl Run<'_> {
                     call.name
                 ));
                 record.result.clone_from(&text);
-                return Err(self.reject(call, &text));
+                self.actions.push(record);
+                return self.reject(call, &text);
             }
         };
-        // What a human or a log sees is redacted; the payload the tool applies is not shown.
-        preview.summary = self.redact(std::mem::take(&mut preview.summary));
-        preview.diff = self.redact(std::mem::take(&mut preview.diff));
-        preview.warning = preview.warning.map(|w| self.redact(w));
-        record.preview = Some(preview.clone());
-        let reversible = !preview.undo.is_null();
+        record.preview = Some(planned.plan.clone());
         let request = ApprovalRequest {
             run_id: self.run_id.clone(),
             tool: call.name.clone(),
             call_id: call.id.clone(),
             arguments: call.arguments.clone(),
-            preview,
+            // Promise an automatic undo only when the plan carries one.
+            rollback_on_failure: !planned.plan.undo.is_null(),
+            preview: planned.plan,
             incident: self.task.clone(),
             writes_so_far: self.writes_applied,
-            // Promise an automatic undo only when the plan carries one.
-            rollback_on_failure: reversible,
         };
         self.emit(|run_id| Event::ApprovalRequested {
             run_id,
@@ -811,96 +707,114 @@ impl Run<'_> {
         });
         let by = match decision {
             Decision::Denied { by, reason } => {
+                gate.withdraw(&planned.action);
                 let text = format!(
                     "denied by {by}: {reason}. Nothing was changed. Do not retry this write; \
                      report what you would have done and why."
                 );
                 record.status = ActionStatus::Denied;
                 record.result.clone_from(&text);
-                return Err(Message::tool_error(call, text));
+                self.actions.push(record);
+                return Message::tool_error(call, text);
             }
             Decision::Approved { by } => by,
         };
-        let left = self.agent.approval_ttl.saturating_sub(previewed.elapsed());
-        if left.is_zero() {
-            let reason = format!(
-                "the approval expired: it came {} after the preview, and an approval is valid for {}; nothing was applied",
-                humantime::format_duration(Duration::from_secs(previewed.elapsed().as_secs())),
-                humantime::format_duration(self.agent.approval_ttl)
-            );
-            record.status = ActionStatus::Refused;
-            record.result = format!("refused: {reason}");
-            self.emit(|run_id| Event::WriteRefused {
-                run_id,
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                reason: reason.clone(),
-            });
-            return Err(Message::tool_error(
-                call,
-                format!("{} refused: {reason}", call.name),
-            ));
-        }
-        let grant = Grant::issue(&request, &by, left);
-        // The target must still be what was approved.
-        let redeemed = redeem_for(tool, &call.arguments, &grant, ctx).await;
-        if let Err(reason) = redeemed {
-            let reason = self.redact(reason);
-            self.emit(|run_id| Event::WriteRefused {
-                run_id,
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                reason: reason.clone(),
-            });
-            record.status = ActionStatus::Refused;
-            record.result = format!("refused: {reason}");
-            return Err(Message::tool_error(
-                call,
-                format!("{} refused: {reason}", call.name),
-            ));
-        }
-        Ok(grant)
-    }
-
-    async fn verify(
-        &self,
-        tool: &dyn Tool,
-        call: &ToolCall,
-        output: &ToolOutput,
-        ctx: &ToolContext,
-        record: &mut ActionRecord,
-        message: &mut Message,
-    ) {
-        let (verification, rollback) =
-            verify_or_roll_back(tool, &call.arguments, output, ctx).await;
-        let Some(mut verification) = verification else {
-            return;
+        let grant = match gate
+            .authorize(tool, &call.arguments, &planned.action, &by, &call.id)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let reason = self.redact(e.to_string());
+                self.emit(|run_id| Event::WriteRefused {
+                    run_id,
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    reason: reason.clone(),
+                });
+                record.status = ActionStatus::Refused;
+                record.result = format!("refused: {reason}");
+                self.actions.push(record);
+                return Message::tool_error(call, format!("{} refused: {reason}", call.name));
+            }
         };
-        verification.detail = self.redact(verification.detail);
-        self.emit(|run_id| Event::Verified {
+        self.emit(|run_id| Event::ToolStarted {
             run_id,
             call_id: call.id.clone(),
             tool: call.name.clone(),
-            verification: verification.clone(),
+            arguments: call.arguments.clone(),
+            effect: Effect::Write,
         });
-        let _ = write!(message.content, "\nverification: {}", verification.detail);
-        if let Some(mut rollback) = rollback {
-            rollback.detail = self.redact(rollback.detail);
-            self.emit(|run_id| Event::RolledBack {
-                run_id,
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                rollback: rollback.clone(),
-            });
-            let _ = write!(
-                message.content,
-                "\nverification failed; automatic rollback {}: {}",
-                if rollback.ok { "done" } else { "FAILED" },
-                rollback.detail
-            );
-            message.is_error = true;
-            record.rolled_back = Some(rollback);
+        let started = Instant::now();
+        let this = &*self;
+        let mut finished = None;
+        let applied = gate
+            .execute(
+                tool,
+                &call.arguments,
+                grant,
+                &this.run_id,
+                &call.id,
+                |step| match step {
+                    Step::Applied(result) => {
+                        finished = Some(this.finished(call, result.clone(), started));
+                    }
+                    Step::Verified(v) => {
+                        let verification = Verification {
+                            passed: v.passed,
+                            detail: this.redact(v.detail.clone()),
+                        };
+                        this.emit(|run_id| Event::Verified {
+                            run_id,
+                            call_id: call.id.clone(),
+                            tool: call.name.clone(),
+                            verification,
+                        });
+                    }
+                    Step::RolledBack(r) => {
+                        let rollback = RollbackRecord {
+                            ok: r.ok,
+                            detail: this.redact(r.detail.clone()),
+                        };
+                        this.emit(|run_id| Event::RolledBack {
+                            run_id,
+                            call_id: call.id.clone(),
+                            tool: call.name.clone(),
+                            rollback,
+                        });
+                    }
+                },
+            )
+            .await;
+        let (mut message, _, text) = finished.unwrap_or_else(|| {
+            self.finished(
+                call,
+                Err(ToolError::Failed("the gate reported no result".into())),
+                started,
+            )
+        });
+        record.result = text;
+        if let Ok(applied) = applied {
+            record.status = ActionStatus::Applied;
+            self.writes_applied += 1;
+            if let Some(mut v) = applied.verification {
+                v.detail = self.redact(v.detail);
+                let _ = write!(message.content, "\nverification: {}", v.detail);
+                record.verification = Some(v);
+            }
+            if let Some(mut rollback) = applied.rollback {
+                rollback.detail = self.redact(rollback.detail);
+                let _ = write!(
+                    message.content,
+                    "\nverification failed; automatic rollback {}: {}",
+                    if rollback.ok { "done" } else { "FAILED" },
+                    rollback.detail
+                );
+                message.is_error = true;
+                record.rolled_back = Some(rollback);
+            }
         }
-        record.verification = Some(verification);
+        self.actions.push(record);
+        message
     }
 }

@@ -612,8 +612,12 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Issues a grant for an approved request.
-    pub fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
+    /// Issues a grant for an approved request. Only the [`Gate`](crate::Gate) mints grants.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the gate issues grants with for_plan")
+    )]
+    pub(crate) fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
         Self::for_plan(
             &request.tool,
             &request.call_id,
@@ -624,9 +628,9 @@ impl Grant {
         )
     }
 
-    /// Issues a grant for a decision taken elsewhere (e.g. by a LangGraph human-in-the-loop
-    /// interrupt) on `plan`, the preview of `tool` with `arguments`.
-    pub fn for_plan(
+    /// Issues a grant for a decision on `plan`, the preview of `tool` with `arguments`. Only the
+    /// [`Gate`](crate::Gate) (and, for tool tests, `testing::grant`) mints grants.
+    pub(crate) fn for_plan(
         tool: &str,
         call_id: &str,
         arguments: &Value,

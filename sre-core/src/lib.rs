@@ -53,6 +53,7 @@ pub mod audit;
 mod canon;
 mod error;
 pub mod event;
+pub mod gate;
 pub mod image;
 pub mod llm;
 pub mod message;
@@ -67,7 +68,7 @@ pub mod tool;
 
 pub use agent::{
     ActionRecord, ActionStatus, Agent, AgentBuilder, Budgets, DEFAULT_SYSTEM_PROMPT, Outcome,
-    RollbackRecord, RunReport, redeem_for, verify_or_roll_back,
+    RollbackRecord, RunReport,
 };
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, Approver, AutoApprove, Callback, Decision, Grant, GrantError,
@@ -76,6 +77,7 @@ pub use approval::{
 pub use audit::{AuditError, AuditKey, AuditLog, AuditSummary, VerifyOptions};
 pub use error::{Error, Result};
 pub use event::{Event, FnObserver, Observer, TracingObserver};
+pub use gate::{Applied, Gate, GateError, Planned};
 pub use llm::{LlmError, LlmProvider};
 pub use message::{
     ChatRequest, ChatResponse, Message, Role, StopReason, ToolCall, ToolChoice, ToolSpec, Usage,

@@ -334,6 +334,24 @@ impl Tool for ScaleTool {
     }
 }
 
+/// A grant for `plan` of `tool` with `args`, for tests of a write tool on its own (its `call`,
+/// `verify` and `rollback` with the context this returns). Production code gets grants only from
+/// the [`Gate`](crate::Gate).
+pub fn grant(tool: &str, args: &Value, plan: &crate::tool::Preview) -> crate::tool::ToolContext {
+    crate::tool::ToolContext {
+        run_id: "test".into(),
+        call_id: "test".into(),
+        grant: Some(crate::approval::Grant::for_plan(
+            tool,
+            "test",
+            args,
+            plan.clone(),
+            "test",
+            std::time::Duration::from_secs(300),
+        )),
+    }
+}
+
 /// A cloneable in-memory writer (for [`Prompt`](crate::Prompt) output and audit logs in tests).
 #[derive(Debug, Clone, Default)]
 pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);

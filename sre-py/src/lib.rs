@@ -27,8 +27,8 @@ use pyo3::prelude::*;
 use serde_json::{Value, json};
 use sre_core::text::escape_untrusted_lines;
 use sre_core::{
-    Agent, ApprovalRequest, Approver, ChatRequest, ChatResponse, Decision, Grant, LlmError,
-    LlmProvider, Message, Preview, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
+    Agent, ApprovalRequest, Approver, ChatRequest, ChatResponse, Decision, LlmError, LlmProvider,
+    Message, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
 };
 use sre_tools::k8s::{K8s, Limits, Scope};
 use sre_tools::sim::Simulator;
@@ -136,14 +136,6 @@ pub struct Tools {
 /// How long a previewed plan may wait for its approval, by default.
 const APPROVAL_TTL: Duration = Duration::from_secs(300);
 
-/// A previewed plan waiting for a decision, keyed by its action fingerprint.
-struct Pending {
-    tool: String,
-    args: Value,
-    plan: Preview,
-    expires: Instant,
-}
-
 /// One question put to a human through a LangGraph interrupt.
 struct Ask {
     action: String,
@@ -163,27 +155,26 @@ struct Slot {
 /// The plans previewed from Python and the interrupt questions asked about them. Content-addressed
 /// (by action fingerprint), so a plan can only be applied as it was previewed.
 struct PyGate {
-    pending: Mutex<HashMap<String, Pending>>,
+    /// The one gate every write from Python goes through.
+    gate: sre_core::Gate,
     asks: Mutex<HashMap<String, Vec<Ask>>>,
     /// Per graph task (thread and checkpoint namespace): the one write that may ask a human.
     owners: Mutex<HashMap<String, Slot>>,
-    ttl_ms: AtomicU64,
 }
 
 impl Default for PyGate {
     fn default() -> Self {
         Self {
-            pending: Mutex::default(),
+            gate: sre_core::Gate::new(sre_core::Redactor::default(), APPROVAL_TTL),
             asks: Mutex::default(),
             owners: Mutex::default(),
-            ttl_ms: AtomicU64::new(u64::try_from(APPROVAL_TTL.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
 
 impl PyGate {
     fn ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+        self.gate.ttl()
     }
 }
 
@@ -278,10 +269,7 @@ impl Tools {
                 "approval_ttl must be between 0 and 86400 seconds, got {seconds}"
             )));
         }
-        let ms = Duration::from_secs_f64(seconds).as_millis();
-        self.gate
-            .ttl_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.gate.gate.set_ttl(Duration::from_secs_f64(seconds));
         Ok(())
     }
 
@@ -332,60 +320,45 @@ impl Tools {
     fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
-        let (tool_args, name2) = (args.clone(), name.clone());
-        let mut plan = py
+        let gate = self.gate.gate.clone();
+        let planned = py
             .detach(|| {
                 runtime().block_on(async move {
-                    let tool = set.validate(&name2, &tool_args)?;
+                    let tool = set.validate(&name, &args)?;
                     if tool.effect() != sre_core::Effect::Write {
                         return Err(ToolError::InvalidArguments {
-                            tool: name2.clone(),
+                            tool: name.clone(),
                             message: "a read tool has no preview".into(),
                         });
                     }
-                    tool.preview(&tool_args, &ToolContext::default()).await
+                    gate.plan(tool.as_ref(), &args, &ToolContext::default())
+                        .await
                 })
             })
             .map_err(|e| tool_err(&e))?;
-        // What a human sees is redacted and has no terminal sequences; the payload is untouched.
-        let redactor = sre_core::Redactor::default();
-        let show = |s: &str| escape_untrusted_lines(&redactor.redact(s)).into_owned();
-        plan.summary = show(&plan.summary);
-        plan.diff = show(&plan.diff);
-        plan.warning = plan.warning.as_deref().map(show);
-        let action = plan.action_fingerprint(&name, &args);
-        let ttl = self.gate.ttl();
-        let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + ttl);
-        let shown = json!({
-            "summary": plan.summary,
-            "diff": plan.diff,
-            "fingerprint": action,
+        // What a human sees has no terminal sequences (the gate already redacted it).
+        let plan = &planned.plan;
+        let show = |s: &str| escape_untrusted_lines(s).into_owned();
+        let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + planned.expires_in);
+        Ok(json!({
+            "summary": show(&plan.summary),
+            "diff": show(&plan.diff),
+            "fingerprint": planned.action,
             "target_fingerprint": plan.fingerprint,
             "risk": plan.risk,
             "target": plan.target,
             "images": plan.images,
-            "warning": plan.warning,
+            "warning": plan.warning.as_deref().map(show),
             "expires_at": expires_at.to_string(),
-        });
-        let mut pending = lock(&self.gate.pending)?;
-        let now = Instant::now();
-        pending.retain(|_, p| p.expires > now);
-        pending.insert(
-            action,
-            Pending {
-                tool: name,
-                args,
-                plan,
-                expires: now + ttl,
-            },
-        );
-        Ok(shown.to_string())
+        })
+        .to_string())
     }
 
-    /// Applies a previewed, approved plan: `fingerprint` is the action fingerprint
-    /// [`Tools::preview`] returned for the same tool and arguments. The plan must be unexpired and
-    /// its target unchanged (else `Conflict`); it is applied once, verified, and rolled back from
-    /// its own undo if verification fails. Returns JSON `{"result", "verification", "rolled_back"}`.
+    /// Applies a previewed, approved plan through the gate: `fingerprint` is the action
+    /// fingerprint [`Tools::preview`] returned for the same tool and arguments. The plan must be
+    /// unexpired and its target unchanged (else `Conflict`); it is applied once, verified, and
+    /// rolled back from its own undo if verification fails. Returns JSON `{"result",
+    /// "verification", "rolled_back"}`.
     fn apply(
         &self,
         py: Python<'_>,
@@ -394,38 +367,24 @@ impl Tools {
         fingerprint: String,
         approved_by: String,
     ) -> PyResult<String> {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
-        let pending = {
-            let mut map = lock(&self.gate.pending)?;
-            match map.get(&fingerprint) {
-                None => {
-                    return Err(Conflict::new_err(format!(
-                        "no previewed plan has the action fingerprint {fingerprint:?} (never previewed, already \
-                         applied, or expired); nothing was applied: preview it again"
-                    )));
-                }
-                // A call for another action must not use the plan up.
-                Some(p) if p.tool != name || p.args != args => {
-                    return Err(ApprovalDenied::new_err(format!(
-                        "the plan {fingerprint} was previewed for {} with other arguments; nothing was applied",
-                        p.tool
-                    )));
-                }
-                Some(_) => map.remove(&fingerprint),
-            }
-        };
-        let Some(pending) = pending else {
-            return Err(Conflict::new_err("the plan is gone; nothing was applied"));
-        };
-        let left = pending.expires.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ApprovalDenied::new_err(
-                "the approval came after the plan expired; nothing was applied",
-            ));
-        }
         let set = Arc::clone(&self.set);
-        py.detach(|| runtime().block_on(apply(set, name, args, pending.plan, approved_by, left)))
-            .map_err(|e| tool_err(&e))
+        let gate = self.gate.gate.clone();
+        let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
+        py.detach(|| {
+            runtime().block_on(async move {
+                let tool = set.validate(&name, &args)?;
+                let applied = gate
+                    .apply(tool.as_ref(), &args, &fingerprint, &approved_by, "python", &call_id)
+                    .await?;
+                Ok::<_, ToolError>(
+                    json!({"result": applied.output.content, "verification": applied.verification, "rolled_back": applied.rollback})
+                        .to_string(),
+                )
+            })
+        })
+        .map_err(|e| tool_err(&e))
     }
 
     /// Claims, for the call `key`, the one slot of graph task `slot` (its thread and checkpoint
@@ -614,33 +573,6 @@ impl Tools {
 fn lock<T>(m: &Mutex<T>) -> PyResult<std::sync::MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| SreError::new_err("internal lock poisoned"))
-}
-
-async fn apply(
-    set: Arc<ToolSet>,
-    name: String,
-    args: Value,
-    plan: Preview,
-    approved_by: String,
-    ttl: Duration,
-) -> Result<String, ToolError> {
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let tool = set.validate(&name, &args)?;
-    let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
-    let grant = Grant::for_plan(&name, &call_id, &args, plan, &approved_by, ttl);
-    sre_core::redeem_for(tool.as_ref(), &args, &grant, &ToolContext::default())
-        .await
-        .map_err(ToolError::Conflict)?;
-    let ctx = ToolContext {
-        run_id: "python".into(),
-        call_id,
-        grant: Some(grant),
-    };
-    let out = tool.call(&args, &ctx).await?;
-    let (verification, rolled_back) =
-        sre_core::verify_or_roll_back(tool.as_ref(), &args, &out, &ctx).await;
-    let redactor = sre_core::Redactor::default();
-    Ok(json!({"result": redactor.redact(&out.content), "verification": verification, "rolled_back": rolled_back}).to_string())
 }
 
 /// A model driven from Python: `chat(request_json) -> response_json`.

@@ -14,9 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::{Value, json};
 use sre_core::testing::{ScriptedProvider, answer, call, tool_turn};
-use sre_core::{
-    ActionStatus, Agent, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext, ToolError,
-};
+use sre_core::{ActionStatus, Agent, AutoApprove, Outcome, Preview, Tool, ToolContext, ToolError};
 use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
 use support::{Backend, backends};
 
@@ -45,19 +43,8 @@ async fn run(k: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
         .map(|o| o.content)
 }
 
-fn granted(tool: &str, args: &Value, preview: &Preview) -> ToolContext {
-    ToolContext {
-        run_id: "t".into(),
-        call_id: "c".into(),
-        grant: Some(Grant::for_plan(
-            tool,
-            "c",
-            args,
-            preview.clone(),
-            "test",
-            Duration::from_secs(60),
-        )),
-    }
+fn granted(name: &str, args: &Value, preview: &Preview) -> ToolContext {
+    sre_core::testing::grant(name, args, preview)
 }
 
 async fn web_image(b: &Backend) -> String {

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sre_core::testing::{ScriptedProvider, answer, call, tool_turn};
-use sre_core::{
-    ActionStatus, Agent, AutoApprove, Grant, Outcome, Preview, Tool, ToolContext, ToolError,
-};
+use sre_core::{ActionStatus, Agent, AutoApprove, Outcome, Preview, Tool, ToolContext, ToolError};
 use sre_tools::k8s::{K8s, Limits, Scope};
 use sre_tools::sim::{Scenario, Simulator};
 
@@ -39,18 +37,7 @@ async fn run(k8s: &K8s, name: &str, args: Value) -> Result<String, ToolError> {
 }
 
 fn granted(name: &str, args: &Value, preview: &Preview) -> ToolContext {
-    ToolContext {
-        run_id: "test".into(),
-        call_id: "c1".into(),
-        grant: Some(Grant::for_plan(
-            name,
-            "c1",
-            args,
-            preview.clone(),
-            "test",
-            Duration::from_secs(60),
-        )),
-    }
+    sre_core::testing::grant(name, args, preview)
 }
 
 fn image_of(sim: &Simulator, ns: &str, dep: &str) -> String {
