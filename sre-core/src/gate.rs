@@ -314,7 +314,7 @@ impl Gate {
         let result = guarded(tool.call(args, &ctx))
             .await
             .map(|out| ToolOutput::text(self.redact(&out.content)));
-        let result = result.map_err(|e| redact_error(&self.inner.redactor, e));
+        let result = result.map_err(|e| redact_tool_error(&self.inner.redactor, e));
         observe(Step::Applied(&result));
         let output = result?;
         let verification = AssertUnwindSafe(tool.verify(args, &output, &ctx))
@@ -385,7 +385,8 @@ impl Gate {
     }
 }
 
-fn redact_error(redactor: &Redactor, e: ToolError) -> ToolError {
+/// `e` with its message redacted (errors quote logs, objects and provider bodies).
+pub fn redact_tool_error(redactor: &Redactor, e: ToolError) -> ToolError {
     match e {
         ToolError::Failed(m) => ToolError::Failed(redactor.redact(&m).into_owned()),
         ToolError::Conflict(m) => ToolError::Conflict(redactor.redact(&m).into_owned()),

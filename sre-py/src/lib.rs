@@ -297,6 +297,9 @@ impl Tools {
     fn call(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
+        // Logs, events and descriptions reach a LangChain model: redacted like every other path.
+        let redactor = self.gate.gate.redactor().clone();
+        let for_errors = redactor.clone();
         py.detach(|| {
             runtime().block_on(async move {
                 let tool = set.validate(&name, &args)?;
@@ -307,10 +310,10 @@ impl Tools {
                 }
                 tool.call(&args, &ToolContext::default())
                     .await
-                    .map(|o| o.content)
+                    .map(|o| redactor.redact(&o.content).into_owned())
             })
         })
-        .map_err(|e| tool_err(&e))
+        .map_err(|e| tool_err(&sre_core::gate::redact_tool_error(&for_errors, e)))
     }
 
     /// The side-effect-free plan of a write (a server-side dry run) as JSON `{"summary", "diff",
