@@ -2,7 +2,6 @@
 //! key, a JWT, URL passwords, `KEY=value`) planted in a crashing container's logs never reaches
 //! the report, `--json`, the progress lines or the `--audit` file of the CLI.
 
-
 use std::process::{Command, Stdio};
 
 const FIXTURE: &str = concat!(

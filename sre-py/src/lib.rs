@@ -130,7 +130,10 @@ pub struct Tools {
     namespaces: Vec<String>,
     sim: Mutex<Option<Simulator>>,
     url: Option<String>,
-    gate: Arc<PyGate>,
+    /// The one gate every write from Python goes through.
+    gate: sre_core::Gate,
+    /// LangGraph interrupt bookkeeping.
+    hitl: Arc<Hitl>,
 }
 
 /// How long a previewed plan may wait for its approval, by default.
@@ -152,30 +155,13 @@ struct Slot {
     done: Option<(bool, String)>,
 }
 
-/// The plans previewed from Python and the interrupt questions asked about them. Content-addressed
-/// (by action fingerprint), so a plan can only be applied as it was previewed.
-struct PyGate {
-    /// The one gate every write from Python goes through.
-    gate: sre_core::Gate,
+/// The questions LangGraph interrupts asked about planned writes, and which write of a graph
+/// task may ask. The plans themselves wait in the [`sre_core::Gate`].
+#[derive(Default)]
+struct Hitl {
     asks: Mutex<HashMap<String, Vec<Ask>>>,
     /// Per graph task (thread and checkpoint namespace): the one write that may ask a human.
     owners: Mutex<HashMap<String, Slot>>,
-}
-
-impl Default for PyGate {
-    fn default() -> Self {
-        Self {
-            gate: sre_core::Gate::new(sre_core::Redactor::default(), APPROVAL_TTL),
-            asks: Mutex::default(),
-            owners: Mutex::default(),
-        }
-    }
-}
-
-impl PyGate {
-    fn ttl(&self) -> Duration {
-        self.gate.ttl()
-    }
 }
 
 fn build_set(tools: Vec<Arc<dyn Tool>>) -> PyResult<ToolSet> {
@@ -212,7 +198,8 @@ impl Tools {
             namespaces,
             sim: Mutex::new(Some(sim)),
             url,
-            gate: Arc::default(),
+            gate: sre_core::Gate::new(sre_core::Redactor::default(), APPROVAL_TTL),
+            hitl: Arc::default(),
         })
     }
 
@@ -251,7 +238,8 @@ impl Tools {
             namespaces,
             sim: Mutex::new(None),
             url: None,
-            gate: Arc::default(),
+            gate: sre_core::Gate::new(sre_core::Redactor::default(), APPROVAL_TTL),
+            hitl: Arc::default(),
         })
     }
 
@@ -269,7 +257,7 @@ impl Tools {
                 "approval_ttl must be between 0 and 86400 seconds, got {seconds}"
             )));
         }
-        self.gate.gate.set_ttl(Duration::from_secs_f64(seconds));
+        self.gate.set_ttl(Duration::from_secs_f64(seconds));
         Ok(())
     }
 
@@ -298,7 +286,7 @@ impl Tools {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
         // Logs, events and descriptions reach a LangChain model: redacted like every other path.
-        let redactor = self.gate.gate.redactor().clone();
+        let redactor = self.gate.redactor().clone();
         let for_errors = redactor.clone();
         py.detach(|| {
             runtime().block_on(async move {
@@ -323,7 +311,7 @@ impl Tools {
     fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
-        let gate = self.gate.gate.clone();
+        let gate = self.gate.clone();
         let planned = py
             .detach(|| {
                 runtime().block_on(async move {
@@ -373,7 +361,7 @@ impl Tools {
         static CALLS: AtomicU64 = AtomicU64::new(0);
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
-        let gate = self.gate.gate.clone();
+        let gate = self.gate.clone();
         let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
         py.detach(|| {
             runtime().block_on(async move {
@@ -398,7 +386,7 @@ impl Tools {
     /// `"done:ok:<result>"` / `"done:err:<message>"` when this call already ended and the task is
     /// being run again (replay the outcome; never apply twice).
     fn hitl_claim(&self, slot: String, key: String) -> PyResult<String> {
-        let mut owners = lock(&self.gate.owners)?;
+        let mut owners = lock(&self.hitl.owners)?;
         let now = Instant::now();
         owners.retain(|_, s| s.until > now);
         let until = now + self.gate.ttl();
@@ -428,7 +416,7 @@ impl Tools {
 
     /// Records how the write `key` holding slot `slot` ended, for replays of the task.
     fn hitl_finish(&self, slot: String, key: String, ok: bool, text: String) -> PyResult<()> {
-        let mut owners = lock(&self.gate.owners)?;
+        let mut owners = lock(&self.hitl.owners)?;
         if let Some(s) = owners.get_mut(&slot).filter(|s| s.key == key) {
             s.done = Some((ok, text));
             s.until = Instant::now() + self.gate.ttl();
@@ -449,7 +437,7 @@ impl Tools {
             first.insert("fingerprint".into(), json!(action));
             first.insert("expires_at".into(), json!(expires_at.to_string()));
         }
-        let mut asks = lock(&self.gate.asks)?;
+        let mut asks = lock(&self.hitl.asks)?;
         asks.entry(key).or_default().push(Ask {
             action,
             request: request.clone(),
@@ -461,7 +449,7 @@ impl Tools {
 
     /// The requests asked so far under `key`, in order (JSON list).
     fn hitl_asks(&self, key: String) -> PyResult<String> {
-        let asks = lock(&self.gate.asks)?;
+        let asks = lock(&self.hitl.asks)?;
         let list: Vec<&Value> = asks
             .get(&key)
             .into_iter()
@@ -473,7 +461,7 @@ impl Tools {
 
     /// Marks question `index` under `key` as shown to a human (its interrupt paused the graph).
     fn hitl_shown(&self, key: String, index: usize) -> PyResult<()> {
-        if let Some(a) = lock(&self.gate.asks)?
+        if let Some(a) = lock(&self.hitl.asks)?
             .get_mut(&key)
             .and_then(|v| v.get_mut(index))
         {
@@ -494,7 +482,7 @@ impl Tools {
         fresh: String,
     ) -> PyResult<String> {
         let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-        let mut asks = lock(&self.gate.asks)?;
+        let mut asks = lock(&self.hitl.asks)?;
         let Some(list) = asks.get(&key) else {
             return Ok("next".into());
         };
