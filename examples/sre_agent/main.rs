@@ -18,11 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize as _;
 use serde_json::json;
 use sre_core::{
     Agent, ApprovalPolicy, ApprovalRequest, AuditLog, Decision, Prompt, ReadOnly, Rules, RunReport,
     Tool, ToolContext,
 };
+use sre_tools::data::ReportData;
+use sre_tools::k8s::analyze::Triage;
 use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::sim::{Scenario, Simulator};
@@ -403,29 +406,73 @@ async fn execute(
     Ok((agent.run(task).await, audit))
 }
 
+/// The triage after the agent: its text for the report, and from its typed data whether any
+/// workload is still unhealthy.
+struct After {
+    text: String,
+    unhealthy: bool,
+}
+
 /// Re-runs triage after the agent, for the "after" line and the exit code.
-async fn after(tools: &[Arc<dyn Tool>]) -> Option<String> {
+async fn after(tools: &[Arc<dyn Tool>]) -> Option<After> {
     let t = tools
         .iter()
         .find(|t| t.spec().name == "k8s_find_unhealthy")?;
-    t.call(&json!({}), &ToolContext::default())
-        .await
-        .ok()
-        .map(|o| o.content)
+    let out = t.call(&json!({}), &ToolContext::default()).await.ok()?;
+    // No typed data: nothing is known, so nothing is claimed healthy.
+    let unhealthy = out
+        .data
+        .as_ref()
+        .and_then(|d| Triage::deserialize(d).ok())
+        .is_none_or(|t| !t.workloads.is_empty());
+    Some(After {
+        text: out.content,
+        unhealthy,
+    })
 }
 
-fn exit_code(report: &RunReport, after: Option<&str>, dry_run: bool) -> u8 {
+/// CRITICAL vulnerabilities the run saw (the typed data of `trivy_vulnerability_reports` results)
+/// in a container that no applied, verified image patch replaced.
+fn criticals_left(report: &RunReport) -> bool {
+    let patched: Vec<(String, String, String)> = report
+        .applied()
+        .filter(|a| a.verification.as_ref().is_none_or(|v| v.passed))
+        .filter_map(|a| a.preview.as_ref())
+        .flat_map(|p| {
+            let target = p.target.clone();
+            p.changed_images().filter_map(move |c| {
+                target
+                    .as_ref()
+                    .map(|t| (t.namespace.clone(), t.name.clone(), c.container.clone()))
+            })
+        })
+        .collect();
+    report
+        .transcript
+        .iter()
+        .filter(|m| m.tool_name.as_deref() == Some("trivy_vulnerability_reports") && !m.is_error)
+        .filter_map(|m| m.data.as_ref())
+        .filter_map(|d| Vec::<ReportData>::deserialize(d).ok())
+        .flatten()
+        .any(|r| {
+            r.critical > 0
+                && !patched
+                    .iter()
+                    .any(|(ns, name, c)| *ns == r.namespace && *name == r.name && *c == r.container)
+        })
+}
+
+/// The exit code from typed facts only (the same for every brain): an error, a denial, findings
+/// that remain (the after-run triage, CRITICAL vulnerabilities left, a rollback, a change that
+/// came with a warning), or resolved.
+fn exit_code(report: &RunReport, after: Option<&After>, dry_run: bool) -> u8 {
     if matches!(report.outcome, sre_core::Outcome::ProviderError { .. }) {
         return EXIT_ERROR;
     }
     if report.any_denied() {
         return if dry_run { EXIT_HUMAN } else { EXIT_DENIED };
     }
-    let healthy = after.is_none_or(|a| a.starts_with("healthy"));
-    let human = report
-        .answer
-        .as_deref()
-        .is_some_and(|a| a.contains("Needs a human:\n"));
+    let healthy = after.is_none_or(|a| !a.unhealthy);
     // An applied change that came with a warning (a scale to zero) leaves a workload that serves
     // nothing: never "resolved".
     let warned = report
@@ -433,8 +480,8 @@ fn exit_code(report: &RunReport, after: Option<&str>, dry_run: bool) -> u8 {
         .any(|a| a.preview.as_ref().is_some_and(|p| p.warning.is_some()));
     if !report.outcome.is_completed()
         || !healthy
-        || human
         || warned
+        || criticals_left(report)
         || report.actions.iter().any(|a| a.rolled_back.is_some())
     {
         return EXIT_HUMAN;
@@ -485,8 +532,14 @@ async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
     let task = sim.scenario().task.clone();
     let (report, audit) = execute(brain, tools.clone(), policy, &task, opts).await?;
     let after = after(&tools).await;
-    let code = exit_code(&report, after.as_deref(), false);
-    let out = finish(&report, after.as_deref(), audit.as_deref(), opts, code);
+    let code = exit_code(&report, after.as_ref(), false);
+    let out = finish(
+        &report,
+        after.as_ref().map(|a| a.text.as_str()),
+        audit.as_deref(),
+        opts,
+        code,
+    );
     sim.shutdown().await;
     out
 }
@@ -559,23 +612,25 @@ async fn run(
     });
     let (report, audit) = execute(brain, tools.clone(), policy, &task, opts).await?;
     let after = after(&tools).await;
-    let code = exit_code(&report, after.as_deref(), dry_run);
-    finish(&report, after.as_deref(), audit.as_deref(), opts, code)
+    let code = exit_code(&report, after.as_ref(), dry_run);
+    finish(
+        &report,
+        after.as_ref().map(|a| a.text.as_str()),
+        audit.as_deref(),
+        opts,
+        code,
+    )
 }
 
 async fn triage(namespaces: Vec<String>) -> Result<u8, Failure> {
     let client = cluster().await?;
     let namespaces = scope_of(&client, namespaces);
     let tools = K8s::new(client, Scope::namespaces(namespaces)).read_tools();
-    let text = after(&tools)
+    let after = after(&tools)
         .await
         .ok_or_else(|| Failure("triage failed".into()))?;
-    println!("{text}");
-    Ok(if text.starts_with("healthy") {
-        EXIT_OK
-    } else {
-        EXIT_HUMAN
-    })
+    println!("{}", after.text);
+    Ok(if after.unhealthy { EXIT_HUMAN } else { EXIT_OK })
 }
 
 async fn scan(

@@ -329,3 +329,55 @@ fn a_provider_error_quoting_the_key_never_prints_it() {
         assert_ne!(o.status.code(), Some(0));
     }
 }
+
+const CVE_WITHOUT_FIX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../sre-tools/tests/fixtures/scenarios/cve-without-fix.yaml"
+);
+
+fn offline_exit(scenario: &str) -> i32 {
+    let o = Command::new(env!("CARGO_BIN_EXE_sre-agent"))
+        .args([
+            "demo",
+            "--scenario",
+            scenario,
+            "--approve",
+            "auto",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    o.status.code().unwrap()
+}
+
+#[test]
+fn exit_codes_come_from_typed_facts_and_are_the_same_for_every_brain() {
+    // Regression: the exit code read the offline brain's prose ("Needs a human:"), so a model that
+    // saw the same unpatchable CRITICAL vulnerabilities and said "All fine." exited 0.
+    let url = model_server(vec![
+        tool_calls(&[("trivy_vulnerability_reports", json!({"namespace": "shop"}))]),
+        (200, completion(json!({"content": "All fine."}))),
+    ]);
+    let (llm, _) = demo(&url, CVE_WITHOUT_FIX, &["--approve", "auto"]);
+    assert_eq!(llm, 3, "critical vulnerabilities remain");
+    assert_eq!(
+        offline_exit(CVE_WITHOUT_FIX),
+        llm,
+        "the offline brain agrees"
+    );
+
+    // Patched and verified: resolved for both brains.
+    let url = model_server(vec![
+        tool_calls(&[("trivy_vulnerability_reports", json!({"namespace": "shop"}))]),
+        tool_calls(&[(
+            "k8s_patch_image",
+            json!({"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:1.25.5-alpine"}),
+        )]),
+        (200, completion(json!({"content": "Patched."}))),
+    ]);
+    let (llm, report) = demo(&url, "critical-cve", &["--approve", "auto"]);
+    assert_eq!(report["actions"][0]["status"], "applied", "{report}");
+    assert_eq!(llm, 0);
+    assert_eq!(offline_exit("critical-cve"), llm);
+}

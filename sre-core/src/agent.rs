@@ -610,11 +610,16 @@ impl Run<'_> {
         result: Result<ToolOutput, ToolError>,
         started: Instant,
     ) -> (Message, bool, String) {
-        let (ok, text) = match result {
-            Ok(out) => (true, self.redact(out.content)),
+        let (ok, text, data) = match result {
+            Ok(out) => (
+                true,
+                self.redact(out.content),
+                out.data.map(|d| self.agent.redactor.redact_value(&d)),
+            ),
             Err(e) => (
                 false,
                 self.redact(format!("tool {} failed: {e}", call.name)),
+                None,
             ),
         };
         self.emit(|run_id| Event::ToolFinished {
@@ -625,11 +630,12 @@ impl Run<'_> {
             result: text.clone(),
             duration_ms: millis(started.elapsed()),
         });
-        let message = if ok {
+        let mut message = if ok {
             Message::tool_result(call, text.clone())
         } else {
             Message::tool_error(call, text.clone())
         };
+        message.data = data;
         (message, ok, text)
     }
 

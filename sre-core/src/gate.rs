@@ -311,9 +311,10 @@ impl Gate {
             call_id: call_id.to_owned(),
             grant: Some(grant),
         };
-        let result = guarded(tool.call(args, &ctx))
-            .await
-            .map(|out| ToolOutput::text(self.redact(&out.content)));
+        let result = guarded(tool.call(args, &ctx)).await.map(|out| ToolOutput {
+            content: self.redact(&out.content),
+            data: out.data.map(|d| self.inner.redactor.redact_value(&d)),
+        });
         let result = result.map_err(|e| redact_tool_error(&self.inner.redactor, e));
         observe(Step::Applied(&result));
         let output = result?;

@@ -59,6 +59,11 @@ pub struct Message {
     /// For [`Role::Tool`]: true when the content is an error message rather than a result.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_error: bool,
+    /// For [`Role::Tool`]: the tool's typed data ([`ToolOutput::data`](crate::ToolOutput)),
+    /// redacted, for code that reads the transcript (the offline brain). Providers never send it
+    /// to a model: they map only the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl Message {
@@ -70,6 +75,7 @@ impl Message {
             tool_call_id: None,
             tool_name: None,
             is_error: false,
+            data: None,
         }
     }
 

@@ -119,6 +119,24 @@ impl Redactor {
         Cow::Owned(out)
     }
 
+    /// `value` with every string in it (keys kept) redacted: typed tool data passes the same
+    /// rules as text.
+    pub fn redact_value(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s).into_owned()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_value(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.redact_value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Names of the rules that would redact something in `text`, in rule order (for tests and
     /// diagnostics; never the secret). Extra patterns are named `custom`.
     pub fn matching_rules(&self, text: &str) -> Vec<&'static str> {

@@ -25,11 +25,15 @@ pub enum Effect {
     Write,
 }
 
-/// The text a tool returns to the model (compact, LLM-ready).
+/// What a tool returns: compact text for the model and, optionally, typed data for code (the
+/// offline brain, reports, exit codes, Python). Providers never send the data to a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolOutput {
-    /// Plain text or compact JSON.
+    /// Plain text or compact JSON, for the model.
     pub content: String,
+    /// The same result as typed data (a serialized struct of the tool's crate), for code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 impl ToolOutput {
@@ -37,7 +41,26 @@ impl ToolOutput {
     pub fn text(content: impl Into<String>) -> Self {
         Self {
             content: content.into(),
+            data: None,
         }
+    }
+
+    /// A text result with typed data beside it.
+    ///
+    /// # Errors
+    /// When `data` cannot be serialized.
+    pub fn with_data<T: Serialize + ?Sized>(
+        content: impl Into<String>,
+        data: &T,
+    ) -> Result<Self, ToolError> {
+        Ok(Self {
+            content: content.into(),
+            data: Some(
+                serde_json::to_value(data).map_err(|e| {
+                    ToolError::Failed(format!("could not serialize the result: {e}"))
+                })?,
+            ),
+        })
     }
 
     /// A compact JSON result.

@@ -50,7 +50,10 @@ fn second_turn(call: &ToolCall) -> ChatRequest {
     let mut r = first_turn();
     r.messages
         .push(Message::assistant_tool_calls("", vec![call.clone()]));
-    r.messages.push(Message::tool_result(call, "sunny, 21C"));
+    // Typed tool data is for code: no provider may send it to a model.
+    let mut result = Message::tool_result(call, "sunny, 21C");
+    result.data = Some(serde_json::json!({"typed": "tool-data-marker"}));
+    r.messages.push(result);
     r
 }
 
@@ -83,6 +86,10 @@ fn recorder(body: Value) -> (Recorder, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn assert_no_forbidden_fields(body: &Value) {
+    assert!(
+        !body.to_string().contains("tool-data-marker"),
+        "typed tool data was sent to the model: {body}"
+    );
     assert!(
         body.get("n").is_none() && body.get("logprobs").is_none(),
         "{body}"
@@ -332,9 +339,9 @@ async fn bedrock_converse_tool_use_tool_result_and_final() {
         "",
         vec![call.clone(), call2.clone()],
     ));
-    two_results
-        .messages
-        .push(Message::tool_result(&call, "30C"));
+    let mut with_data = Message::tool_result(&call, "30C");
+    with_data.data = Some(json!({"typed": "tool-data-marker"}));
+    two_results.messages.push(with_data);
     two_results
         .messages
         .push(Message::tool_error(&call2, "no such city"));
@@ -344,6 +351,10 @@ async fn bedrock_converse_tool_use_tool_result_and_final() {
         " <think> The temperature in London is 30\u{b0}C."
     );
     let body = bodies2.lock().unwrap()[0].clone();
+    assert!(
+        !body.to_string().contains("tool-data-marker"),
+        "typed tool data was sent to Bedrock: {body}"
+    );
     let msgs = body["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 3);
     assert_eq!(

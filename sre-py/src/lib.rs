@@ -575,7 +575,12 @@ struct PyModel {
 #[async_trait]
 impl LlmProvider for PyModel {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = serde_json::to_string(request).map_err(|e| LlmError::Other(e.to_string()))?;
+        // A model gets the content only: typed tool data stays with the code.
+        let mut request = request.clone();
+        for m in &mut request.messages {
+            m.data = None;
+        }
+        let body = serde_json::to_string(&request).map_err(|e| LlmError::Other(e.to_string()))?;
         let answer = Python::attach(|py| -> PyResult<String> {
             self.chat.call1(py, (body,))?.extract::<String>(py)
         });

@@ -11,6 +11,7 @@
 //! assert!(t.workloads.is_empty());
 //! ```
 
+pub mod data;
 mod error;
 pub mod k8s;
 pub mod playbook;

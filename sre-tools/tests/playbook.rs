@@ -244,3 +244,107 @@ async fn on_the_real_api_server_the_playbook_rolls_back_as_the_limited_user() {
     );
     b.shutdown().await;
 }
+
+/// A tool whose text for the model is rendered differently (here: withheld entirely), with the
+/// same typed data: the playbook must not notice.
+struct Reworded(std::sync::Arc<dyn sre_core::Tool>);
+
+#[async_trait::async_trait]
+impl sre_core::Tool for Reworded {
+    fn spec(&self) -> &sre_core::ToolSpec {
+        self.0.spec()
+    }
+    fn effect(&self) -> sre_core::Effect {
+        self.0.effect()
+    }
+    async fn call(
+        &self,
+        args: &serde_json::Value,
+        ctx: &sre_core::ToolContext,
+    ) -> Result<sre_core::ToolOutput, sre_core::ToolError> {
+        let out = self.0.call(args, ctx).await?;
+        // Logs are evidence quoted as they are; everything else is withheld.
+        if self.0.spec().name == "k8s_pod_logs" {
+            return Ok(out);
+        }
+        Ok(sre_core::ToolOutput {
+            content: format!("[{} output, worded for a model]", self.0.spec().name),
+            data: out.data,
+        })
+    }
+    async fn preview(
+        &self,
+        args: &serde_json::Value,
+        ctx: &sre_core::ToolContext,
+    ) -> Result<sre_core::Preview, sre_core::ToolError> {
+        self.0.preview(args, ctx).await
+    }
+    async fn fingerprint(
+        &self,
+        args: &serde_json::Value,
+        ctx: &sre_core::ToolContext,
+    ) -> Result<String, sre_core::ToolError> {
+        self.0.fingerprint(args, ctx).await
+    }
+    async fn verify(
+        &self,
+        args: &serde_json::Value,
+        output: &sre_core::ToolOutput,
+        ctx: &sre_core::ToolContext,
+    ) -> Option<sre_core::Verification> {
+        self.0.verify(args, output, ctx).await
+    }
+    async fn rollback(
+        &self,
+        args: &serde_json::Value,
+        output: &sre_core::ToolOutput,
+        ctx: &sre_core::ToolContext,
+    ) -> Result<sre_core::ToolOutput, sre_core::ToolError> {
+        self.0.rollback(args, output, ctx).await
+    }
+}
+
+#[tokio::test]
+async fn the_playbook_reads_typed_data_not_the_text() {
+    // Regression: the playbook parsed the prose rendered for the model; making that text leaner
+    // would have blinded it. With every text reworded, each scenario ends the same way.
+    for (name, _) in sre_tools::sim::scenario::BUILTIN {
+        if *name == "large-cluster" {
+            continue;
+        }
+        let (sim, plain) = run(name, true).await;
+        let changed_plain: Vec<_> = plain
+            .actions
+            .iter()
+            .map(|a| (a.tool.clone(), a.status))
+            .collect();
+        sim.shutdown().await;
+
+        let sim = Simulator::start_named(name).await.unwrap();
+        let tools = sim
+            .tools(limits())
+            .unwrap()
+            .into_iter()
+            .map(|t| std::sync::Arc::new(Reworded(t)) as std::sync::Arc<dyn sre_core::Tool>);
+        let report = Agent::builder(Playbook::new(sim.scenario().all_namespaces()))
+            .tools(tools)
+            .policy(AutoApprove)
+            .max_steps(15)
+            .build()
+            .unwrap()
+            .run(&sim.scenario().task.clone())
+            .await;
+        let changed: Vec<_> = report
+            .actions
+            .iter()
+            .map(|a| (a.tool.clone(), a.status))
+            .collect();
+        assert_eq!(changed, changed_plain, "{name}: {:?}", report.answer);
+        assert_eq!(
+            tools_called(&report),
+            tools_called(&plain),
+            "{name}: the same runbook"
+        );
+        sim.shutdown().await;
+    }
+}

@@ -75,7 +75,7 @@ pub struct Finding {
     /// Kubernetes' reason (e.g. `Error`, `ErrImagePull`, `Unschedulable`).
     pub reason: String,
     /// Kubernetes' message, shortened.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Last exit code, for crashes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +87,52 @@ pub struct Finding {
     pub memory_limit: Option<String>,
     /// Affected pods.
     pub pods: Vec<String>,
+}
+
+impl Finding {
+    /// What the finding says beyond its kind, container and image, as rendered after them:
+    /// `: last exit 1 (Error), 7 restarts`, `: exit 137, memory limit 256Mi`, `: ErrImagePull`.
+    pub fn detail(&self) -> String {
+        let mut out = String::new();
+        match self.kind {
+            FindingKind::CrashLoopBackOff | FindingKind::RestartStorm => {
+                if let Some(code) = self.exit_code {
+                    let _ = write!(out, ": last exit {code} ({})", self.reason);
+                }
+                let _ = write!(out, ", {} restarts", self.restarts);
+            }
+            FindingKind::OomKilled => {
+                let _ = write!(
+                    out,
+                    ": exit {}, memory limit {}",
+                    self.exit_code.unwrap_or(137),
+                    self.memory_limit.as_deref().unwrap_or("none")
+                );
+                if self.restarts > 0 {
+                    let _ = write!(out, ", {} restarts", self.restarts);
+                }
+            }
+            _ => {
+                if self.reason != self.kind.label() {
+                    let _ = write!(out, ": {}", self.reason);
+                }
+            }
+        }
+        out
+    }
+
+    /// The most specific human text of the finding: Kubernetes' message when there is one (a
+    /// crash loop's is the container's own output), else the detail.
+    pub fn text(&self) -> String {
+        if !self.message.is_empty() && self.kind != FindingKind::CrashLoopBackOff {
+            self.message.clone()
+        } else {
+            self.detail()
+                .trim_start_matches([' ', ':'])
+                .trim()
+                .to_owned()
+        }
+    }
 }
 
 /// The findings of one workload.
@@ -568,30 +614,7 @@ fn render_finding(f: &Finding, out: &mut String) {
     if let Some(i) = &f.image {
         let _ = write!(out, " ({i})");
     }
-    match f.kind {
-        FindingKind::CrashLoopBackOff | FindingKind::RestartStorm => {
-            if let Some(code) = f.exit_code {
-                let _ = write!(out, ": last exit {code} ({})", f.reason);
-            }
-            let _ = write!(out, ", {} restarts", f.restarts);
-        }
-        FindingKind::OomKilled => {
-            let _ = write!(
-                out,
-                ": exit {}, memory limit {}",
-                f.exit_code.unwrap_or(137),
-                f.memory_limit.as_deref().unwrap_or("none")
-            );
-            if f.restarts > 0 {
-                let _ = write!(out, ", {} restarts", f.restarts);
-            }
-        }
-        _ => {
-            if f.reason != f.kind.label() {
-                let _ = write!(out, ": {}", f.reason);
-            }
-        }
-    }
+    out.push_str(&f.detail());
     if !f.message.is_empty() && f.kind != FindingKind::CrashLoopBackOff {
         let _ = write!(out, " — {}", f.message);
     }

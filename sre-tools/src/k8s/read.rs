@@ -318,7 +318,7 @@ async fn find_unhealthy(inner: &Inner, a: MaybeNamespaceArgs) -> Result<ToolOutp
         (None, None) => Vec::new(),
     };
     let t = triage_namespaces(inner, &namespaces).await?;
-    Ok(ToolOutput::text(t.render()))
+    ToolOutput::with_data(t.render(), &t)
 }
 
 fn container_state(s: Option<&k8s_openapi::api::core::v1::ContainerState>) -> String {
@@ -710,6 +710,28 @@ async fn get_deployment(inner: &Inner, a: DeploymentArgs) -> Result<ToolOutput, 
         );
     }
     let revs = revisions(inner, &dep).await?;
+    let to_data = |images: Vec<(String, String)>| -> Vec<crate::data::ContainerImage> {
+        images
+            .into_iter()
+            .map(|(container, image)| crate::data::ContainerImage { container, image })
+            .collect()
+    };
+    let data = crate::data::DeploymentData {
+        namespace: a.namespace.to_string(),
+        name: a.deployment.to_string(),
+        images: to_data(all_images_of(Some(&spec.template))),
+        revisions: revs
+            .iter()
+            .rev()
+            .map(|(rev, rs)| crate::data::RevisionData {
+                number: *rev,
+                current: Some(*rev) == current,
+                images: to_data(all_images_of(
+                    rs.spec.as_ref().and_then(|s| s.template.as_ref()),
+                )),
+            })
+            .collect(),
+    };
     out.push_str("revisions (newest first):\n");
     for (rev, rs) in revs.iter().rev().take(5) {
         let _ = writeln!(
@@ -730,7 +752,7 @@ async fn get_deployment(inner: &Inner, a: DeploymentArgs) -> Result<ToolOutput, 
                 .unwrap_or(0),
         );
     }
-    Ok(ToolOutput::text(out.trim_end()))
+    ToolOutput::with_data(out.trim_end(), &data)
 }
 
 /// Where a rollout stands.

@@ -24,7 +24,7 @@
 //! # }
 //! ```
 
-mod parse;
+mod data;
 
 use std::fmt::Write as _;
 
@@ -34,10 +34,7 @@ use sre_core::{
     ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall, Usage,
 };
 
-use parse::{
-    Workload, deployment_images, deployment_revisions, parse_triage, parse_vulnerability_reports,
-    recommended_image,
-};
+use data::{Workload, images_of, recommended_of, reports_of, revisions_of, workloads_of};
 
 /// The playbook brain.
 #[derive(Debug, Clone)]
@@ -107,6 +104,12 @@ impl<'a> History<'a> {
         } else {
             Ok(m.content.as_str())
         })
+    }
+
+    /// The typed data of a call that succeeded.
+    fn data(&self, name: &str, args: &Value) -> Option<&'a Value> {
+        let m = self.find(name, args)?.result?;
+        if m.is_error { None } else { m.data.as_ref() }
     }
 
     fn has_tool(&self, name: &str) -> bool {
@@ -262,14 +265,11 @@ fn handle_rollout_failure(h: &History<'_>, plan: &mut Plan, w: &Workload) -> boo
         ));
         return false;
     }
-    let Some(Ok(dep)) = plan.need(
-        h,
-        "k8s_get_deployment",
-        json!({"namespace": w.namespace, "deployment": w.name}),
-    ) else {
+    let dep_args = json!({"namespace": w.namespace, "deployment": w.name});
+    let Some(Ok(_)) = plan.need(h, "k8s_get_deployment", dep_args.clone()) else {
         return false;
     };
-    let revisions = deployment_revisions(dep);
+    let revisions = revisions_of(h.data("k8s_get_deployment", &dep_args));
     let Some(previous) = revisions.iter().find(|r| !r.current) else {
         plan.human.push(format!(
             "{}/{} has no earlier revision to roll back to: fix the release",
@@ -371,12 +371,12 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
         return false;
     }
     for ns in namespaces {
-        let Some(result) = plan.need(h, "trivy_vulnerability_reports", json!({"namespace": ns}))
-        else {
+        let reports_args = json!({"namespace": ns});
+        let Some(result) = plan.need(h, "trivy_vulnerability_reports", reports_args.clone()) else {
             continue;
         };
-        let text = match result {
-            Ok(t) => t,
+        match result {
+            Ok(_) => {}
             Err(e) => {
                 plan.human.push(format!(
                     "could not read the Trivy Operator's reports in {ns}: {}",
@@ -384,8 +384,8 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
                 ));
                 continue;
             }
-        };
-        let mut critical = parse_vulnerability_reports(text);
+        }
+        let mut critical = reports_of(h.data("trivy_vulnerability_reports", &reports_args));
         critical.retain(|r| r.critical > 0 && r.kind == "Deployment");
         if critical.is_empty() {
             plan.findings.push(format!(
@@ -397,14 +397,11 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
                 "{ns}/{} container {}: {} CRITICAL vulnerabilities ({})",
                 r.name, r.container, r.critical, r.image
             ));
-            let Some(Ok(dep)) = plan.need(
-                h,
-                "k8s_get_deployment",
-                json!({"namespace": ns, "deployment": r.name}),
-            ) else {
+            let dep_args = json!({"namespace": ns, "deployment": r.name});
+            let Some(Ok(_)) = plan.need(h, "k8s_get_deployment", dep_args.clone()) else {
                 continue;
             };
-            let Some(image) = deployment_images(dep)
+            let Some(image) = images_of(h.data("k8s_get_deployment", &dep_args))
                 .into_iter()
                 .find(|(c, _)| *c == r.container)
                 .map(|(_, i)| i)
@@ -413,10 +410,11 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
                     .push(format!("{ns}/{} has no container {}", r.name, r.container));
                 continue;
             };
-            let Some(rec) = plan.need(h, "image_recommend", json!({"image": image})) else {
+            let rec_args = json!({"image": image});
+            let Some(rec) = plan.need(h, "image_recommend", rec_args.clone()) else {
                 continue;
             };
-            let Some(target) = rec.ok().and_then(recommended_image) else {
+            let Some(target) = recommended_of(h.data("image_recommend", &rec_args)) else {
                 plan.human.push(format!(
                     "no upgrade of {image} clears its CRITICAL findings: {}",
                     first_lines(rec.unwrap_or_else(|e| e), 2)
@@ -451,7 +449,7 @@ impl Playbook {
             }
             Some(Ok(t)) => t,
         };
-        let workloads = parse_triage(triage);
+        let workloads = workloads_of(h.data("k8s_find_unhealthy", &json!({})));
         let mut plan = Plan::default();
         for w in &workloads {
             let Some(f) = w.findings.first() else {

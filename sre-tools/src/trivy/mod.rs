@@ -199,7 +199,11 @@ impl Tool for TrivyTool {
                 )
                 .await
                 .map_err(ToolError::Failed)?;
-                Ok(ToolOutput::text(r.render()))
+                let data = crate::data::RecommendationData {
+                    current: r.current.image.clone(),
+                    recommended: r.recommended.as_ref().map(|e| e.image.clone()),
+                };
+                ToolOutput::with_data(r.render(), &data)
             }
             Kind::Reports => {
                 let a: ReportsArgs = parse_args(name, args)?;
@@ -215,7 +219,7 @@ impl Tool for TrivyTool {
                 if let Some(d) = &a.deployment {
                     reports.retain(|r| r.kind == "Deployment" && r.name == d.as_str());
                 }
-                Ok(ToolOutput::text(operator::render(&reports, 3)))
+                ToolOutput::with_data(operator::render(&reports, 3), &operator::data(&reports))
             }
         }
     }

@@ -203,6 +203,26 @@ pub async fn workload_reports(
 }
 
 /// One line per workload and container, with its worst findings.
+/// The typed data of the reports (what the offline brain reads).
+pub fn data(reports: &[WorkloadReport]) -> Vec<crate::data::ReportData> {
+    reports
+        .iter()
+        .map(|w| crate::data::ReportData {
+            namespace: w.namespace.clone(),
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+            container: w.container.clone(),
+            image: match &w.report.artifact.tag {
+                Some(t) => format!("{}:{t}", w.report.artifact.repository),
+                None => w.report.artifact.repository.clone(),
+            },
+            critical: w.report.summary.critical_count,
+            high: w.report.summary.high_count,
+        })
+        .collect()
+}
+
+/// The reports as compact text for a model.
 pub fn render(reports: &[WorkloadReport], top: usize) -> String {
     if reports.is_empty() {
         return "no VulnerabilityReports (is the Trivy Operator installed and has it scanned this namespace?)".into();
