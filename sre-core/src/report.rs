@@ -62,7 +62,7 @@ pub struct RunReport {
     /// The conversation as the model saw it (tool results redacted).
     pub transcript: Vec<Message>,
     /// The audit log's anchor after the run (records, head hash, keyed), when the agent was
-    /// built with [`AgentBuilder::audit_log`]: keep the head elsewhere to detect truncation.
+    /// built with [`AgentBuilder::audit_log`](crate::AgentBuilder::audit_log): keep the head elsewhere to detect truncation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSummary>,
 }
