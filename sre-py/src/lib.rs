@@ -267,8 +267,8 @@ impl Tools {
         self.url.clone()
     }
 
-    /// `[{"name", "description", "parameters", "mutating"}]` as JSON.
-    fn specs(&self) -> String {
+    /// `[{"name", "description", "parameters", "mutating"}]`.
+    fn specs(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let specs: Vec<Value> = self
             .set
             .specs()
@@ -278,37 +278,44 @@ impl Tools {
                 json!({"name": s.name, "description": s.description, "parameters": s.parameters, "mutating": mutating})
             })
             .collect();
-        Value::Array(specs).to_string()
+        to_py(py, &Value::Array(specs))
     }
 
-    /// Runs a read tool (arguments as JSON), validated against its schema.
-    fn call(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
+    /// Runs a read tool (arguments as JSON), validated against its schema. Returns `(content,
+    /// data)`: the redacted text for the model and the tool's typed data as a dict (or `None`),
+    /// redacted too.
+    fn call(&self, py: Python<'_>, name: String, args: String) -> PyResult<(String, Py<PyAny>)> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
         // Logs, events and descriptions reach a LangChain model: redacted like every other path.
         let redactor = self.gate.redactor().clone();
         let for_errors = redactor.clone();
-        py.detach(|| {
-            runtime().block_on(async move {
-                let tool = set.validate(&name, &args)?;
-                if tool.effect() == sre_core::Effect::Write {
-                    return Err(ToolError::Denied(format!(
-                        "{name} is a write: preview it, get it approved, then apply it"
-                    )));
-                }
-                tool.call(&args, &ToolContext::default())
-                    .await
-                    .map(|o| redactor.redact(&o.content).into_owned())
+        let (content, data) = py
+            .detach(|| {
+                runtime().block_on(async move {
+                    let tool = set.validate(&name, &args)?;
+                    if tool.effect() == sre_core::Effect::Write {
+                        return Err(ToolError::Denied(format!(
+                            "{name} is a write: preview it, get it approved, then apply it"
+                        )));
+                    }
+                    tool.call(&args, &ToolContext::default()).await.map(|o| {
+                        (
+                            redactor.redact(&o.content).into_owned(),
+                            o.data.map(|d| redactor.redact_value(&d)),
+                        )
+                    })
+                })
             })
-        })
-        .map_err(|e| tool_err(&sre_core::gate::redact_tool_error(&for_errors, e)))
+            .map_err(|e| tool_err(&sre_core::gate::redact_tool_error(&for_errors, e)))?;
+        Ok((content, to_py(py, &data.unwrap_or(Value::Null))?))
     }
 
-    /// The side-effect-free plan of a write (a server-side dry run) as JSON `{"summary", "diff",
+    /// The side-effect-free plan of a write (a server-side dry run) as a dict `{"summary", "diff",
     /// "fingerprint", "target_fingerprint", "risk", "target", "images", "warning", "expires_at"}`.
     /// `fingerprint` is the action fingerprint: [`Tools::apply`] applies this plan, and only while
     /// it is unexpired. The summary and diff are redacted.
-    fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<String> {
+    fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<Py<PyAny>> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
         let gate = self.gate.clone();
@@ -331,24 +338,26 @@ impl Tools {
         let plan = &planned.plan;
         let show = |s: &str| escape_untrusted_lines(s).into_owned();
         let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + planned.expires_in);
-        Ok(json!({
-            "summary": show(&plan.summary),
-            "diff": show(&plan.diff),
-            "fingerprint": planned.action,
-            "target_fingerprint": plan.fingerprint,
-            "risk": plan.risk,
-            "target": plan.target,
-            "images": plan.images,
-            "warning": plan.warning.as_deref().map(show),
-            "expires_at": expires_at.to_string(),
-        })
-        .to_string())
+        to_py(
+            py,
+            &json!({
+                "summary": show(&plan.summary),
+                "diff": show(&plan.diff),
+                "fingerprint": planned.action,
+                "target_fingerprint": plan.fingerprint,
+                "risk": plan.risk,
+                "target": plan.target,
+                "images": plan.images,
+                "warning": plan.warning.as_deref().map(show),
+                "expires_at": expires_at.to_string(),
+            }),
+        )
     }
 
     /// Applies a previewed, approved plan through the gate: `fingerprint` is the action
     /// fingerprint [`Tools::preview`] returned for the same tool and arguments. The plan must be
     /// unexpired and its target unchanged (else `Conflict`); it is applied once, verified, and
-    /// rolled back from its own undo if verification fails. Returns JSON `{"result",
+    /// rolled back from its own undo if verification fails. Returns `{"result", "data",
     /// "verification", "rolled_back"}`.
     fn apply(
         &self,
@@ -357,7 +366,7 @@ impl Tools {
         args: String,
         fingerprint: String,
         approved_by: String,
-    ) -> PyResult<String> {
+    ) -> PyResult<Py<PyAny>> {
         static CALLS: AtomicU64 = AtomicU64::new(0);
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let set = Arc::clone(&self.set);
@@ -370,12 +379,12 @@ impl Tools {
                     .apply(tool.as_ref(), &args, &fingerprint, &approved_by, "python", &call_id)
                     .await?;
                 Ok::<_, ToolError>(
-                    json!({"result": applied.output.content, "verification": applied.verification, "rolled_back": applied.rollback})
-                        .to_string(),
+                    json!({"result": applied.output.content, "data": applied.output.data, "verification": applied.verification, "rolled_back": applied.rollback}),
                 )
             })
         })
         .map_err(|e| tool_err(&e))
+        .and_then(|v| to_py(py, &v))
     }
 
     /// Claims, for the call `key`, the one slot of graph task `slot` (its thread and checkpoint
@@ -528,9 +537,14 @@ impl Tools {
         }
     }
 
-    /// A deployment's container images `[[container, image]]` as JSON (simulator only; for tests
+    /// A deployment's container images `[[container, image]]` (simulator only; for tests
     /// and "after" views).
-    fn deployment_images(&self, namespace: String, deployment: String) -> PyResult<String> {
+    fn deployment_images(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        deployment: String,
+    ) -> PyResult<Py<PyAny>> {
         let guard = self
             .sim
             .lock()
@@ -557,8 +571,42 @@ impl Tools {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(json!(images).to_string())
+        to_py(py, &json!(images))
     }
+}
+
+/// A JSON value as the Python object `json.loads` would make (dict, list, str, int, float, bool,
+/// None): typed Rust data reaches Python as dicts, never as JSON text to re-parse.
+fn to_py(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
+    use pyo3::types::{PyDict, PyList};
+    Ok(match value {
+        Value::Null => py.None(),
+        Value::Bool(b) => pyo3::types::PyBool::new(py, *b)
+            .to_owned()
+            .into_any()
+            .unbind(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.into_pyobject(py)?.into_any().unbind(),
+            (None, Some(u), _) => u.into_pyobject(py)?.into_any().unbind(),
+            (_, _, Some(f)) => f.into_pyobject(py)?.into_any().unbind(),
+            _ => py.None(),
+        },
+        Value::String(s) => pyo3::types::PyString::new(py, s).into_any().unbind(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for v in items {
+                list.append(to_py(py, v)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, to_py(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> PyResult<std::sync::MutexGuard<'_, T>> {
@@ -667,7 +715,7 @@ fn run_agent(
     max_steps: usize,
     system_prompt: Option<String>,
     approve: Option<Py<PyAny>>,
-) -> PyResult<String> {
+) -> PyResult<Py<PyAny>> {
     let messages: Vec<Message> = serde_json::from_str(&messages).map_err(|e| json_err(&e))?;
     let model = Arc::new(PyModel {
         chat,
@@ -694,7 +742,9 @@ fn run_agent(
     if let Some(err) = model.error.lock().ok().and_then(|mut e| e.take()) {
         return Err(err);
     }
-    serde_json::to_string(&report).map_err(|e| SreError::new_err(e.to_string()))
+    serde_json::to_value(&report)
+        .map_err(|e| SreError::new_err(e.to_string()))
+        .and_then(|v| to_py(py, &v))
 }
 
 /// Runs the Rust agent with a provider by name (`offline` — the playbook brain —, `groq`,
@@ -719,7 +769,7 @@ fn run_task(
     registries: Option<Vec<String>>,
     max_writes: usize,
     max_risk: Option<String>,
-) -> PyResult<String> {
+) -> PyResult<Py<PyAny>> {
     use sre_llm::{ProviderConfig, ProviderKind};
     let max_risk = match max_risk.as_deref() {
         None => None,
@@ -785,7 +835,9 @@ fn run_task(
         .build()
         .map_err(|e| SreError::new_err(e.to_string()))?;
     let report = py.detach(|| runtime().block_on(agent.run(&task)));
-    serde_json::to_string(&report).map_err(|e| SreError::new_err(e.to_string()))
+    serde_json::to_value(&report)
+        .map_err(|e| SreError::new_err(e.to_string()))
+        .and_then(|v| to_py(py, &v))
 }
 
 /// The native module.

@@ -28,7 +28,7 @@ def call(name: str, args: dict, id: str = "c1") -> AIMessage:
 
 
 def image(tk: SreToolkit, ns: str, dep: str) -> str:
-    return json.loads(tk.native.deployment_images(ns, dep))[0][1]
+    return tk.native.deployment_images(ns, dep)[0][1]
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_hostile_names_never_reach_the_api_server(cve, name):
 
 
 def test_a_plan_applies_only_as_previewed(cve):
-    plan = json.loads(cve.native.preview("k8s_patch_image", json.dumps(PATCH)))
+    plan = cve.native.preview("k8s_patch_image", json.dumps(PATCH))
     assert plan["fingerprint"].startswith("sha256:")
     assert plan["images"] == [{"container": "nginx", "before": "nginx:1.25.3-alpine", "after": "nginx:1.25.5-alpine"}]
     other = dict(PATCH, image="nginx:1.26.2-alpine")
@@ -71,8 +71,8 @@ def test_a_plan_applies_only_as_previewed(cve):
         cve.native.apply("k8s_patch_image", json.dumps(PATCH), "sha256:" + "0" * 64, "mallory")
     assert image(cve, "shop", "frontend") == "nginx:1.25.3-alpine"
     # A denied attempt used the plan up: it must be previewed again.
-    plan = json.loads(cve.native.preview("k8s_patch_image", json.dumps(PATCH)))
-    out = json.loads(cve.native.apply("k8s_patch_image", json.dumps(PATCH), plan["fingerprint"], "alice"))
+    plan = cve.native.preview("k8s_patch_image", json.dumps(PATCH))
+    out = cve.native.apply("k8s_patch_image", json.dumps(PATCH), plan["fingerprint"], "alice")
     assert out["verification"]["passed"] is True
     with pytest.raises(sre_agent.Conflict):
         cve.native.apply("k8s_patch_image", json.dumps(PATCH), plan["fingerprint"], "alice")
@@ -261,7 +261,7 @@ def test_auto_approve_has_safe_defaults(monkeypatch, call):
         report = sre_agent.run("go", tools=tools, provider="openai", auto_approve=True)
         action = report["actions"][0]
         assert action["status"] == "denied", action
-        assert json.loads(tools.deployment_images("shop", "frontend"))[0][1] == "nginx:1.26.2-alpine"
+        assert tools.deployment_images("shop", "frontend")[0][1] == "nginx:1.26.2-alpine"
     finally:
         tools.close()
         model.server.shutdown()

@@ -180,3 +180,18 @@ def test_under_langchain_create_agent(sim):
     agent = create_agent(fake, sim.get_tools())
     state = agent.invoke({"messages": [HumanMessage("list")]})
     assert any(isinstance(m, ToolMessage) and m.content.startswith("3 pods in shop") for m in state["messages"])
+
+
+def test_typed_data_reaches_python_as_dicts(sim):
+    # The model gets the compact text; code gets the typed data as a dict (the ToolMessage's
+    # artifact), never JSON text to re-parse.
+    msg = by_name(sim)["k8s_find_unhealthy"].invoke(tool_call("k8s_find_unhealthy", {}))
+    assert isinstance(msg.content, str) and "CrashLoopBackOff" in msg.content
+    assert isinstance(msg.artifact, dict), msg.artifact
+    web = msg.artifact["workloads"][0]
+    assert (web["namespace"], web["kind"], web["name"]) == ("shop", "Deployment", "web")
+    assert web["findings"][0]["kind"] == "crash_loop_back_off"
+    msg = by_name(sim)["k8s_get_deployment"].invoke(tool_call("k8s_get_deployment", {"namespace": "shop", "deployment": "web"}))
+    assert [r["current"] for r in msg.artifact["revisions"]] == [True, False]
+    plan = sim.native.preview("k8s_rollback", json.dumps({"namespace": "shop", "deployment": "web"}))
+    assert isinstance(plan, dict) and plan["target"]["name"] == "web"

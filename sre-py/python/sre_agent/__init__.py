@@ -69,7 +69,7 @@ def run(
         def approve(request_json: str) -> str:
             return json.dumps(approver(json.loads(request_json)))
 
-    return json.loads(run_task(tools, task, provider, model, max_steps, approve, auto_approve, namespaces, registries, max_writes, max_risk))
+    return run_task(tools, task, provider, model, max_steps, approve, auto_approve, namespaces, registries, max_writes, max_risk)
 
 
 def __getattr__(name: str):

@@ -72,7 +72,7 @@ def _graph_key(name: str, args: str) -> Optional[tuple[str, str]]:
     return json.dumps([thread, ns]), json.dumps([thread, ns, name, json.loads(args)], sort_keys=True)
 
 
-def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, plan: dict, where: tuple[str, str]) -> str:
+def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, plan: dict, where: tuple[str, str]) -> tuple[str, dict]:
     """Asks through ``langgraph.types.interrupt`` and applies only the plan the human approved.
 
     Each question is recorded natively with the plan's action fingerprint and an expiry. When the
@@ -97,7 +97,7 @@ def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, pla
         # LangGraph runs the whole task again on resume: replay how this write ended.
         ok, _, text = status[len("done:") :].partition(":")
         if ok == "ok":
-            return text
+            return text, json.loads(text)
         raise ToolException(text)
     asks = json.loads(native.hitl_asks(key))
     index = 0
@@ -117,8 +117,9 @@ def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, pla
             except _native.SreError as e:
                 native.hitl_finish(slot, key, False, str(e))
                 raise
-            native.hitl_finish(slot, key, True, result)
-            return result
+            content = json.dumps(result)
+            native.hitl_finish(slot, key, True, content)
+            return content, result
         if verdict.startswith("deny"):
             reason = verdict.partition(":")[2].strip()
             message = f"denied by langgraph:interrupt: {reason}. Nothing was changed."
@@ -167,7 +168,7 @@ class SreToolkit(BaseToolkit):
         return self._native
 
     def get_tools(self) -> list[BaseTool]:
-        return [self._tool(spec) for spec in json.loads(self._native.specs())]
+        return [self._tool(spec) for spec in self._native.specs()]
 
     def _tool(self, spec: dict) -> BaseTool:
         native = self._native
@@ -175,17 +176,19 @@ class SreToolkit(BaseToolkit):
         mutating = spec["mutating"]
         approver = self._approver
 
-        def run(**kwargs: Any) -> str:
+        def run(**kwargs: Any) -> tuple[str, Any]:
+            # (content for the model, the typed data as a dict): a ToolMessage's `artifact`.
             args = json.dumps(kwargs)
             try:
                 if not mutating:
                     return native.call(name, args)
-                plan = json.loads(native.preview(name, args))
+                plan = native.preview(name, args)
                 if approver is not None:
                     decision = _first_decision(approver(_approval_request(name, kwargs, plan)))
                     if decision.get("type") != "approve":
                         raise ToolException(f"denied by python:approver: {decision.get('message', 'rejected')}. Nothing was changed.")
-                    return native.apply(name, args, plan["fingerprint"], "python:approver")
+                    result = native.apply(name, args, plan["fingerprint"], "python:approver")
+                    return json.dumps(result), result
                 where = _graph_key(name, args)
                 if where is None:
                     raise ToolException("denied by policy:deny: no approver and not inside a LangGraph graph (fail closed). Nothing was changed.")
@@ -193,7 +196,7 @@ class SreToolkit(BaseToolkit):
             except _native.SreError as e:
                 raise ToolException(str(e)) from e
 
-        async def arun(**kwargs: Any) -> str:
+        async def arun(**kwargs: Any) -> tuple[str, Any]:
             return await asyncio.to_thread(run, **kwargs)
 
         return StructuredTool(
@@ -203,6 +206,7 @@ class SreToolkit(BaseToolkit):
             func=run,
             coroutine=arun,
             handle_tool_error=True,
+            response_format="content_and_artifact",
             metadata={"sre_agent": {"mutating": mutating}},
         )
 
@@ -283,7 +287,7 @@ class SreAgent:
                 request = _approval_request(r["tool"], r["arguments"], p)
                 return json.dumps(_first_decision(approver(request)))
 
-        report = json.loads(_native.run_agent(self._toolkit.native, chat, json.dumps(messages), self._max_steps, self._system_prompt, approve))
+        report = _native.run_agent(self._toolkit.native, chat, json.dumps(messages), self._max_steps, self._system_prompt, approve)
         self.last_report = report
         return {"messages": [_to_lc(m) for m in report["transcript"] if m["role"] != "system"]}
 
