@@ -286,72 +286,60 @@ impl Tools {
     /// redacted too.
     fn call(&self, py: Python<'_>, name: String, args: String) -> PyResult<(String, Py<PyAny>)> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
-        let set = Arc::clone(&self.set);
-        // Logs, events and descriptions reach a LangChain model: redacted like every other path.
-        let redactor = self.gate.redactor().clone();
-        let for_errors = redactor.clone();
-        let (content, data) = py
-            .detach(|| {
-                runtime().block_on(async move {
-                    let tool = set.validate(&name, &args)?;
-                    if tool.effect() == sre_core::Effect::Write {
-                        return Err(ToolError::Denied(format!(
-                            "{name} is a write: preview it, get it approved, then apply it"
-                        )));
-                    }
-                    tool.call(&args, &ToolContext::default()).await.map(|o| {
-                        (
-                            redactor.redact(&o.content).into_owned(),
-                            o.data.map(|d| redactor.redact_value(&d)),
-                        )
-                    })
-                })
-            })
-            .map_err(|e| tool_err(&sre_core::gate::redact_tool_error(&for_errors, e)))?;
-        Ok((content, to_py(py, &data.unwrap_or(Value::Null))?))
+        let fut = read(
+            Arc::clone(&self.set),
+            self.gate.redactor().clone(),
+            name,
+            args,
+        );
+        let (content, data) = py.detach(|| runtime().block_on(fut))?;
+        Ok((content, to_py(py, &data)?))
+    }
+
+    /// [`Tools::call`] as an awaitable on the Rust runtime: no thread per call.
+    fn call_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        args: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let fut = read(
+            Arc::clone(&self.set),
+            self.gate.redactor().clone(),
+            name,
+            args,
+        );
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let (content, data) = fut.await?;
+            Python::attach(|py| Ok((content, to_py(py, &data)?)))
+        })
     }
 
     /// The side-effect-free plan of a write (a server-side dry run) as a dict `{"summary", "diff",
     /// "fingerprint", "target_fingerprint", "risk", "target", "images", "warning", "expires_at"}`.
     /// `fingerprint` is the action fingerprint: [`Tools::apply`] applies this plan, and only while
-    /// it is unexpired. The summary and diff are redacted.
+    /// it is unexpired. What a human sees is redacted and escaped.
     fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<Py<PyAny>> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
-        let set = Arc::clone(&self.set);
-        let gate = self.gate.clone();
-        let planned = py
-            .detach(|| {
-                runtime().block_on(async move {
-                    let tool = set.validate(&name, &args)?;
-                    if tool.effect() != sre_core::Effect::Write {
-                        return Err(ToolError::InvalidArguments {
-                            tool: name.clone(),
-                            message: "a read tool has no preview".into(),
-                        });
-                    }
-                    gate.plan(tool.as_ref(), &args, &ToolContext::default())
-                        .await
-                })
-            })
-            .map_err(|e| tool_err(&e))?;
-        // What a human sees has no terminal sequences (the gate already redacted it).
-        let plan = &planned.plan;
-        let show = |s: &str| escape_untrusted_lines(s).into_owned();
-        let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + planned.expires_in);
-        to_py(
-            py,
-            &json!({
-                "summary": show(&plan.summary),
-                "diff": show(&plan.diff),
-                "fingerprint": planned.action,
-                "target_fingerprint": plan.fingerprint,
-                "risk": plan.risk,
-                "target": plan.target,
-                "images": plan.images,
-                "warning": plan.warning.as_deref().map(show),
-                "expires_at": expires_at.to_string(),
-            }),
-        )
+        let fut = plan(Arc::clone(&self.set), self.gate.clone(), name, args);
+        let shown = py.detach(|| runtime().block_on(fut))?;
+        to_py(py, &shown)
+    }
+
+    /// [`Tools::preview`] as an awaitable.
+    fn preview_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        args: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let fut = plan(Arc::clone(&self.set), self.gate.clone(), name, args);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let shown = fut.await?;
+            Python::attach(|py| to_py(py, &shown))
+        })
     }
 
     /// Applies a previewed, approved plan through the gate: `fingerprint` is the action
@@ -367,24 +355,41 @@ impl Tools {
         fingerprint: String,
         approved_by: String,
     ) -> PyResult<Py<PyAny>> {
-        static CALLS: AtomicU64 = AtomicU64::new(0);
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
-        let set = Arc::clone(&self.set);
-        let gate = self.gate.clone();
-        let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
-        py.detach(|| {
-            runtime().block_on(async move {
-                let tool = set.validate(&name, &args)?;
-                let applied = gate
-                    .apply(tool.as_ref(), &args, &fingerprint, &approved_by, "python", &call_id)
-                    .await?;
-                Ok::<_, ToolError>(
-                    json!({"result": applied.output.content, "data": applied.output.data, "verification": applied.verification, "rolled_back": applied.rollback}),
-                )
-            })
+        let fut = apply(
+            Arc::clone(&self.set),
+            self.gate.clone(),
+            name,
+            args,
+            fingerprint,
+            approved_by,
+        );
+        let applied = py.detach(|| runtime().block_on(fut))?;
+        to_py(py, &applied)
+    }
+
+    /// [`Tools::apply`] as an awaitable.
+    fn apply_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        args: String,
+        fingerprint: String,
+        approved_by: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
+        let fut = apply(
+            Arc::clone(&self.set),
+            self.gate.clone(),
+            name,
+            args,
+            fingerprint,
+            approved_by,
+        );
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let applied = fut.await?;
+            Python::attach(|py| to_py(py, &applied))
         })
-        .map_err(|e| tool_err(&e))
-        .and_then(|v| to_py(py, &v))
     }
 
     /// Claims, for the call `key`, the one slot of graph task `slot` (its thread and checkpoint
@@ -573,6 +578,101 @@ impl Tools {
             .unwrap_or_default();
         to_py(py, &json!(images))
     }
+}
+
+/// Runs a read tool; the content and the typed data, both redacted (they reach a model and Python).
+async fn read(
+    set: Arc<ToolSet>,
+    redactor: sre_core::Redactor,
+    name: String,
+    args: Value,
+) -> PyResult<(String, Value)> {
+    let result = async {
+        let tool = set.validate(&name, &args)?;
+        if tool.effect() == sre_core::Effect::Write {
+            return Err(ToolError::Denied(format!(
+                "{name} is a write: preview it, get it approved, then apply it"
+            )));
+        }
+        tool.call(&args, &ToolContext::default()).await
+    }
+    .await;
+    match result {
+        Ok(o) => Ok((
+            redactor.redact(&o.content).into_owned(),
+            o.data.map_or(Value::Null, |d| redactor.redact_value(&d)),
+        )),
+        Err(e) => Err(tool_err(&sre_core::gate::redact_tool_error(&redactor, e))),
+    }
+}
+
+/// Plans a write through the gate; what a human sees, redacted and escaped.
+async fn plan(
+    set: Arc<ToolSet>,
+    gate: sre_core::Gate,
+    name: String,
+    args: Value,
+) -> PyResult<Value> {
+    let planned = async {
+        let tool = set.validate(&name, &args)?;
+        if tool.effect() != sre_core::Effect::Write {
+            return Err(ToolError::InvalidArguments {
+                tool: name.clone(),
+                message: "a read tool has no preview".into(),
+            });
+        }
+        gate.plan(tool.as_ref(), &args, &ToolContext::default())
+            .await
+    }
+    .await
+    .map_err(|e| tool_err(&e))?;
+    let plan = &planned.plan;
+    let show = |s: &str| escape_untrusted_lines(s).into_owned();
+    let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + planned.expires_in);
+    Ok(json!({
+        "summary": show(&plan.summary),
+        "diff": show(&plan.diff),
+        "fingerprint": planned.action,
+        "target_fingerprint": plan.fingerprint,
+        "risk": plan.risk,
+        "target": plan.target,
+        "images": plan.images,
+        "warning": plan.warning.as_deref().map(show),
+        "expires_at": expires_at.to_string(),
+    }))
+}
+
+/// Applies a planned, approved write through the gate.
+async fn apply(
+    set: Arc<ToolSet>,
+    gate: sre_core::Gate,
+    name: String,
+    args: Value,
+    fingerprint: String,
+    approved_by: String,
+) -> PyResult<Value> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call_id = format!("python-{}", CALLS.fetch_add(1, Ordering::Relaxed));
+    let applied = async {
+        let tool = set.validate(&name, &args)?;
+        gate.apply(
+            tool.as_ref(),
+            &args,
+            &fingerprint,
+            &approved_by,
+            "python",
+            &call_id,
+        )
+        .await
+    }
+    .await
+    .map_err(|e| tool_err(&e))?;
+    Ok(json!({
+        "result": applied.output.content,
+        "data": applied.output.data,
+        "verification": applied.verification,
+        "rolled_back": applied.rollback,
+    }))
 }
 
 /// A JSON value as the Python object `json.loads` would make (dict, list, str, int, float, bool,
@@ -844,6 +944,8 @@ fn run_task(
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // Awaitables (`*_async`) run on the same runtime as everything else.
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
     m.add_class::<Tools>()?;
     m.add_function(wrap_pyfunction!(run_agent, m)?)?;
     m.add_function(wrap_pyfunction!(run_task, m)?)?;

@@ -265,3 +265,26 @@ def test_auto_approve_has_safe_defaults(monkeypatch, call):
     finally:
         tools.close()
         model.server.shutdown()
+
+
+def test_the_async_path_binds_interrupts_the_same_way(cve):
+    graph = graph_calling(cve, ("k8s_patch_image", PATCH))
+    config = {"configurable": {"thread_id": "async"}}
+
+    async def go():
+        state = await graph.ainvoke({"messages": [HumanMessage("fix CVEs")]}, config)
+        first = state["__interrupt__"][0].value["action_requests"][0]
+        another_actor_patches(cve, "shop", "frontend", "nginx", "nginx:1.25.4-alpine")
+        state = await graph.ainvoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+        again = state["__interrupt__"][0].value["action_requests"][0]
+        assert again["fingerprint"] != first["fingerprint"]
+        assert image(cve, "shop", "frontend") == "nginx:1.25.4-alpine"
+        return await graph.ainvoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+
+    import asyncio
+
+    state = asyncio.run(go())
+    last = state["messages"][-1]
+    assert isinstance(last, ToolMessage) and last.status != "error", last.content
+    assert last.artifact["verification"]["passed"] is True
+    assert image(cve, "shop", "frontend") == "nginx:1.25.5-alpine"

@@ -195,3 +195,21 @@ def test_typed_data_reaches_python_as_dicts(sim):
     assert [r["current"] for r in msg.artifact["revisions"]] == [True, False]
     plan = sim.native.preview("k8s_rollback", json.dumps({"namespace": "shop", "deployment": "web"}))
     assert isinstance(plan, dict) and plan["target"]["name"] == "web"
+
+
+def test_async_tools_await_rust_without_a_thread_per_call(sim):
+    # Regression: arun was asyncio.to_thread(run): a Python thread per concurrent call.
+    import threading
+
+    tool = by_name(sim)["k8s_list_pods"]
+
+    async def many():
+        before = threading.active_count()
+        outs = await asyncio.gather(*[tool.ainvoke({"namespace": "shop"}) for _ in range(16)])
+        return before, threading.active_count(), outs
+
+    before, after, outs = asyncio.run(many())
+    assert all(o.startswith("3 pods in shop") for o in outs), outs[0]
+    assert after == before, f"{after - before} Python threads were started"
+    msg = asyncio.run(by_name(sim)["k8s_find_unhealthy"].ainvoke(tool_call("k8s_find_unhealthy", {})))
+    assert msg.artifact["workloads"][0]["name"] == "web"

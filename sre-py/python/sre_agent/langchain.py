@@ -83,6 +83,42 @@ def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, pla
     time: LangGraph gives a resume value to whichever call asks first, so a second write asking in
     the same step could receive the answer meant for the first — it is denied instead.
     """
+    decided = _decide_by_interrupts(native, name, kwargs, plan, where)
+    if decided is not None:
+        return decided
+    slot, key = where
+    try:
+        result = native.apply(name, args, plan["fingerprint"], "langgraph:interrupt")
+    except _native.SreError as e:
+        native.hitl_finish(slot, key, False, str(e))
+        raise
+    return _finished(native, where, result)
+
+
+async def _aapply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, plan: dict, where: tuple[str, str]) -> tuple[str, dict]:
+    """:func:`_apply_after_interrupts`, awaiting the apply on the Rust runtime."""
+    decided = _decide_by_interrupts(native, name, kwargs, plan, where)
+    if decided is not None:
+        return decided
+    slot, key = where
+    try:
+        result = await native.apply_async(name, args, plan["fingerprint"], "langgraph:interrupt")
+    except _native.SreError as e:
+        native.hitl_finish(slot, key, False, str(e))
+        raise
+    return _finished(native, where, result)
+
+
+def _finished(native: Any, where: tuple[str, str], result: dict) -> tuple[str, dict]:
+    content = json.dumps(result)
+    native.hitl_finish(where[0], where[1], True, content)
+    return content, result
+
+
+def _decide_by_interrupts(native: Any, name: str, kwargs: dict, plan: dict, where: tuple[str, str]) -> Optional[tuple[str, dict]]:
+    """Asks until the human's answer applies to ``plan``: returns None when the plan is approved and
+    must now be applied, the replayed outcome when LangGraph runs the task again after this write
+    ended, and raises ``ToolException`` (or LangGraph's interrupt) otherwise."""
     from langgraph.errors import GraphInterrupt
     from langgraph.types import interrupt
 
@@ -112,14 +148,7 @@ def _apply_after_interrupts(native: Any, name: str, kwargs: dict, args: str, pla
             raise
         verdict = native.hitl_resolve(key, index, json.dumps(answer), plan["fingerprint"])
         if verdict == "apply":
-            try:
-                result = native.apply(name, args, plan["fingerprint"], "langgraph:interrupt")
-            except _native.SreError as e:
-                native.hitl_finish(slot, key, False, str(e))
-                raise
-            content = json.dumps(result)
-            native.hitl_finish(slot, key, True, content)
-            return content, result
+            return None
         if verdict.startswith("deny"):
             reason = verdict.partition(":")[2].strip()
             message = f"denied by langgraph:interrupt: {reason}. Nothing was changed."
@@ -197,7 +226,24 @@ class SreToolkit(BaseToolkit):
                 raise ToolException(str(e)) from e
 
         async def arun(**kwargs: Any) -> tuple[str, Any]:
-            return await asyncio.to_thread(run, **kwargs)
+            # Awaits the Rust runtime directly: no thread per call.
+            args = json.dumps(kwargs)
+            try:
+                if not mutating:
+                    return await native.call_async(name, args)
+                plan = await native.preview_async(name, args)
+                if approver is not None:
+                    decision = _first_decision(approver(_approval_request(name, kwargs, plan)))
+                    if decision.get("type") != "approve":
+                        raise ToolException(f"denied by python:approver: {decision.get('message', 'rejected')}. Nothing was changed.")
+                    result = await native.apply_async(name, args, plan["fingerprint"], "python:approver")
+                    return json.dumps(result), result
+                where = _graph_key(name, args)
+                if where is None:
+                    raise ToolException("denied by policy:deny: no approver and not inside a LangGraph graph (fail closed). Nothing was changed.")
+                return await _aapply_after_interrupts(native, name, kwargs, args, plan, where)
+            except _native.SreError as e:
+                raise ToolException(str(e)) from e
 
         return StructuredTool(
             name=name,
