@@ -14,20 +14,7 @@ from sre_agent import SreToolkit, create_sre_agent
 
 FIXTURE = str(pathlib.Path(__file__).resolve().parents[2] / "sre-tools/tests/fixtures/scenarios/secrets-everywhere.yaml")
 
-SECRETS = [
-    "AKIAQX4ZT7PLMN3VB2RW",
-    "k9Vq2mWx7RtY4uIo1PaSd8FgH3jKlZ6xCvBn5MqE",
-    "Qm9ndXNTaWduYXR1cmVGb3JUZXN0czEyMzQ1Njc4OQ",
-    "ghp_R7tK2mQ9xW4vL8nP3sD6fG1hJ5kZ0aB2cE4y",
-    "sk-proj-Hq7Lm2Xc9Vb4Nz8Rt6Yw1Ks3Pd5Fg0Ja2Ue4Io6",
-    "Tr0ub4dor-S3cret",
-    "hunter2-Zq9Wx",
-    "sk_live_51Hx9TestOnlyKeyAbCdEfGhIjKlMnOpQr",
-    "testonlykeymaterial",
-    "Pa55w0rd-Last-Line",
-    "XyZtestOnlyWebhookSecret99",
-    "sg9Xk2LmQ7vR4tW8yZ1bN5cD3fH6jP0s",
-]
+SECRETS = pathlib.Path(FIXTURE.replace(".yaml", ".secrets")).read_text().split()
 
 
 def assert_clean(text: str, where: str) -> None:
