@@ -2,6 +2,8 @@
 //! key, a JWT, URL passwords, `KEY=value`) planted in a crashing container's logs never reaches
 //! the report, `--json`, the progress lines or the `--audit` file of the CLI.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::process::{Command, Stdio};
 
 const FIXTURE: &str = concat!(
