@@ -140,6 +140,64 @@ fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// True for `localhost`, and for IP literals that are loopback, private, link-local, unique-local,
+/// unspecified or CGNAT (with or without a port).
+fn is_local_or_private(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, p)| {
+            if p.bytes().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host_port
+            }
+        }),
+    };
+    let host = host.to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local_or_private(&v4.to_string()))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A token service (`realm`) may be used for a registry at `base`: HTTPS (plain HTTP only when the
+/// registry itself is configured as plain HTTP), and not a local or private address unless the
+/// registry is configured on one too.
+fn realm_allowed(base: &str, realm: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(realm) else {
+        return false;
+    };
+    let base_http = base.starts_with("http://");
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && base_http);
+    let host = url.host_str().unwrap_or_default();
+    let base_local = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|b| b.host_str().map(is_local_or_private))
+        .unwrap_or(false);
+    scheme_ok && (!is_local_or_private(host) || base_local)
+}
+
 /// Parses `Bearer realm="…",service="…",scope="…"`.
 fn bearer_challenge(header: &str) -> Option<HashMap<String, String>> {
     let rest = header
@@ -219,6 +277,21 @@ impl RegistryClient {
         self
     }
 
+    /// Refuses a registry the model named that is a local or private address (SSRF toward the
+    /// node, the cloud metadata endpoint or internal services) unless it was configured
+    /// explicitly with [`RegistryClient::with_endpoint`].
+    fn check_host(&self, registry: &str) -> Result<(), String> {
+        if self.endpoints.contains_key(registry) {
+            return Ok(());
+        }
+        if is_local_or_private(registry) {
+            return Err(format!(
+                "refusing to contact registry {registry}: a local or private address; configure it explicitly (RegistryClient::with_endpoint) if it is yours"
+            ));
+        }
+        Ok(())
+    }
+
     fn base(&self, registry: &str) -> String {
         self.endpoints
             .get(registry)
@@ -253,6 +326,16 @@ impl RegistryClient {
                 .cloned()
                 .unwrap_or_else(|| format!("repository:{}:pull", image.repository)),
         ));
+        // Credentials and requests go to the token service only over TLS (unless the registry
+        // itself was configured as plain HTTP, as a local test registry is), and never to a local
+        // or private address the registry was not configured as.
+        let base = self.base(&image.registry);
+        if !realm_allowed(&base, realm) {
+            return Err(format!(
+                "registry {} named the token service {realm}, which is not HTTPS or is a local or private address; refusing",
+                image.registry
+            ));
+        }
         let mut req = self.http.get(realm).query(&query);
         if let Some(c) = self.credentials.get(&image.registry) {
             req = req.basic_auth(&c.username, Some(&c.password));
@@ -280,6 +363,7 @@ impl RegistryClient {
 #[async_trait]
 impl TagLister for RegistryClient {
     async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String> {
+        self.check_host(&image.registry)?;
         let base = self.base(&image.registry);
         let mut url = format!("{base}/v2/{}/tags/list?n=1000", image.repository);
         let mut token: Option<String> = None;
@@ -390,6 +474,55 @@ mod tests {
         assert_eq!(c["service"], "registry.example");
         assert_eq!(c["scope"], "repository:a/b:pull");
         assert!(bearer_challenge("Basic realm=x").is_none());
+    }
+
+    #[test]
+    fn local_and_private_registries_and_realms_are_refused() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.7:5000",
+            "192.168.1.1",
+            "100.64.0.1",
+            "[::1]:5000",
+            "[fd00::1]",
+        ] {
+            assert!(is_local_or_private(host), "{host}");
+        }
+        for host in ["ghcr.io", "registry-1.docker.io", "8.8.8.8", "quay.io:443"] {
+            assert!(!is_local_or_private(host), "{host}");
+        }
+        let hub = "https://registry-1.docker.io";
+        assert!(realm_allowed(hub, "https://auth.docker.io/token"));
+        assert!(
+            !realm_allowed(hub, "http://auth.docker.io/token"),
+            "no plain HTTP"
+        );
+        assert!(
+            !realm_allowed(hub, "https://169.254.169.254/token"),
+            "no metadata endpoint"
+        );
+        let local = "http://127.0.0.1:5000";
+        assert!(realm_allowed(local, "http://127.0.0.1:5000/token"));
+    }
+
+    #[tokio::test]
+    async fn a_registry_the_model_names_on_a_private_address_is_never_contacted() {
+        // Regression: image_recommend fetched tag lists from any host the model named.
+        let client = RegistryClient::new();
+        for image in [
+            "169.254.169.254/latest/meta-data:1",
+            "localhost:5000/x:1",
+            "10.1.2.3/app:1",
+        ] {
+            let e = client
+                .tags(&ImageRef::parse(image).unwrap())
+                .await
+                .unwrap_err();
+            assert!(e.contains("local or private address"), "{image}: {e}");
+        }
         assert_eq!(
             next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
             Some("/v2/a/tags/list?n=2&last=b")
