@@ -202,8 +202,7 @@ impl AgentBuilder {
                 system_prompt: self.system_prompt,
                 budgets: self.budgets,
                 observers: self.observers,
-                gate: Gate::new(self.redactor.clone().unwrap_or_default(), self.approval_ttl),
-                redactor: self.redactor.unwrap_or_default(),
+                gate: Gate::new(self.redactor.unwrap_or_default(), self.approval_ttl),
                 max_tool_output_bytes: self.max_tool_output_bytes,
                 audit: self.audit,
             }),
@@ -218,7 +217,6 @@ struct Inner {
     system_prompt: String,
     budgets: Budgets,
     observers: Vec<Arc<dyn Observer>>,
-    redactor: Redactor,
     gate: Gate,
     max_tool_output_bytes: usize,
     audit: Option<Arc<AuditLog>>,
@@ -411,7 +409,7 @@ impl Run<'_> {
 
     fn redact(&self, text: String) -> String {
         let text = truncate_to(text, self.agent.max_tool_output_bytes);
-        match self.agent.redactor.redact(&text) {
+        match self.agent.gate.redactor().redact(&text) {
             std::borrow::Cow::Borrowed(_) => text,
             std::borrow::Cow::Owned(s) => s,
         }
@@ -614,7 +612,8 @@ impl Run<'_> {
             Ok(out) => (
                 true,
                 self.redact(out.content),
-                out.data.map(|d| self.agent.redactor.redact_value(&d)),
+                out.data
+                    .map(|d| self.agent.gate.redactor().redact_value(&d)),
             ),
             Err(e) => (
                 false,

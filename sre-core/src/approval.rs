@@ -612,22 +612,6 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Issues a grant for an approved request. Only the [`Gate`](crate::Gate) mints grants.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the gate issues grants with for_plan")
-    )]
-    pub(crate) fn issue(request: &ApprovalRequest, approved_by: &str, ttl: Duration) -> Self {
-        Self::for_plan(
-            &request.tool,
-            &request.call_id,
-            &request.arguments,
-            request.preview.clone(),
-            approved_by,
-            ttl,
-        )
-    }
-
     /// Issues a grant for a decision on `plan`, the preview of `tool` with `arguments`. Only the
     /// [`Gate`](crate::Gate) (and, for tool tests, `testing::grant`) mints grants.
     pub(crate) fn for_plan(
@@ -737,6 +721,17 @@ mod tests {
         request_with(
             args,
             plan(Some("shop"), Some(vec![("nginx:1.25.3", "nginx:1.25.5")])),
+        )
+    }
+
+    fn issue(r: &ApprovalRequest) -> Grant {
+        Grant::for_plan(
+            &r.tool,
+            &r.call_id,
+            &r.arguments,
+            r.preview.clone(),
+            "alice",
+            Duration::from_secs(60),
         )
     }
 
@@ -995,14 +990,14 @@ mod tests {
     #[test]
     fn grant_is_single_use_and_bound_to_fingerprint() {
         let r = request(json!({}));
-        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let g = issue(&r);
         let tool = "k8s_patch_image";
         assert!(g.redeem(tool, &json!({}), "shop/web@rv=42").is_ok());
         assert_eq!(
             g.redeem(tool, &json!({}), "shop/web@rv=42"),
             Err(GrantError::AlreadyUsed)
         );
-        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let g = issue(&r);
         assert_eq!(
             g.redeem(tool, &json!({}), "shop/web@rv=43"),
             Err(GrantError::FingerprintMismatch {
@@ -1015,7 +1010,7 @@ mod tests {
     #[test]
     fn grant_for_one_action_refuses_another_on_the_same_target() {
         let r = request(json!({"image": "nginx:1.25.5"}));
-        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let g = issue(&r);
         let e = g
             .redeem(
                 "k8s_patch_image",
@@ -1024,7 +1019,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(e, GrantError::OtherAction { .. }), "{e}");
-        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let g = issue(&r);
         let e = g
             .redeem(
                 "k8s_scale_deployment",
@@ -1038,7 +1033,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn grant_expires() {
         let r = request(json!({}));
-        let g = Grant::issue(&r, "alice", Duration::from_secs(60));
+        let g = issue(&r);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(
             g.redeem("k8s_patch_image", &json!({}), "shop/web@rv=42"),

@@ -32,38 +32,18 @@ impl ImageRef {
         // Canonical references only (as container runtimes parse them): no white space, control
         // characters, upper-case paths or leading '-', so nothing odd reaches a registry URL or
         // trivy's command line.
-        sre_core::image::ImageRef::parse(image).map_err(|e| e.to_string())?;
-        let (rest, digest) = match image.split_once('@') {
-            Some((r, d)) if d.contains(':') => (r, Some(d.to_owned())),
-            Some(_) => {
-                return Err(format!(
-                    "{image:?} has a malformed digest (expected @sha256:…)"
-                ));
-            }
-            None => (image, None),
-        };
-        let (name, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_owned())),
-            _ => (rest, None),
-        };
-        if name.is_empty() || tag.as_deref() == Some("") {
-            return Err(format!("{image:?} has an empty name or tag"));
-        }
-        let (first, remainder) = name.split_once('/').unwrap_or(("", name));
-        let explicit = !first.is_empty()
-            && (first.contains('.') || first.contains(':') || first == "localhost");
-        let (registry, repository) = if explicit {
-            (first.to_owned(), remainder.to_owned())
-        } else if first.is_empty() {
-            ("docker.io".to_owned(), format!("library/{remainder}"))
-        } else {
-            ("docker.io".to_owned(), name.to_owned())
+        let parsed = sre_core::image::ImageRef::parse(image).map_err(|e| e.to_string())?;
+        // The name as written: the reference without its digest and tag.
+        let rest = image.split('@').next().unwrap_or(image);
+        let name = match (parsed.tag(), rest.rfind(':')) {
+            (Some(_), Some(i)) => &rest[..i],
+            _ => rest,
         };
         Ok(Self {
-            registry,
-            repository,
-            tag,
-            digest,
+            registry: parsed.domain().to_owned(),
+            repository: parsed.path().to_owned(),
+            tag: parsed.tag().map(str::to_owned),
+            digest: parsed.digest().map(str::to_owned),
             name: name.to_owned(),
         })
     }
