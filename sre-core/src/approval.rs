@@ -159,11 +159,26 @@ impl Decision {
     }
 }
 
+/// What a policy rules on a write: decided now, or parked until a human decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ruling {
+    /// Decided now.
+    Decided(Decision),
+    /// A human decides later: the run parks (see [`crate::park`]) and resumes with the answer.
+    Park,
+}
+
 /// Decides whether a write may proceed.
 #[async_trait]
 pub trait ApprovalPolicy: Send + Sync {
     /// The decision for one request. A policy that cannot decide must deny.
     async fn decide(&self, request: &ApprovalRequest) -> Decision;
+
+    /// The ruling for one request: [`Ruling::Park`] when a human must decide later. Default: the
+    /// [`decide`](Self::decide) decision.
+    async fn rule(&self, request: &ApprovalRequest) -> Ruling {
+        Ruling::Decided(self.decide(request).await)
+    }
 }
 
 /// A channel that asks someone (a person at a terminal, a chat, a callback) about a request
@@ -172,21 +187,53 @@ pub trait ApprovalPolicy: Send + Sync {
 pub trait Approver: Send + Sync {
     /// The answer. An approver that gets no answer must deny.
     async fn review(&self, request: &ApprovalRequest) -> Decision;
+
+    /// The answer now, or [`Ruling::Park`] when it comes later. Default: the
+    /// [`review`](Self::review) answer.
+    async fn ask(&self, request: &ApprovalRequest) -> Ruling {
+        Ruling::Decided(self.review(request).await)
+    }
 }
 
 macro_rules! forward {
-    ($trait:ident, $method:ident, $($ty:ty),*) => {$(
+    ($trait:ident, $method:ident, $later:ident, $($ty:ty),*) => {$(
         #[async_trait]
         impl<T: $trait + ?Sized> $trait for $ty {
             async fn $method(&self, request: &ApprovalRequest) -> Decision {
                 (**self).$method(request).await
             }
+            async fn $later(&self, request: &ApprovalRequest) -> Ruling {
+                (**self).$later(request).await
+            }
         }
     )*};
 }
 
-forward!(ApprovalPolicy, decide, &T, Box<T>, Arc<T>);
-forward!(Approver, review, &T, Box<T>, Arc<T>);
+forward!(ApprovalPolicy, decide, rule, &T, Box<T>, Arc<T>);
+forward!(Approver, review, ask, &T, Box<T>, Arc<T>);
+
+/// The approver of a durable service: every write that passes the rules parks its run until a
+/// human decides through an approval channel (the approvals API, Slack, Teams). Asked for an
+/// answer now — by a run that cannot park — it denies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Park;
+
+#[async_trait]
+impl Approver for Park {
+    async fn review(&self, request: &ApprovalRequest) -> Decision {
+        Decision::deny(
+            "policy:park",
+            format!(
+                "{} needs a human's decision and this run cannot wait for one (it is not a durable run)",
+                request.tool
+            ),
+        )
+    }
+
+    async fn ask(&self, _request: &ApprovalRequest) -> Ruling {
+        Ruling::Park
+    }
+}
 
 /// Approves every write. Opt-in only; the report records `policy:auto` as the approver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -415,6 +462,13 @@ impl ApprovalPolicy for Rules {
         match self.check(request) {
             Ok(()) => self.approver.review(request).await,
             Err(reason) => Decision::deny("policy:rules", reason),
+        }
+    }
+
+    async fn rule(&self, request: &ApprovalRequest) -> Ruling {
+        match self.check(request) {
+            Ok(()) => self.approver.ask(request).await,
+            Err(reason) => Ruling::Decided(Decision::deny("policy:rules", reason)),
         }
     }
 }

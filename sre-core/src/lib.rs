@@ -58,6 +58,7 @@ pub mod image;
 pub mod llm;
 pub mod message;
 pub mod outcome;
+pub mod park;
 pub mod plan;
 pub mod redact;
 pub mod report;
@@ -72,7 +73,7 @@ pub use agent::{
 };
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, Approver, AutoApprove, Callback, Decision, Grant, GrantError,
-    Prompt, ReadOnly, Rules,
+    Park, Prompt, ReadOnly, Ruling, Rules,
 };
 pub use audit::{AuditError, AuditKey, AuditLog, AuditSummary, VerifyOptions};
 pub use error::{Error, Result};
@@ -82,6 +83,7 @@ pub use llm::{LlmError, LlmProvider};
 pub use message::{
     ChatRequest, ChatResponse, Message, Role, StopReason, ToolCall, ToolChoice, ToolSpec, Usage,
 };
+pub use park::{Answer, ParkReason, ParkedRun, ParkedTurn, PendingApproval, Stop};
 pub use redact::Redactor;
 pub use tool::{
     Effect, ImageChange, Preview, Risk, Target, Tool, ToolContext, ToolError, ToolOutput, ToolSet,

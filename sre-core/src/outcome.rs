@@ -25,6 +25,12 @@ pub enum Outcome {
         /// The error message.
         message: String,
     },
+    /// The run parked: for a human's decision on a write (with the approval's id), or because the
+    /// process was stopping. [`Agent::resume`](crate::Agent::resume) goes on with it.
+    Parked {
+        /// The pending approval's id, when it waits for one.
+        approval: Option<String>,
+    },
 }
 
 impl Outcome {

@@ -18,6 +18,8 @@ pub mod playbook;
 mod serde_util;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod trivy;
 
 pub use error::{Error, Result};
