@@ -10,15 +10,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, ReadOnly};
+use crate::approval::{ApprovalPolicy, ApprovalRequest, Decision, ReadOnly, Ruling};
 use crate::audit::AuditLog;
 use crate::canon::{canonical_json, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::event::{Event, Observer};
-use crate::gate::{Gate, Step, guarded};
+use crate::gate::{Gate, Planned, Step, guarded};
 use crate::llm::LlmProvider;
 use crate::message::{ChatRequest, Message, Role, ToolCall, Usage};
 pub use crate::outcome::{ActionStatus, Outcome, RollbackRecord};
+use crate::park::{Answer, ParkReason, ParkedRun, ParkedTurn, PendingApproval, Stop, now_unix_ms};
 use crate::redact::Redactor;
 pub use crate::report::{ActionRecord, RunReport};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolOutput, ToolSet, Verification};
@@ -261,6 +262,11 @@ fn truncate_to(mut s: String, max: usize) -> String {
     s
 }
 
+fn record_with_time(mut record: ActionRecord) -> ActionRecord {
+    record.decided_at = Some(now_rfc3339());
+    record
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -274,8 +280,10 @@ struct Run<'a> {
     agent: &'a Inner,
     run_id: String,
     task: String,
+    started_at: String,
     started: Instant,
     deadline: Option<Instant>,
+    stop: Stop,
     usage: Usage,
     steps: usize,
     tool_calls: usize,
@@ -287,6 +295,73 @@ struct Run<'a> {
 enum Turn {
     Continue,
     Stop(Outcome),
+    Park(Box<Parking>),
+}
+
+/// Where a run parks: why, the write waiting (if any) and the turn in progress (if any).
+struct Parking {
+    reason: ParkReason,
+    approval: Option<PendingApproval>,
+    turn: Option<ParkedTurn>,
+}
+
+impl Parking {
+    fn shutdown() -> Self {
+        Self {
+            reason: ParkReason::Shutdown,
+            approval: None,
+            turn: None,
+        }
+    }
+}
+
+/// What one write came to: a tool message, or a park until a human decides.
+enum WriteEnd {
+    Done(Message),
+    Park(Box<PendingApproval>),
+}
+
+/// How a run started by [`Agent::start`] or [`Agent::resume`] ended for now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// The run finished.
+    Finished(Box<RunReport>),
+    /// The run parked; store it and [`resume`](Agent::resume) it later.
+    Parked(Box<ParkedRun>),
+}
+
+impl RunEnd {
+    /// The report: the finished run's, or what a parked run did so far (outcome
+    /// [`Outcome::Parked`]).
+    pub fn into_report(self) -> RunReport {
+        match self {
+            Self::Finished(report) => *report,
+            Self::Parked(parked) => parked.report(),
+        }
+    }
+}
+
+impl ParkedRun {
+    /// What the run did until it parked, as a report with outcome [`Outcome::Parked`].
+    pub fn report(&self) -> RunReport {
+        RunReport {
+            run_id: self.run_id.clone(),
+            provider: self.provider.clone(),
+            task: self.task.clone(),
+            outcome: Outcome::Parked {
+                approval: self.approval.as_ref().map(|a| a.id.clone()),
+            },
+            answer: None,
+            actions: self.actions.clone(),
+            tool_calls: self.tool_calls,
+            steps: self.steps,
+            usage: self.usage,
+            started_at: self.started_at.clone(),
+            duration_ms: self.active_ms,
+            transcript: self.transcript.clone(),
+            audit: None,
+        }
+    }
 }
 
 impl Agent {
@@ -327,8 +402,17 @@ impl Agent {
     }
 
     /// Runs the agent on a conversation. The system prompt is added in front unless the
-    /// conversation starts with a system message.
+    /// conversation starts with a system message. A write the policy
+    /// [parks](crate::approval::Ruling::Park) ends the run with [`Outcome::Parked`]; use
+    /// [`start`](Self::start) to keep such a run and resume it.
     pub async fn run_messages(&self, messages: Vec<Message>) -> RunReport {
+        self.start(messages, &Stop::new()).await.into_report()
+    }
+
+    /// Runs the agent on a conversation until a final answer, a budget, a write that waits for
+    /// a human, or `stop`. A parked run is plain data ([`ParkedRun`]): store it and
+    /// [`resume`](Self::resume) it — here or in another process with an agent built the same way.
+    pub async fn start(&self, messages: Vec<Message>, stop: &Stop) -> RunEnd {
         let inner = &*self.inner;
         let task = messages
             .iter()
@@ -346,8 +430,10 @@ impl Agent {
             agent: inner,
             run_id: new_run_id(),
             task,
+            started_at: now_rfc3339(),
             started,
             deadline: inner.budgets.deadline.map(|d| started + d),
+            stop: stop.clone(),
             usage: Usage::default(),
             steps: 0,
             tool_calls: 0,
@@ -355,7 +441,6 @@ impl Agent {
             writes_applied: 0,
             seen: HashMap::new(),
         };
-        let started_at = now_rfc3339();
         run.emit(|run_id| Event::RunStarted {
             run_id,
             task: run.task.clone(),
@@ -367,28 +452,75 @@ impl Agent {
             tools: inner.tools.specs(),
             ..ChatRequest::default()
         };
-        let (outcome, answer) = run.drive(&mut request).await;
-        run.emit(|run_id| Event::RunFinished {
+        let end = run.drive(&mut request).await;
+        run.end(request, end)
+    }
+
+    /// Goes on with a parked run. `answer` is the decision on its pending write (none: nobody
+    /// decided before it expired, or the run parked for a shutdown).
+    ///
+    /// The gate re-plans the write first: if the target changed since the approver saw it, the
+    /// policy is asked again (and the run may park again with a new approval); a decision made
+    /// after the approval expired, or no decision, denies the write; only an approval of exactly
+    /// the re-planned action applies it.
+    pub async fn resume(&self, parked: ParkedRun, answer: Option<Answer>, stop: &Stop) -> RunEnd {
+        let inner = &*self.inner;
+        let ParkedRun {
             run_id,
-            outcome: outcome.clone(),
-            steps: run.steps,
-            usage: run.usage,
-        });
-        RunReport {
-            run_id: run.run_id,
-            provider: inner.provider.name(),
-            task: run.task,
-            outcome,
-            answer,
-            actions: run.actions,
-            tool_calls: run.tool_calls,
-            steps: run.steps,
-            usage: run.usage,
+            task,
             started_at,
-            duration_ms: millis(run.started.elapsed()),
-            transcript: request.messages,
-            audit: inner.audit.as_ref().map(|log| log.summary()),
+            steps,
+            tool_calls,
+            usage,
+            writes_applied,
+            active_ms,
+            transcript,
+            actions,
+            seen,
+            turn,
+            approval,
+            ..
+        } = parked;
+        let now = Instant::now();
+        let started = now
+            .checked_sub(Duration::from_millis(active_ms))
+            .unwrap_or(now);
+        let mut run = Run {
+            agent: inner,
+            run_id,
+            task,
+            started_at,
+            started,
+            deadline: inner.budgets.deadline.map(|d| started + d),
+            stop: stop.clone(),
+            usage,
+            steps,
+            tool_calls,
+            actions,
+            writes_applied,
+            seen: seen.into_iter().collect(),
+        };
+        run.emit(|run_id| Event::RunResumed {
+            run_id,
+            approval: approval.as_ref().map(|a| a.id.clone()),
+        });
+        let mut request = ChatRequest {
+            messages: transcript,
+            tools: inner.tools.specs(),
+            ..ChatRequest::default()
+        };
+        if let Some(turn) = turn {
+            match run
+                .finish_turn(turn, approval, answer, &mut request.messages)
+                .await
+            {
+                Turn::Continue => {}
+                Turn::Stop(outcome) => return run.end(request, Ok((outcome, None))),
+                Turn::Park(parking) => return run.end(request, Err(parking)),
+            }
         }
+        let end = run.drive(&mut request).await;
+        run.end(request, end)
     }
 }
 
@@ -415,36 +547,112 @@ impl Run<'_> {
         }
     }
 
-    async fn drive(&mut self, request: &mut ChatRequest) -> (Outcome, Option<String>) {
+    /// Ends the run: a report, or a parked run to store.
+    fn end(
+        self,
+        request: ChatRequest,
+        end: Result<(Outcome, Option<String>), Box<Parking>>,
+    ) -> RunEnd {
+        let inner = self.agent;
+        let (outcome, answer) = match end {
+            Ok(done) => done,
+            Err(parking) => {
+                let approval = parking.approval.as_ref().map(|a| a.id.clone());
+                self.emit(|run_id| Event::RunParked {
+                    run_id,
+                    reason: parking.reason,
+                    approval,
+                });
+                return RunEnd::Parked(Box::new(ParkedRun {
+                    run_id: self.run_id,
+                    task: self.task,
+                    provider: inner.provider.name(),
+                    started_at: self.started_at,
+                    reason: parking.reason,
+                    parked_at: now_rfc3339(),
+                    steps: self.steps,
+                    tool_calls: self.tool_calls,
+                    usage: self.usage,
+                    writes_applied: self.writes_applied,
+                    active_ms: millis(self.started.elapsed()),
+                    transcript: request.messages,
+                    actions: self.actions,
+                    seen: self.seen.into_iter().collect(),
+                    turn: parking.turn,
+                    approval: parking.approval,
+                }));
+            }
+        };
+        self.emit(|run_id| Event::RunFinished {
+            run_id,
+            outcome: outcome.clone(),
+            steps: self.steps,
+            usage: self.usage,
+        });
+        RunEnd::Finished(Box::new(RunReport {
+            run_id: self.run_id,
+            provider: inner.provider.name(),
+            task: self.task,
+            outcome,
+            answer,
+            actions: self.actions,
+            tool_calls: self.tool_calls,
+            steps: self.steps,
+            usage: self.usage,
+            started_at: self.started_at,
+            duration_ms: millis(self.started.elapsed()),
+            transcript: request.messages,
+            audit: inner.audit.as_ref().map(|log| log.summary()),
+        }))
+    }
+
+    async fn drive(
+        &mut self,
+        request: &mut ChatRequest,
+    ) -> Result<(Outcome, Option<String>), Box<Parking>> {
         loop {
             if self.steps >= self.agent.budgets.max_steps {
-                return (Outcome::MaxSteps, None);
+                return Ok((Outcome::MaxSteps, None));
             }
             if self.deadline_passed() {
-                return (Outcome::Deadline, None);
+                return Ok((Outcome::Deadline, None));
+            }
+            if self.stop.is_stopped() {
+                return Err(Box::new(Parking::shutdown()));
             }
             self.steps += 1;
             let step = self.steps;
             self.emit(|run_id| Event::StepStarted { run_id, step });
-            let call = self.agent.provider.chat(request);
+            let signal = self.stop.clone();
+            let call = async {
+                tokio::select! {
+                    r = self.agent.provider.chat(request) => Some(r),
+                    () = signal.stopped() => None,
+                }
+            };
             let response = match self.deadline {
                 Some(d) => match tokio::time::timeout_at(d, call).await {
                     Ok(r) => r,
-                    Err(_) => return (Outcome::Deadline, None),
+                    Err(_) => return Ok((Outcome::Deadline, None)),
                 },
                 None => call.await,
+            };
+            // A model call has no side effects: one cut short by a stop is made again on resume.
+            let Some(response) = response else {
+                self.steps -= 1;
+                return Err(Box::new(Parking::shutdown()));
             };
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
                     // Providers quote their response bodies, which may echo a key.
-                    return (
+                    return Ok((
                         Outcome::ProviderError {
                             kind: e.kind().to_owned(),
                             message: self.redact(e.to_string()),
                         },
                         None,
-                    );
+                    ));
                 }
             };
             self.usage += response.usage;
@@ -466,17 +674,18 @@ impl Run<'_> {
             if calls.is_empty() {
                 let answer = message.content.clone();
                 request.messages.push(message);
-                return (Outcome::Completed, Some(answer));
+                return Ok((Outcome::Completed, Some(answer)));
             }
             request.messages.push(message);
             if let Some(max) = self.agent.budgets.max_total_tokens
                 && self.usage.total() > max
             {
-                return (Outcome::TokenBudget, None);
+                return Ok((Outcome::TokenBudget, None));
             }
             match self.run_tools(&calls, &mut request.messages).await {
                 Turn::Continue => {}
-                Turn::Stop(outcome) => return (outcome, None),
+                Turn::Stop(outcome) => return Ok((outcome, None)),
+                Turn::Park(parking) => return Err(parking),
             }
         }
     }
@@ -487,7 +696,7 @@ impl Run<'_> {
         let world = self.writes_applied;
         let mut results: Vec<Option<Message>> = vec![None; calls.len()];
         let mut reads: Vec<(usize, &Arc<dyn Tool>)> = Vec::new();
-        let mut writes: Vec<(usize, &Arc<dyn Tool>)> = Vec::new();
+        let mut writes: Vec<usize> = Vec::new();
         let mut stop = None;
         self.tool_calls += calls.len();
         for (i, call) in calls.iter().enumerate() {
@@ -519,7 +728,7 @@ impl Run<'_> {
             }
             match tool.effect() {
                 Effect::Read => reads.push((i, tool)),
-                Effect::Write => writes.push((i, tool)),
+                Effect::Write => writes.push(i),
             }
         }
         if let Some(outcome) = stop {
@@ -547,7 +756,19 @@ impl Run<'_> {
             results[i] = Some(message);
         }
 
-        for (i, tool) in writes {
+        self.run_writes(calls, results, writes, messages).await
+    }
+
+    /// Runs a turn's writes one after the other, then appends the turn's results. Parks at the
+    /// first write that waits for a human.
+    async fn run_writes(
+        &mut self,
+        calls: &[ToolCall],
+        mut results: Vec<Option<Message>>,
+        writes: Vec<usize>,
+        messages: &mut Vec<Message>,
+    ) -> Turn {
+        for (n, &i) in writes.iter().enumerate() {
             let call = &calls[i];
             if self.deadline_passed() {
                 self.actions.push(ActionRecord {
@@ -565,10 +786,80 @@ impl Run<'_> {
                 Self::push_results(results, calls, messages);
                 return Turn::Stop(Outcome::Deadline);
             }
-            results[i] = Some(self.call_write(tool.as_ref(), call).await);
+            let end = match self.agent.tools.validate(&call.name, &call.arguments) {
+                Ok(tool) => self.call_write(tool.as_ref(), call).await,
+                Err(e) => WriteEnd::Done(self.reject(call, &e.to_string())),
+            };
+            match end {
+                WriteEnd::Done(message) => results[i] = Some(message),
+                WriteEnd::Park(approval) => {
+                    return Turn::Park(Box::new(Parking {
+                        reason: ParkReason::Approval,
+                        approval: Some(*approval),
+                        turn: Some(ParkedTurn {
+                            calls: calls.to_vec(),
+                            results,
+                            writes: writes[n..].to_vec(),
+                        }),
+                    }));
+                }
+            }
         }
         Self::push_results(results, calls, messages);
         Turn::Continue
+    }
+
+    /// Finishes the turn a run parked in: the waiting write with its answer, then the writes
+    /// after it.
+    async fn finish_turn(
+        &mut self,
+        turn: ParkedTurn,
+        approval: Option<PendingApproval>,
+        answer: Option<Answer>,
+        messages: &mut Vec<Message>,
+    ) -> Turn {
+        let ParkedTurn {
+            calls,
+            mut results,
+            writes,
+        } = turn;
+        // A turn from a store is checked like a model's: it must fit.
+        if results.len() != calls.len() || writes.iter().any(|&i| i >= calls.len()) {
+            Self::push_results(Vec::new(), &calls, messages);
+            return Turn::Stop(Outcome::ProviderError {
+                kind: "parked_run".into(),
+                message: "the parked turn does not fit its calls; nothing was applied".into(),
+            });
+        }
+        let Some((&first, rest)) = writes.split_first() else {
+            Self::push_results(results, &calls, messages);
+            return Turn::Continue;
+        };
+        let call = &calls[first];
+        let end = match self.agent.tools.validate(&call.name, &call.arguments) {
+            Ok(tool) => {
+                let tool = Arc::clone(tool);
+                self.resume_write(tool.as_ref(), call, approval, answer)
+                    .await
+            }
+            Err(e) => WriteEnd::Done(self.reject(call, &e.to_string())),
+        };
+        match end {
+            WriteEnd::Done(message) => results[first] = Some(message),
+            WriteEnd::Park(approval) => {
+                return Turn::Park(Box::new(Parking {
+                    reason: ParkReason::Approval,
+                    approval: Some(*approval),
+                    turn: Some(ParkedTurn {
+                        calls,
+                        results,
+                        writes,
+                    }),
+                }));
+            }
+        }
+        self.run_writes(&calls, results, rest.to_vec(), messages)
+            .await
     }
 
     fn push_results(
@@ -652,14 +943,8 @@ impl Run<'_> {
         self.finished(call, result, started).0
     }
 
-    /// Plan → policy → [`Gate`]: the gate alone authorizes and applies the write, verifies it and
-    /// rolls it back; the run records and reports each step.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one linear pipeline: plan, decide, authorize, apply, record"
-    )]
-    async fn call_write(&mut self, tool: &dyn Tool, call: &ToolCall) -> Message {
-        let mut record = ActionRecord {
+    fn new_record(call: &ToolCall) -> ActionRecord {
+        ActionRecord {
             call_id: call.id.clone(),
             tool: call.name.clone(),
             arguments: call.arguments.clone(),
@@ -670,10 +955,35 @@ impl Run<'_> {
             result: String::new(),
             verification: None,
             rolled_back: None,
-        };
-        let gate = &self.agent.gate;
-        let planned = match gate.plan(tool, &call.arguments, &self.context(call)).await {
-            Ok(p) => p,
+        }
+    }
+
+    /// Plan → policy → [`Gate`]: the gate alone authorizes and applies the write, verifies it and
+    /// rolls it back; the run records and reports each step.
+    async fn call_write(&mut self, tool: &dyn Tool, call: &ToolCall) -> WriteEnd {
+        let record = Self::new_record(call);
+        match self.plan_write(tool, call, record).await {
+            Ok((planned, record)) => self.decide_write(tool, call, planned, record).await,
+            Err(message) => WriteEnd::Done(message),
+        }
+    }
+
+    async fn plan_write(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        mut record: ActionRecord,
+    ) -> Result<(Planned, ActionRecord), Message> {
+        match self
+            .agent
+            .gate
+            .plan(tool, &call.arguments, &self.context(call))
+            .await
+        {
+            Ok(p) => {
+                record.preview = Some(p.plan.clone());
+                Ok((p, record))
+            }
             Err(e) => {
                 let text = self.redact(format!(
                     "preview of {} failed, nothing was changed: {e}",
@@ -681,10 +991,19 @@ impl Run<'_> {
                 ));
                 record.result.clone_from(&text);
                 self.actions.push(record);
-                return self.reject(call, &text);
+                Err(self.reject(call, &text))
             }
-        };
-        record.preview = Some(planned.plan.clone());
+        }
+    }
+
+    /// Asks the policy about a planned write: applies it, records a denial, or parks.
+    async fn decide_write(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        planned: Planned,
+        record: ActionRecord,
+    ) -> WriteEnd {
         let request = ApprovalRequest {
             run_id: self.run_id.clone(),
             tool: call.name.clone(),
@@ -692,7 +1011,7 @@ impl Run<'_> {
             arguments: call.arguments.clone(),
             // Promise an automatic undo only when the plan carries one.
             rollback_on_failure: !planned.plan.undo.is_null(),
-            preview: planned.plan,
+            preview: planned.plan.clone(),
             incident: self.task.clone(),
             writes_so_far: self.writes_applied,
         };
@@ -700,19 +1019,48 @@ impl Run<'_> {
             run_id,
             request: Box::new(request.clone()),
         });
-        let decision = self.agent.policy.decide(&request).await;
-        record.decided_at = Some(now_rfc3339());
+        let decision = match self.agent.policy.rule(&request).await {
+            Ruling::Decided(decision) => decision,
+            Ruling::Park => {
+                // The gate keeps nothing for a parked write: on resume it plans again.
+                self.agent.gate.withdraw(&planned.action);
+                let ttl = self.agent.gate.ttl();
+                let expires = SystemTime::now() + ttl;
+                let expires_at_ms = now_unix_ms().saturating_add(millis(ttl));
+                return WriteEnd::Park(Box::new(PendingApproval {
+                    id: PendingApproval::id_for(&self.run_id, &call.id, &planned.action),
+                    action: planned.action,
+                    request,
+                    requested_at: now_rfc3339(),
+                    expires_at: humantime::format_rfc3339_millis(expires).to_string(),
+                    expires_at_ms,
+                }));
+            }
+        };
+        self.decided(tool, call, &planned, decision, record_with_time(record))
+            .await
+    }
+
+    /// Records a decision on a planned write and applies it when approved.
+    async fn decided(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        planned: &Planned,
+        decision: Decision,
+        mut record: ActionRecord,
+    ) -> WriteEnd {
         record.decision = Some(decision.clone());
         self.emit(|run_id| Event::ApprovalDecided {
             run_id,
             call_id: call.id.clone(),
             tool: call.name.clone(),
-            fingerprint: request.preview.fingerprint.clone(),
+            fingerprint: planned.plan.fingerprint.clone(),
             decision: decision.clone(),
         });
         let by = match decision {
             Decision::Denied { by, reason } => {
-                gate.withdraw(&planned.action);
+                self.agent.gate.withdraw(&planned.action);
                 let text = format!(
                     "denied by {by}: {reason}. Nothing was changed. Do not retry this write; \
                      report what you would have done and why."
@@ -720,12 +1068,85 @@ impl Run<'_> {
                 record.status = ActionStatus::Denied;
                 record.result.clone_from(&text);
                 self.actions.push(record);
-                return Message::tool_error(call, text);
+                return WriteEnd::Done(Message::tool_error(call, text));
             }
             Decision::Approved { by } => by,
         };
+        WriteEnd::Done(self.apply_approved(tool, call, planned, &by, record).await)
+    }
+
+    /// Goes on with a parked write: the gate re-plans it; a changed target asks the policy again,
+    /// a late or missing answer denies, and an approval of exactly this action applies it.
+    async fn resume_write(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        approval: Option<PendingApproval>,
+        answer: Option<Answer>,
+    ) -> WriteEnd {
+        let Some(pending) = approval else {
+            return self.call_write(tool, call).await;
+        };
+        let mut record = Self::new_record(call);
+        record.preview = Some(pending.request.preview.clone());
+        let decided_at_ms = answer
+            .as_ref()
+            .map_or_else(now_unix_ms, |a| a.decided_at_ms);
+        let decision = match answer {
+            None => Decision::deny(
+                "gate:expired",
+                format!(
+                    "nobody decided before the approval expired at {}",
+                    pending.expires_at
+                ),
+            ),
+            Some(answer) if pending.expired_at(answer.decided_at_ms) => Decision::deny(
+                "gate:expired",
+                format!(
+                    "the decision came after the approval expired at {}",
+                    pending.expires_at
+                ),
+            ),
+            Some(answer) => answer.decision,
+        };
+        let (planned, record) = match self.plan_write(tool, call, record).await {
+            Ok(p) => p,
+            Err(message) => return WriteEnd::Done(message),
+        };
+        if decision.is_approved() && planned.action != pending.action {
+            // The target changed since the approver saw the plan: the decision is void.
+            let reason = format!(
+                "the target changed since approval {} was asked; asking again",
+                pending.id
+            );
+            self.emit(|run_id| Event::WriteRefused {
+                run_id,
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                reason,
+            });
+            return self.decide_write(tool, call, planned, record).await;
+        }
+        let mut record = record;
+        record.decided_at = Some(
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(decided_at_ms))
+                .to_string(),
+        );
+        self.decided(tool, call, &planned, decision, record).await
+    }
+
+    /// The gate authorizes exactly the planned action, applies, verifies and rolls back.
+    async fn apply_approved(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        planned: &Planned,
+        by: &str,
+        mut record: ActionRecord,
+    ) -> Message {
+        let gate = &self.agent.gate;
         let grant = match gate
-            .authorize(tool, &call.arguments, &planned.action, &by, &call.id)
+            .authorize(tool, &call.arguments, &planned.action, by, &call.id)
             .await
         {
             Ok(g) => g,

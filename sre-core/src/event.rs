@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::approval::{ApprovalRequest, Decision};
 use crate::message::{StopReason, Usage};
 use crate::outcome::{Outcome, RollbackRecord};
+use crate::park::ParkReason;
 use crate::plan::Verification;
 use crate::tool::Effect;
 
@@ -140,6 +141,22 @@ pub enum Event {
         /// What happened.
         rollback: RollbackRecord,
     },
+    /// The run parked: it waits for a decision on a write, or its process is stopping.
+    RunParked {
+        /// Run id.
+        run_id: String,
+        /// Why.
+        reason: ParkReason,
+        /// The pending approval's id, when it waits for one.
+        approval: Option<String>,
+    },
+    /// A parked run went on.
+    RunResumed {
+        /// Run id.
+        run_id: String,
+        /// The approval it waited for, if any.
+        approval: Option<String>,
+    },
     /// The run ended.
     RunFinished {
         /// Run id.
@@ -194,6 +211,8 @@ impl Observer for TracingObserver {
     fn on_event(&self, event: &Event) {
         match event {
             Event::ApprovalDecided { .. }
+            | Event::RunParked { .. }
+            | Event::RunResumed { .. }
             | Event::RunFinished { .. }
             | Event::RolledBack { .. } => {
                 tracing::info!(event = ?event, "sre-agent");

@@ -69,11 +69,11 @@ pub mod tool;
 
 pub use agent::{
     ActionRecord, ActionStatus, Agent, AgentBuilder, Budgets, DEFAULT_SYSTEM_PROMPT, Outcome,
-    RollbackRecord, RunReport,
+    RollbackRecord, RunEnd, RunReport,
 };
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, Approver, AutoApprove, Callback, Decision, Grant, GrantError,
-    Park, Prompt, ReadOnly, Ruling, Rules,
+    Park, Prompt, ReadOnly, Rules, Ruling,
 };
 pub use audit::{AuditError, AuditKey, AuditLog, AuditSummary, VerifyOptions};
 pub use error::{Error, Result};
