@@ -7,9 +7,11 @@
 //! Exit codes: 0 resolved or healthy, 1 an error, 2 usage error, 3 findings remain / a human must
 //! act, 4 an action was denied.
 
+mod approvals_cmd;
 mod audit_cmd;
 mod progress;
 mod report;
+mod serve_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,8 +23,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize as _;
 use serde_json::json;
 use sre_core::{
-    Agent, ApprovalPolicy, ApprovalRequest, AuditLog, Decision, Prompt, ReadOnly, Rules, RunReport,
-    Tool, ToolContext,
+    Agent, ApprovalPolicy, ApprovalRequest, AuditLog, Decision, Park, Prompt, ReadOnly, Rules,
+    RunReport, Tool, ToolContext,
 };
 use sre_tools::data::ReportData;
 use sre_tools::k8s::analyze::Triage;
@@ -58,6 +60,8 @@ enum Approve {
     Auto,
     /// Deny every write.
     Deny,
+    /// (serve) Park the run until a human decides through the approvals API.
+    Api,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,12 +196,21 @@ enum Command {
         /// Namespaces (repeatable).
         #[arg(long = "namespace", short = 'n', required = true)]
         namespaces: Vec<String>,
+        /// The namespace `sre-agent serve` runs in: adds its Role there (ConfigMaps for the run
+        /// store, the Lease for leader election) and puts the ServiceAccount there.
+        #[arg(long, value_name = "NS")]
+        agent_namespace: Option<String>,
     },
+    /// The always-on agent in the cluster: watches, runs incidents, parks writes for approval.
+    Serve(Box<serve_cmd::ServeArgs>),
     /// List the built-in demo scenarios.
     Scenarios,
     /// Check an audit log written with --audit: `audit verify FILE [--key-file|--key-env] [--head]`.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Review and decide what `serve` waits for: `approvals list|approve|reject` (exit 0 done,
+    /// 1 refused by the server, 2 usage or configuration error).
+    Approvals(approvals_cmd::ApprovalsArgs),
 }
 
 /// A user-facing failure: one line saying what is wrong and how to fix it.
@@ -251,11 +264,19 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             timeout,
         } => scan(image, report, json, trivy, server, timeout).await,
         Command::Preflight { namespaces } => preflight_cmd(namespaces).await,
-        Command::Rbac { namespaces } => {
-            print!("{}", rbac::manifests(&namespaces));
+        Command::Rbac {
+            namespaces,
+            agent_namespace,
+        } => {
+            match agent_namespace {
+                Some(own) => print!("{}", rbac::serve_manifests(&own, &namespaces)),
+                None => print!("{}", rbac::manifests(&namespaces)),
+            }
             Ok(EXIT_OK)
         }
         Command::Audit(command) => audit_cmd::run(command),
+        Command::Approvals(args) => approvals_cmd::run(args).await,
+        Command::Serve(args) => serve_cmd::serve(*args).await,
         Command::Scenarios => {
             for (name, _) in sre_tools::sim::scenario::BUILTIN {
                 let s = Scenario::builtin(name)?;
@@ -272,12 +293,15 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     }
 }
 
-fn approval_mode(opts: &RunOptions) -> Approve {
-    opts.approve.unwrap_or(if std::io::stdin().is_terminal() {
-        Approve::Prompt
-    } else {
-        Approve::Deny
-    })
+fn approval_mode(opts: &RunOptions) -> Result<Approve, Failure> {
+    match opts.approve {
+        Some(Approve::Api) => Err(Failure(
+            "--approve api parks runs for the approvals API of `sre-agent serve`; here use prompt, auto or deny".into(),
+        )),
+        Some(mode) => Ok(mode),
+        None if std::io::stdin().is_terminal() => Ok(Approve::Prompt),
+        None => Ok(Approve::Deny),
+    }
 }
 
 /// The approval policy of a mode. Auto approval is never unbounded: it sits behind the same rules
@@ -322,6 +346,14 @@ fn policy(
             (Arc::new(rules), text)
         }
         Approve::Deny => (Arc::new(ReadOnly), "deny".to_owned()),
+        Approve::Api => {
+            // A human decides later, through the approvals API: the run parks.
+            let mut rules = with_limits(Rules::new(Park), false);
+            if !opts.registries.is_empty() {
+                rules = rules.registries(opts.registries.clone());
+            }
+            (Arc::new(rules), "api".to_owned())
+        }
         Approve::Prompt => {
             // Nobody at the terminal for as long as an approval is valid: denied.
             let prompt = Prompt::terminal().timeout(Duration::from_secs(300));
@@ -517,7 +549,7 @@ async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
         ..Limits::default()
     };
     let tools = sim.tools(limits)?;
-    let mode = approval_mode(opts);
+    let mode = approval_mode(opts)?;
     let (policy, approval) = policy(mode, &namespaces, opts);
     if !opts.json {
         eprintln!(
@@ -586,7 +618,7 @@ async fn run(
     report
         .enforce(allow_privileged)
         .map_err(|e| Failure(format!("{e} (--allow-privileged)")))?;
-    let mode = approval_mode(opts);
+    let mode = approval_mode(opts)?;
     let policy: Arc<dyn ApprovalPolicy> = if dry_run {
         Arc::new(DryRun)
     } else {

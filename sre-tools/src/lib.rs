@@ -16,10 +16,10 @@ mod error;
 pub mod k8s;
 pub mod playbook;
 mod serde_util;
-#[cfg(feature = "sim")]
-pub mod sim;
 #[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod trivy;
 
 pub use error::{Error, Result};

@@ -20,10 +20,13 @@ fn docs(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-/// (group, resource, verb) granted by the Roles of a manifest.
-fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
+/// (group, resource, verb) granted by the Roles named `role` of a manifest.
+fn granted_by(yaml: &str, role: &str) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
-    for d in docs(yaml).iter().filter(|d| d["kind"] == "Role") {
+    for d in docs(yaml)
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == role)
+    {
         for rule in d["rules"].as_array().unwrap() {
             for g in rule["apiGroups"].as_array().unwrap() {
                 for r in rule["resources"].as_array().unwrap() {
@@ -41,12 +44,43 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// What the tools' Role (`sre-agent`) of a manifest grants.
+fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
+    granted_by(yaml, "sre-agent")
+}
+
 #[test]
 fn deploy_rbac_yaml_is_the_generated_manifest() {
     assert_eq!(
         rbac_yaml(),
-        rbac::manifests(&["sre-agent".to_owned()]),
-        "deploy/rbac.yaml is out of date: regenerate it with `sre-agent rbac --namespace sre-agent` (or rbac::manifests)"
+        rbac::serve_manifests("sre-agent", &["sre-agent".to_owned()]),
+        "deploy/rbac.yaml is out of date: regenerate it with `sre-agent rbac --namespace sre-agent --agent-namespace sre-agent` (or rbac::serve_manifests)"
+    );
+}
+
+#[test]
+fn the_serve_role_grants_exactly_the_store_and_the_lease_in_its_own_namespace() {
+    let granted = granted_by(&rbac_yaml(), rbac::SERVE_ROLE);
+    let needed: BTreeSet<(String, String, String)> = rbac::own_namespace()
+        .into_iter()
+        .map(|p| (p.group, p.resource, p.verb))
+        .collect();
+    assert_eq!(granted, needed);
+    for (g, r, _) in &granted {
+        assert!(
+            (g.is_empty() && r == "configmaps") || (g == "coordination.k8s.io" && r == "leases"),
+            "{g}/{r}"
+        );
+    }
+    let serve_roles: Vec<Value> = docs(&rbac_yaml())
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == rbac::SERVE_ROLE)
+        .collect();
+    assert!(
+        serve_roles
+            .iter()
+            .all(|d| d["metadata"]["namespace"] == "sre-agent"),
+        "only in the agent's own namespace"
     );
 }
 
@@ -55,6 +89,7 @@ fn the_role_grants_exactly_what_the_tools_need() {
     let granted = granted(&rbac_yaml());
     let mut needed: BTreeSet<(String, String, String)> = TOOL_NAMES
         .iter()
+        .chain(std::iter::once(&rbac::TRIGGERS))
         .flat_map(|t| rbac::required(t))
         .map(|p| (p.group, p.resource, p.verb))
         .collect();
@@ -89,10 +124,12 @@ fn the_role_grants_exactly_what_the_tools_need() {
         ("apps", "deployments", "get"),
         ("apps", "deployments", "list"),
         ("apps", "deployments", "patch"),
+        ("apps", "deployments", "watch"),
         ("apps", "replicasets", "get"),
         ("apps", "replicasets", "list"),
         ("", "pods", "get"),
         ("", "pods", "list"),
+        ("", "pods", "watch"),
         ("", "pods/log", "get"),
         ("", "events", "get"),
         ("", "events", "list"),

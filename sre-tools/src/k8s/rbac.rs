@@ -66,9 +66,21 @@ pub fn required(tool: &str) -> Vec<Permission> {
             perm("aquasecurity.github.io", "vulnerabilityreports", "list"),
             perm(apps, "replicasets", "get"),
         ],
+        TRIGGERS => vec![
+            perm("", "pods", "list"),
+            perm("", "pods", "watch"),
+            perm(apps, "deployments", "list"),
+            perm(apps, "deployments", "watch"),
+            perm("aquasecurity.github.io", "vulnerabilityreports", "list"),
+        ],
         _ => Vec::new(),
     }
 }
+
+/// The name under which [`required`] lists what `sre-agent serve`'s triggers need in each
+/// watched namespace: `watch` (and `list`) on pods and deployments, `list` on Trivy Operator
+/// VulnerabilityReports. Pass it to [`preflight`] with the tool names.
+pub const TRIGGERS: &str = "serve_triggers";
 
 /// Every Kubernetes tool name.
 pub const TOOL_NAMES: &[&str] = &[
@@ -86,10 +98,15 @@ pub const TOOL_NAMES: &[&str] = &[
     "trivy_vulnerability_reports",
 ];
 
-/// The Role's rules: every permission of the tools, plus `get` wherever `list` is granted (so that
-/// a read of one object works too), grouped as (groups, resources, verbs).
+/// The Role's rules: every permission of the tools and of `serve`'s [`TRIGGERS`], plus `get`
+/// wherever `list` is granted (so that a read of one object works too), grouped as (groups,
+/// resources, verbs).
 pub fn role_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
-    let mut perms: BTreeSet<Permission> = TOOL_NAMES.iter().flat_map(|t| required(t)).collect();
+    let mut perms: BTreeSet<Permission> = TOOL_NAMES
+        .iter()
+        .chain(std::iter::once(&TRIGGERS))
+        .flat_map(|t| required(t))
+        .collect();
     let lists: Vec<Permission> = perms.iter().filter(|p| p.verb == "list").cloned().collect();
     for p in lists {
         perms.insert(perm(&p.group, &p.resource, "get"));
@@ -114,45 +131,121 @@ pub fn role_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
         .collect()
 }
 
+/// What `sre-agent serve` needs in the agent's own namespace, and nothing more: its run store
+/// (`KubeStore`, `--store kubernetes`) keeps one `ConfigMap` per incident (get, list, create,
+/// update, delete) and its leader election one Lease (get, create, update).
+pub fn own_namespace() -> Vec<Permission> {
+    let mut perms: Vec<Permission> = ["get", "list", "create", "update", "delete"]
+        .into_iter()
+        .map(|v| perm("", "configmaps", v))
+        .collect();
+    perms.extend(
+        ["get", "create", "update"]
+            .into_iter()
+            .map(|v| perm("coordination.k8s.io", "leases", v)),
+    );
+    perms
+}
+
+/// The rules of the own-namespace Role (see [`own_namespace`]), grouped as (group, resources,
+/// verbs), verbs in the table's order.
+pub fn own_namespace_rules() -> Vec<(String, Vec<String>, Vec<String>)> {
+    let mut rules: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for p in own_namespace() {
+        match rules
+            .iter_mut()
+            .find(|(g, r, _)| *g == p.group && r.first() == Some(&p.resource))
+        {
+            Some((_, _, verbs)) => verbs.push(p.verb),
+            None => rules.push((p.group, vec![p.resource], vec![p.verb])),
+        }
+    }
+    rules
+}
+
+/// The name of the Role and RoleBinding `sre-agent serve` gets in its own namespace.
+pub const SERVE_ROLE: &str = "sre-agent-serve";
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends a Role named `role` in `ns` with `rules`, and its RoleBinding to the ServiceAccount
+/// `sre-agent` of `home`.
+fn role_and_binding(
+    out: &mut String,
+    role: &str,
+    ns: &str,
+    home: &str,
+    rules: &[(String, Vec<String>, Vec<String>)],
+) {
+    let _ = write!(
+        out,
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {role}\n  namespace: {ns}\nrules:\n"
+    );
+    for (group, resources, verbs) in rules {
+        let _ = write!(
+            out,
+            "  - apiGroups: [\"{group}\"]\n    resources: [{}]\n    verbs: [{}]\n",
+            quoted(resources),
+            quoted(verbs)
+        );
+    }
+    let _ = write!(
+        out,
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {role}\n  namespace: {ns}\n\
+         roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {role}\n\
+         subjects:\n  - kind: ServiceAccount\n    name: sre-agent\n    namespace: {home}\n"
+    );
+}
+
+fn service_account(out: &mut String, header: &str, home: &str) {
+    let _ = write!(
+        out,
+        "{header}apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sre-agent\n  namespace: {home}\n"
+    );
+}
+
+const HEADER: &str = "# Least-privilege RBAC for sre-agent: read pods, logs, events, replicasets and Trivy\n\
+                      # VulnerabilityReports; get, list and patch deployments. No delete, no secrets, no exec.\n";
+
 /// The least-privilege manifests for `namespaces`: a ServiceAccount (in the first namespace),
 /// and a Role and RoleBinding in each namespace. Ready for `kubectl apply -f -`.
 pub fn manifests(namespaces: &[String]) -> String {
     let home = namespaces.first().map_or("sre-agent", String::as_str);
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "# Least-privilege RBAC for sre-agent: read pods, logs, events, replicasets and Trivy\n\
-         # VulnerabilityReports; get, list and patch deployments. No delete, no secrets, no exec.\n\
-         apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sre-agent\n  namespace: {home}\n"
-    );
+    service_account(&mut out, HEADER, home);
+    let rules = role_rules();
     for ns in namespaces {
-        let _ = write!(
-            out,
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: sre-agent\n  namespace: {ns}\nrules:\n"
-        );
-        for (group, resources, verbs) in role_rules() {
-            let _ = write!(
-                out,
-                "  - apiGroups: [\"{group}\"]\n    resources: [{}]\n    verbs: [{}]\n",
-                resources
-                    .iter()
-                    .map(|r| format!("\"{r}\""))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                verbs
-                    .iter()
-                    .map(|v| format!("\"{v}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let _ = write!(
-            out,
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: sre-agent\n  namespace: {ns}\n\
-             roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: sre-agent\n\
-             subjects:\n  - kind: ServiceAccount\n    name: sre-agent\n    namespace: {home}\n"
-        );
+        role_and_binding(&mut out, "sre-agent", ns, home, &rules);
     }
+    out
+}
+
+/// The manifests for `sre-agent serve` running in `own` and watching `namespaces`: the
+/// ServiceAccount in `own`, the tools' Role and RoleBinding (as [`manifests`]) in each watched
+/// namespace, and the Role [`SERVE_ROLE`] with exactly [`own_namespace`] (`ConfigMaps` for the
+/// run store, the Lease for leader election) and its RoleBinding in `own` only. Ready for
+/// `kubectl apply -f -`.
+pub fn serve_manifests(own: &str, namespaces: &[String]) -> String {
+    let mut out = String::new();
+    service_account(
+        &mut out,
+        &format!(
+            "{HEADER}# In its own namespace {own}, `sre-agent serve` keeps its runs in ConfigMaps and elects a\n\
+             # leader with a Lease (Role {SERVE_ROLE}); no delete anywhere else.\n"
+        ),
+        own,
+    );
+    let rules = role_rules();
+    for ns in namespaces {
+        role_and_binding(&mut out, "sre-agent", ns, own, &rules);
+    }
+    role_and_binding(&mut out, SERVE_ROLE, own, own, &own_namespace_rules());
     out
 }
 
@@ -320,4 +413,175 @@ pub async fn preflight(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde::Deserialize as _;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn docs(yaml: &str) -> Vec<Value> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect()
+    }
+
+    fn granted(doc: &Value) -> BTreeSet<(String, String, String)> {
+        let mut out = BTreeSet::new();
+        for rule in doc["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for v in rule["verbs"].as_array().unwrap() {
+                        out.insert((
+                            g.as_str().unwrap().to_owned(),
+                            r.as_str().unwrap().to_owned(),
+                            v.as_str().unwrap().to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+        items
+            .iter()
+            .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn own_namespace_needs_exactly_configmaps_and_the_lease() {
+        let table: BTreeSet<_> = own_namespace()
+            .into_iter()
+            .map(|p| (p.group, p.resource, p.verb))
+            .collect();
+        assert_eq!(
+            table,
+            set(&[
+                ("", "configmaps", "get"),
+                ("", "configmaps", "list"),
+                ("", "configmaps", "create"),
+                ("", "configmaps", "update"),
+                ("", "configmaps", "delete"),
+                ("coordination.k8s.io", "leases", "get"),
+                ("coordination.k8s.io", "leases", "create"),
+                ("coordination.k8s.io", "leases", "update"),
+            ])
+        );
+        assert_eq!(own_namespace().len(), table.len(), "no duplicates");
+    }
+
+    #[test]
+    fn serve_manifests_add_one_role_in_the_own_namespace_only() {
+        let yaml = serve_manifests("sre-agent", &["shop".to_owned(), "jobs".to_owned()]);
+        let d = docs(&yaml);
+        let kinds: Vec<&str> = d.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "Role",
+                "RoleBinding",
+                "Role",
+                "RoleBinding"
+            ]
+        );
+        assert!(!yaml.contains("ClusterRole"));
+        assert_eq!(d[0]["metadata"]["namespace"], "sre-agent");
+        // The tools' Role in each watched namespace is unchanged.
+        let tools: BTreeSet<_> = docs(&manifests(&["shop".to_owned()]))
+            .iter()
+            .filter(|d| d["kind"] == "Role")
+            .flat_map(granted)
+            .collect();
+        for i in [1, 3] {
+            assert_eq!(granted(&d[i]), tools);
+            assert_eq!(d[i]["metadata"]["name"], "sre-agent");
+        }
+        assert_eq!(d[1]["metadata"]["namespace"], "shop");
+        assert_eq!(d[3]["metadata"]["namespace"], "jobs");
+        // The serve Role: exactly the own-namespace table, in the own namespace, bound to the
+        // ServiceAccount there.
+        let own: BTreeSet<_> = own_namespace()
+            .into_iter()
+            .map(|p| (p.group, p.resource, p.verb))
+            .collect();
+        assert_eq!(d[5]["metadata"]["name"], SERVE_ROLE);
+        assert_eq!(d[5]["metadata"]["namespace"], "sre-agent");
+        assert_eq!(granted(&d[5]), own);
+        assert_eq!(d[6]["metadata"]["namespace"], "sre-agent");
+        assert_eq!(d[6]["roleRef"]["name"], SERVE_ROLE);
+        assert_eq!(d[6]["subjects"][0]["name"], "sre-agent");
+        assert_eq!(d[6]["subjects"][0]["namespace"], "sre-agent");
+        for (i, doc) in d
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d["kind"] == "RoleBinding")
+        {
+            assert_eq!(doc["subjects"][0]["namespace"], "sre-agent", "binding {i}");
+        }
+        // Nothing in the watched namespaces may touch configmaps or leases.
+        for i in [1, 3] {
+            assert!(
+                granted(&d[i])
+                    .iter()
+                    .all(|(_, r, _)| r != "configmaps" && r != "leases")
+            );
+        }
+    }
+
+    #[test]
+    fn serve_manifests_when_the_agent_watches_its_own_namespace() {
+        let yaml = serve_manifests("ops", &["ops".to_owned()]);
+        let d = docs(&yaml);
+        let names: Vec<(&str, &str, &str)> = d
+            .iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["namespace"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ServiceAccount", "ops", "sre-agent"),
+                ("Role", "ops", "sre-agent"),
+                ("RoleBinding", "ops", "sre-agent"),
+                ("Role", "ops", SERVE_ROLE),
+                ("RoleBinding", "ops", SERVE_ROLE),
+            ]
+        );
+    }
+
+    #[test]
+    fn own_namespace_rules_group_verbs_by_resource() {
+        assert_eq!(
+            own_namespace_rules(),
+            vec![
+                (
+                    String::new(),
+                    vec!["configmaps".to_owned()],
+                    ["get", "list", "create", "update", "delete"]
+                        .map(str::to_owned)
+                        .to_vec()
+                ),
+                (
+                    "coordination.k8s.io".to_owned(),
+                    vec!["leases".to_owned()],
+                    ["get", "create", "update"].map(str::to_owned).to_vec()
+                ),
+            ]
+        );
+    }
 }

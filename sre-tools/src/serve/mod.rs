@@ -15,6 +15,7 @@ mod kube_store;
 pub mod lease;
 pub mod metrics;
 mod queue;
+pub mod service;
 mod sqlite;
 pub mod store;
 pub mod watch;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use kube_store::KubeStore;
 pub use queue::{Offer, Queue};
+pub use service::{AgentFactory, Service, ServiceConfig, Triggers};
 pub use sqlite::SqliteStore;
 pub use store::{
     ApprovalState, ApprovalView, Claimed, DecideError, Incident, IncidentRecord, IncidentState,

@@ -47,7 +47,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
     /// The de-duplication key: one incident, one run at a time (e.g.
-    /// `shop/deployment/web/crashloop`).
+    /// `shop/web/health`, `shop/web/vulnerabilities`).
     pub key: String,
     /// What saw it.
     pub trigger: Trigger,

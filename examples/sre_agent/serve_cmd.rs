@@ -1,0 +1,421 @@
+//! `sre-agent serve`: the always-on agent in the cluster. Triggers (the workload watcher, the
+//! Alertmanager webhook, the Trivy Operator sweep) become runs; a write that needs a human parks
+//! its run in the store until a decision comes through the approvals API; `/healthz`, `/readyz`
+//! and `/metrics` for the platform; JSON logs on stdout; SIGTERM parks what is in flight.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sre_core::{Agent, ApprovalPolicy, Stop, TracingObserver};
+use sre_tools::k8s::{K8s, Scope, preflight, rbac};
+use sre_tools::playbook::Playbook;
+use sre_tools::serve::api::{self, ApiState, ApiToken};
+use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig, SinkToken};
+use sre_tools::serve::lease::{Elector, LeaseConfig};
+use sre_tools::serve::metrics::Metrics;
+use sre_tools::serve::{
+    AgentFactory, Health, KubeStore, Queue, RunStore, Service, ServiceConfig, SqliteStore,
+    Triggers, alertmanager, watch,
+};
+use sre_tools::trivy::Trivy;
+use sre_tools::trivy::registry::RegistryClient;
+use sre_tools::trivy::scanner::TrivyCli;
+use tokio::sync::Notify;
+
+use crate::{Approve, Failure, Provider, RunOptions};
+
+/// Where parked runs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreArg {
+    /// A SQLite file: one process.
+    Sqlite(PathBuf),
+    /// ConfigMaps in the agent's own namespace: every replica, with leader election.
+    Kubernetes,
+}
+
+impl FromStr for StoreArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "kubernetes" {
+            return Ok(Self::Kubernetes);
+        }
+        match s.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
+            _ => Err(format!(
+                "{s:?} is not a store: use sqlite:PATH (one process) or kubernetes (replicas)"
+            )),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Namespaces to watch and act in (repeatable).
+    #[arg(long = "namespace", short = 'n', required = true)]
+    namespaces: Vec<String>,
+    /// Where the HTTP server listens (approvals API, webhooks, health, metrics).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Where parked runs live: `sqlite:PATH` (one process) or `kubernetes` (ConfigMaps in the
+    /// agent's own namespace, shared by replicas; turns leader election on).
+    #[arg(long, default_value = "sqlite:sre-agent.db", value_name = "STORE")]
+    store: StoreArg,
+    /// The bearer token the approvals API accepts (a file, e.g. a mounted Secret). Needed by
+    /// `--approve api`.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+    /// A bearer token Alertmanager must send to `/webhooks/alertmanager` (a file).
+    #[arg(long, value_name = "FILE")]
+    webhook_token_file: Option<PathBuf>,
+    /// How long a parked approval waits for a decision before the write is denied.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    approval_ttl: Duration,
+    /// The agent's own namespace (the Lease and the store's ConfigMaps). Default: `$POD_NAMESPACE`,
+    /// else the kube context's namespace.
+    #[arg(long, value_name = "NS")]
+    agent_namespace: Option<String>,
+    /// This replica's identity. Default: `$POD_NAME`, else the host name.
+    #[arg(long)]
+    identity: Option<String>,
+    /// How long a Lease lasts without renewal (leader election with `--store kubernetes`).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// After a run ends, the same incident is not handled again for this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    cooldown: Duration,
+    /// An incident waits this long for more signals before its run starts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    debounce: Duration,
+    /// Incidents queued at most; more are dropped (counted) until the queue drains.
+    #[arg(long, default_value_t = 64)]
+    queue_capacity: usize,
+    /// Runs at once, at most.
+    #[arg(long, default_value_t = 2)]
+    max_runs: usize,
+    /// How often Trivy Operator VulnerabilityReports are swept for new CRITICAL findings
+    /// (`0s`: never).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    trivy_sweep: Duration,
+    /// Ship audit events to Splunk HEC (`…/services/collector[/event]`) or Elasticsearch
+    /// (`…/[INDEX/]_bulk`).
+    #[arg(long, value_name = "URL")]
+    audit_sink: Option<String>,
+    /// The token for `--audit-sink` (HEC token or Elasticsearch API key), a file.
+    #[arg(long, value_name = "FILE", requires = "audit_sink")]
+    audit_sink_token_file: Option<PathBuf>,
+    /// Logs on stdout: `json` (for Fluent Bit, Elastic, Splunk) or `text`.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+    #[command(flatten)]
+    opts: RunOptions,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SRE_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_target(false);
+    let _ = if format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn identity(arg: Option<String>) -> String {
+    arg.or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("sre-agent-{}", std::process::id()))
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the service's wiring, in the order it starts"
+)]
+pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    init_logs(&args.log_format);
+    let opts = &args.opts;
+    let mode = opts.approve.unwrap_or(Approve::Api);
+    if mode == Approve::Prompt {
+        return Err(Failure(
+            "serve has no terminal to prompt at: use --approve api (decide through the approvals API), auto or deny".into(),
+        ));
+    }
+    let token = match &args.api_token_file {
+        Some(path) => {
+            Some(ApiToken::from_file(path).map_err(|e| Failure(format!("--api-token-file: {e}")))?)
+        }
+        None => None,
+    };
+    if mode == Approve::Api && token.is_none() {
+        return Err(Failure(
+            "--approve api needs --api-token-file FILE: nobody could decide a parked approval without the approvals API".into(),
+        ));
+    }
+    let webhook_token: Option<Arc<str>> = match &args.webhook_token_file {
+        Some(path) => {
+            // Checked like the API token (length, characters), then kept as the text it is.
+            ApiToken::from_file(path).map_err(|e| Failure(format!("--webhook-token-file: {e}")))?;
+            let text = std::fs::read_to_string(path)?;
+            Some(Arc::from(text.strip_suffix('\n').unwrap_or(&text)))
+        }
+        None => None,
+    };
+    let client = crate::cluster().await?;
+    let namespaces = args.namespaces.clone();
+    let own_namespace = args
+        .agent_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = identity(args.identity.clone());
+    let names: Vec<&str> = rbac::TOOL_NAMES
+        .iter()
+        .copied()
+        .chain(std::iter::once(rbac::TRIGGERS))
+        .collect();
+    let report = preflight(&client, &namespaces, &names).await?;
+    if !report.missing.is_empty() {
+        tracing::warn!(missing = %report.render(), "the agent lacks permissions some tools need");
+    }
+    report.enforce(false)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let elect = args.store == StoreArg::Kubernetes;
+    let health = Arc::new(Health::new(elect));
+    let store: Arc<dyn RunStore> = match &args.store {
+        StoreArg::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreArg::Kubernetes => Arc::new(KubeStore::new(client.clone(), &own_namespace)),
+    };
+    let queue = Arc::new(Queue::new(args.queue_capacity, args.debounce));
+    let decided = Arc::new(Notify::new());
+    let stop = Stop::new();
+
+    let sink = match &args.audit_sink {
+        Some(url) => {
+            let token = match &args.audit_sink_token_file {
+                Some(path) => Some(SinkToken::from_file(path)?),
+                None => None,
+            };
+            let config = AuditSinkConfig::parse(url, token)?;
+            let (sink, _task) = AuditSink::start(config, Arc::clone(&metrics));
+            Some(sink)
+        }
+        None => None,
+    };
+    let audit_log = match &opts.audit {
+        Some(path) => Some(Arc::new(crate::audit_cmd::open_log(path, &opts.audit_key)?)),
+        None => None,
+    };
+
+    // One brain for every run, except the playbook, which is scoped to the incident's namespace.
+    let shared_brain = match opts.provider {
+        Provider::Offline => None,
+        _ => Some(crate::brain(opts, &namespaces)?),
+    };
+    let factory: AgentFactory = {
+        let client = client.clone();
+        let namespaces = namespaces.clone();
+        let metrics = Arc::clone(&metrics);
+        let sink = sink.clone();
+        let audit_log = audit_log.clone();
+        let max_steps = opts.max_steps;
+        let ttl = args.approval_ttl;
+        let policies: Vec<(String, Arc<dyn ApprovalPolicy>)> = namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    ns.clone(),
+                    crate::policy(mode, std::slice::from_ref(ns), opts).0,
+                )
+            })
+            .collect();
+        Arc::new(move |incident| {
+            let Some((_, policy)) = policies.iter().find(|(ns, _)| *ns == incident.namespace)
+            else {
+                return Err(format!(
+                    "namespace {:?} is not in scope ({})",
+                    incident.namespace,
+                    namespaces.join(", ")
+                ));
+            };
+            let ns = vec![incident.namespace.clone()];
+            let brain: Arc<dyn sre_core::LlmProvider> = match &shared_brain {
+                Some(b) => Arc::clone(b),
+                None => Arc::new(Playbook::new(ns.clone())),
+            };
+            let scope = Scope::namespaces(ns);
+            let mut tools = K8s::new(client.clone(), scope.clone()).tools();
+            let trivy = Trivy::new(
+                Arc::new(TrivyCli::default()),
+                Arc::new(RegistryClient::new()),
+                Some((client.clone(), scope)),
+            );
+            tools.extend(trivy.tools());
+            let mut builder = Agent::builder_arc(brain)
+                .tools(tools)
+                .policy_arc(Arc::clone(policy))
+                .max_steps(max_steps)
+                .approval_ttl(ttl)
+                .observer_arc(metrics.observer())
+                .observer(TracingObserver);
+            if let Some(log) = &audit_log {
+                builder = builder.audit_log(Arc::clone(log));
+            }
+            if let Some(sink) = &sink {
+                builder = builder.observer_arc(Arc::clone(sink) as Arc<dyn sre_core::Observer>);
+            }
+            builder.build().map_err(|e| e.to_string())
+        })
+    };
+    let triggers: Triggers = {
+        let client = client.clone();
+        let namespaces = namespaces.clone();
+        let queue = Arc::clone(&queue);
+        let health = Arc::clone(&health);
+        let sweep = args.trivy_sweep;
+        Arc::new(move |term: Stop| {
+            tokio::spawn(watch::watch_workloads(
+                client.clone(),
+                namespaces.clone(),
+                Arc::clone(&queue),
+                Arc::clone(&health),
+                term.clone(),
+            ));
+            if !sweep.is_zero() {
+                tokio::spawn(watch::trivy_sweep(
+                    client.clone(),
+                    namespaces.clone(),
+                    Arc::clone(&queue),
+                    sweep,
+                    term,
+                ));
+            }
+        })
+    };
+
+    // Leadership: a Lease with the shared store, else this process alone.
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(!elect);
+    let elector = if elect {
+        let mut config = LeaseConfig::new(&own_namespace, &identity);
+        config.duration = args.lease_duration;
+        config.renew_every = (args.lease_duration / 5).max(Duration::from_millis(200));
+        let elector = Elector::new(client.clone(), config)?;
+        Some(tokio::spawn(elector.run(
+            Arc::clone(&health),
+            leading_tx,
+            stop.clone(),
+        )))
+    } else {
+        drop(leading_tx);
+        None
+    };
+    {
+        let metrics = Arc::clone(&metrics);
+        let mut rx = leading_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = *rx.borrow_and_update();
+                metrics.set_leader(now);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                metrics.lease_transition();
+            }
+        });
+    }
+
+    let router = api::router(ApiState {
+        store: Arc::clone(&store),
+        token,
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        decided: Arc::clone(&decided),
+    })
+    .merge(alertmanager::routes(Arc::clone(&queue), webhook_token));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
+    let bound = listener.local_addr()?;
+    let http = {
+        let stop = stop.clone();
+        tokio::spawn(api::serve(listener, router, async move {
+            stop.stopped().await;
+        }))
+    };
+    tracing::info!(
+        listen = %bound,
+        namespaces = ?namespaces,
+        identity = %identity,
+        agent_namespace = %own_namespace,
+        store = ?args.store,
+        approve = ?mode,
+        "sre-agent serve started"
+    );
+
+    let config = ServiceConfig {
+        cooldown: args.cooldown,
+        max_runs: args.max_runs,
+        ..ServiceConfig::new(identity)
+    };
+    let service = Service::new(
+        config,
+        store,
+        queue,
+        Arc::clone(&metrics),
+        factory,
+        triggers,
+        decided,
+    );
+    let service = tokio::spawn(service.run(leading_rx, stop.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("stopping: parking runs in flight");
+    stop.stop();
+    let _ = service.await;
+    if let Some(elector) = elector {
+        let _ = elector.await;
+    }
+    if let Some(sink) = &sink {
+        let stats = sink.close(Duration::from_secs(5)).await;
+        tracing::info!(stats = ?stats, "audit sink closed");
+    }
+    let _ = http.await;
+    tracing::info!("stopped");
+    Ok(crate::EXIT_OK)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
