@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -67,6 +68,7 @@ pub struct Service {
     triggers: Triggers,
     decided: Arc<Notify>,
     active: Mutex<HashSet<String>>,
+    leading: AtomicBool,
 }
 
 impl fmt::Debug for Service {
@@ -138,7 +140,14 @@ impl Service {
             triggers,
             decided,
             active: Mutex::new(HashSet::new()),
+            leading: AtomicBool::new(false),
         })
+    }
+
+    /// True while this service leads: it has released what a previous leader left running, and
+    /// runs incidents.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -188,6 +197,7 @@ impl Service {
                 tracing::error!(error = %e, "could not release incidents of a previous leader");
             }
         }
+        self.leading.store(true, Ordering::SeqCst);
         tracing::info!(identity = %identity, "leading: watching and running incidents");
         (self.triggers)(term.clone());
         let permits = Arc::new(Semaphore::new(self.config.max_runs.max(1)));
@@ -249,6 +259,7 @@ impl Service {
             );
             runs.abort_all();
         }
+        self.leading.store(false, Ordering::SeqCst);
         tracing::info!(identity = %identity, "stopped leading");
     }
 
