@@ -66,6 +66,10 @@ impl Drop for Server {
 }
 
 async fn start(token: Option<&str>) -> Server {
+    start_with(token.map(|t| ApiToken::from_string(t).unwrap())).await
+}
+
+async fn start_with(token: Option<ApiToken>) -> Server {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let metrics = Arc::new(Metrics::new());
@@ -73,7 +77,7 @@ async fn start(token: Option<&str>) -> Server {
     let decided = Arc::new(Notify::new());
     let state = ApiState {
         store: store.clone(),
-        token: token.map(|t| ApiToken::from_string(t).unwrap()),
+        token,
         metrics: metrics.clone(),
         health: health.clone(),
         decided: decided.clone(),
@@ -449,6 +453,57 @@ async fn missing_malformed_wrong_scheme_and_forged_tokens_are_refused() {
     }
     // Outside /api, nothing needs a token.
     assert_eq!(s.get("/healthz", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_rotated_token_file_retires_the_old_token_at_once() {
+    let dir = std::env::temp_dir().join(format!(
+        "sre-api-rotate-{}-{}",
+        std::process::id(),
+        now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    let old = "old-token-0123456789abcdef";
+    let new = "new-token-fedcba9876543210";
+    std::fs::write(&file, format!("{old}\n")).unwrap();
+    let s = start_with(Some(ApiToken::from_file(&file).unwrap())).await;
+    let bearer = |t: &str| format!("Bearer {t}");
+    assert_eq!(
+        s.get("/api/v1/approvals", Some(&bearer(old))).await.status,
+        StatusCode::OK
+    );
+    // The Secret is rotated (a new file behind the same path).
+    let next = dir.join("token.next");
+    std::fs::write(&next, format!("{new}\n")).unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    let r = s.get("/api/v1/approvals", Some(&bearer(old))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the old token is retired: {}",
+        r.text
+    );
+    assert_eq!(
+        s.get("/api/v1/approvals", Some(&bearer(new))).await.status,
+        StatusCode::OK
+    );
+    // A file that holds no valid token refuses everyone (fail closed), and says nothing of it.
+    std::fs::write(&next, "short\n").unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    for t in [old, new, "short"] {
+        let r = s.get("/api/v1/approvals", Some(&bearer(t))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{t}: {}", r.text);
+        assert!(!r.text.contains(t));
+    }
+    // A valid token again: in use at once.
+    std::fs::write(&next, format!("{new}\n")).unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    assert_eq!(
+        s.get("/api/v1/approvals", Some(&bearer(new))).await.status,
+        StatusCode::OK
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

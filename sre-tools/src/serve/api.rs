@@ -28,7 +28,7 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -68,8 +68,35 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 
 /// The bearer token of the approvals API: a secret. It never shows in `Debug`, in errors or in
 /// any response, and it is compared in constant time.
+///
+/// A token read [from a file](Self::from_file) follows the file: when it changes (a rotated
+/// Kubernetes Secret is a new file behind the same path), the next request is checked against
+/// the new token, and the old one stops working. A file that no longer holds a valid token
+/// refuses every request (fail closed) until it does, and says why in the log.
 #[derive(Clone)]
-pub struct ApiToken(String);
+pub struct ApiToken {
+    secret: Arc<RwLock<Option<String>>>,
+    file: Option<Arc<TokenFile>>,
+}
+
+/// The file a token follows, and the version of it last read.
+struct TokenFile {
+    path: std::path::PathBuf,
+    seen: Mutex<Option<Stamp>>,
+}
+
+/// What tells one version of a file from the next: modification time, length and (on Unix) the
+/// inode, since a rotated Secret is a new file that may have the same length and second.
+type Stamp = (std::time::SystemTime, u64, u64);
+
+fn stamp(path: &FsPath) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
 
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,6 +139,16 @@ impl ApiToken {
     /// than [`MIN_LEN`](Self::MIN_LEN), or holds white space, control or non-ASCII characters.
     pub fn from_file(path: impl AsRef<FsPath>) -> Result<Self, TokenError> {
         let path = path.as_ref();
+        let seen = stamp(path);
+        let mut token = Self::read_file(path)?;
+        token.file = Some(Arc::new(TokenFile {
+            path: path.to_owned(),
+            seen: Mutex::new(seen),
+        }));
+        Ok(token)
+    }
+
+    fn read_file(path: &FsPath) -> Result<Self, TokenError> {
         let from = format!("file {}", path.display());
         let bytes = std::fs::read(path).map_err(|source| TokenError::Read {
             from: from.clone(),
@@ -187,21 +224,55 @@ impl ApiToken {
         };
         match reason {
             Some(reason) => Err(TokenError::Invalid { from, reason }),
-            None => Ok(Self(token.to_owned())),
+            None => Ok(Self {
+                secret: Arc::new(RwLock::new(Some(token.to_owned()))),
+                file: None,
+            }),
         }
     }
 
     /// True when `presented` is this token. Compares SHA-256 digests in constant time, so
     /// neither the content nor the length of the token leaks through timing.
     pub fn matches(&self, presented: &str) -> bool {
-        let expected = Sha256::digest(self.0.as_bytes());
+        self.follow_file();
+        let secret = self.secret.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(secret) = secret.as_deref() else {
+            return false;
+        };
+        let expected = Sha256::digest(secret.as_bytes());
         let presented = Sha256::digest(presented.as_bytes());
         expected.as_slice().ct_eq(presented.as_slice()).into()
     }
 
+    /// Re-reads the token file when it changed since it was last read.
+    fn follow_file(&self) {
+        let Some(file) = &self.file else { return };
+        let now = stamp(&file.path);
+        let mut seen = file.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if *seen == now {
+            return;
+        }
+        *seen = now;
+        let next = match Self::read_file(&file.path) {
+            Ok(token) => {
+                tracing::info!(file = %file.path.display(), "the API token file changed: the new token is in use");
+                token.secret.read().unwrap_or_else(PoisonError::into_inner).clone()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the API token file changed and holds no valid token: every request is refused until it does");
+                None
+            }
+        };
+        *self.secret.write().unwrap_or_else(PoisonError::into_inner) = next;
+    }
+
     /// The token itself, for the `Authorization` header of the client.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
+    pub(crate) fn expose(&self) -> String {
+        self.secret
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
     }
 }
 
