@@ -68,7 +68,8 @@ pub(crate) struct ServeArgs {
     /// `--approve api`.
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
-    /// A bearer token Alertmanager must send to `/webhooks/alertmanager` (a file).
+    /// The bearer token Alertmanager sends to `/webhooks/alertmanager` (a file; Alertmanager's
+    /// `http_config.authorization.credentials_file`). Without it the webhook is off.
     #[arg(long, value_name = "FILE")]
     webhook_token_file: Option<PathBuf>,
     /// How long a parked approval waits for a decision before the write is denied.
@@ -346,8 +347,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         decided: Arc::clone(&decided),
-    })
-    .merge(alertmanager::routes(Arc::clone(&queue), webhook_token));
+    });
+    // An unauthenticated webhook would let anyone who reaches the port start runs: off unless
+    // a token is configured.
+    let router = match webhook_token {
+        Some(token) => router.merge(alertmanager::routes(Arc::clone(&queue), Some(token))),
+        None => router,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -57,7 +57,11 @@ impl Serve {
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--api-token-file"])
             .arg(token_file)
-            .args(["--debounce", "500ms", "--trivy-sweep", "0s"])
+            .args(if args.contains(&"--debounce") {
+                &["--trivy-sweep", "0s"][..]
+            } else {
+                &["--debounce", "500ms", "--trivy-sweep", "0s"][..]
+            })
             .env("KUBECONFIG", kubeconfig)
             .env("SRE_AGENT_LOG", "info")
             .stdout(Stdio::piped())
@@ -360,7 +364,10 @@ fn leader_of(a: &Serve, b: &Serve) -> Option<bool> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(clippy::too_many_lines, reason = "one story: two replicas, a death, a takeover")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: two replicas, a death, a takeover"
+)]
 async fn the_follower_takes_over_a_parked_run_when_the_leader_dies_and_handles_it_once() {
     let Some(b) =
         support::Backend::real(sre_tools::sim::Scenario::builtin("bad-release").unwrap()).await
@@ -473,6 +480,129 @@ async fn the_follower_takes_over_a_parked_run_when_the_leader_dies_and_handles_i
     let _ = Api::<Namespace>::all(admin.clone())
         .delete(&home, &kube::api::DeleteParams::default())
         .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    b.shutdown().await;
+}
+
+/// POSTs `body` as JSON to `addr` (`http://HOST:PORT`) with a bearer token: the status and the
+/// response body (HTTP/1.1 over a plain socket, as Alertmanager's webhook client sends it).
+fn post_json(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = addr.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    socket.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// The Alertmanager fixture (version 4), with its alert pointed at `ns`/`deployment`.
+fn alert(ns: &str, deployment: &str, status: &str) -> String {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sre-tools/tests/fixtures/alertmanager/webhook-firing-single-alert.json");
+    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    body["status"] = json!(status);
+    let alert = &mut body["alerts"][0];
+    alert["status"] = json!(status);
+    alert["labels"]["namespace"] = json!(ns);
+    alert["labels"]["deployment"] = json!(deployment);
+    alert["fingerprint"] = json!(format!("{deployment}-{status}"));
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_becomes_a_run_and_a_resolved_one_cancels_its_queued_incident() {
+    let Some(b) =
+        support::Backend::real(sre_tools::sim::Scenario::builtin("healthy").unwrap()).await
+    else {
+        return;
+    };
+    let ns = b.ns("shop");
+    let dir = temp_dir("alerts");
+    let token = token_file(&dir);
+    let hook_token = "webhook-token-0123456789";
+    let hook = dir.join("webhook-token");
+    std::fs::write(&hook, hook_token).unwrap();
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let hook_arg = hook.display().to_string();
+    let args = [
+        "--namespace",
+        ns.as_str(),
+        "--store",
+        store.as_str(),
+        "--debounce",
+        "3s",
+        "--webhook-token-file",
+        hook_arg.as_str(),
+    ];
+    let mut serve = tokio::task::block_in_place(|| Serve::start(&args, &token));
+    let path = "/webhooks/alertmanager";
+
+    // Without the webhook's token: refused, nothing queued.
+    let (status, body) = post_json(&serve.addr, path, TOKEN, &alert(&ns, "web", "firing"));
+    assert_eq!(status, 403, "{body}");
+    // A malformed body: 400 naming the reason.
+    let (status, body) = post_json(&serve.addr, path, hook_token, r#"{"version":"3"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("version"), "{body}");
+
+    // Firing for web: a run. Firing then resolved for frontend within the debounce: cancelled.
+    let (status, body) = post_json(&serve.addr, path, hook_token, &alert(&ns, "web", "firing"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["queued"],
+        1,
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &serve.addr,
+        path,
+        hook_token,
+        &alert(&ns, "frontend", "firing"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_json(
+        &serve.addr,
+        path,
+        hook_token,
+        &alert(&ns, "frontend", "resolved"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["cancelled"],
+        1,
+        "{body}"
+    );
+
+    let started = tokio::task::block_in_place(|| {
+        serve.wait_log("the alert's run", Duration::from_secs(60), |l| {
+            l["message"] == "run started"
+        })
+    });
+    assert_eq!(started["trigger"], "alertmanager", "{started}");
+    assert_eq!(started["incident"], format!("{ns}/web/health").as_str());
+    tokio::task::block_in_place(|| {
+        serve.wait_log("the alert's run to finish", Duration::from_secs(60), |l| {
+            l["message"] == "run finished"
+        })
+    });
+    // Well past frontend's debounce: it never ran.
+    std::thread::sleep(Duration::from_secs(4));
+    let runs = serve.find(&|l| l["message"] == "run started");
+    assert_eq!(runs.len(), 1, "{}", serve.dump());
+    let (status, logs) = tokio::task::block_in_place(|| serve.terminate());
+    assert!(status.success(), "{logs}");
     let _ = std::fs::remove_dir_all(&dir);
     b.shutdown().await;
 }
