@@ -169,7 +169,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             // Checked like the API token (length, characters), then kept as the text it is.
             ApiToken::from_file(path).map_err(|e| Failure(format!("--webhook-token-file: {e}")))?;
             let text = std::fs::read_to_string(path)?;
-            Some(Arc::from(text.strip_suffix('\n').unwrap_or(&text)))
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Some(Arc::from(text.strip_suffix('\r').unwrap_or(text)))
         }
         None => None,
     };
@@ -377,6 +378,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let config = ServiceConfig {
         cooldown: args.cooldown,
         max_runs: args.max_runs,
+        scope: Some(namespaces.clone()),
         ..ServiceConfig::new(identity)
     };
     let service = Service::new(

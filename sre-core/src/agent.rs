@@ -262,6 +262,37 @@ fn truncate_to(mut s: String, max: usize) -> String {
     s
 }
 
+/// The deepest nesting of tool-call arguments kept: deeper arguments are replaced by a note
+/// (the call is then refused as invalid), so that nothing a model writes makes a stored run, an
+/// audit line or a report unreadable (JSON readers stop at 128 levels).
+pub const MAX_ARGUMENT_DEPTH: usize = 32;
+
+fn depth_exceeds(value: &serde_json::Value, max: usize) -> bool {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if d > max {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
+}
+
+fn bound_arguments(calls: &mut [ToolCall]) {
+    for call in calls {
+        if depth_exceeds(&call.arguments, MAX_ARGUMENT_DEPTH) {
+            call.arguments = serde_json::Value::String(format!(
+                "[arguments dropped: nested deeper than {MAX_ARGUMENT_DEPTH} levels]"
+            ));
+        }
+    }
+}
+
 fn record_with_time(mut record: ActionRecord) -> ActionRecord {
     record.decided_at = Some(now_rfc3339());
     record
@@ -670,6 +701,7 @@ impl Run<'_> {
             });
             let mut message = response.message;
             message.role = Role::Assistant;
+            bound_arguments(&mut message.tool_calls);
             let calls = message.tool_calls.clone();
             if calls.is_empty() {
                 let answer = message.content.clone();
@@ -996,15 +1028,8 @@ impl Run<'_> {
         }
     }
 
-    /// Asks the policy about a planned write: applies it, records a denial, or parks.
-    async fn decide_write(
-        &mut self,
-        tool: &dyn Tool,
-        call: &ToolCall,
-        planned: Planned,
-        record: ActionRecord,
-    ) -> WriteEnd {
-        let request = ApprovalRequest {
+    fn approval_request(&self, call: &ToolCall, planned: &Planned) -> ApprovalRequest {
+        ApprovalRequest {
             run_id: self.run_id.clone(),
             tool: call.name.clone(),
             call_id: call.id.clone(),
@@ -1014,7 +1039,18 @@ impl Run<'_> {
             preview: planned.plan.clone(),
             incident: self.task.clone(),
             writes_so_far: self.writes_applied,
-        };
+        }
+    }
+
+    /// Asks the policy about a planned write: applies it, records a denial, or parks.
+    async fn decide_write(
+        &mut self,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        planned: Planned,
+        record: ActionRecord,
+    ) -> WriteEnd {
+        let request = self.approval_request(call, &planned);
         self.emit(|run_id| Event::ApprovalRequested {
             run_id,
             request: Box::new(request.clone()),
@@ -1127,6 +1163,18 @@ impl Run<'_> {
             });
             return self.decide_write(tool, call, planned, record).await;
         }
+        // The rules in force now still bind it (they may have been tightened while it waited).
+        let decision = match decision {
+            Decision::Approved { .. } => {
+                let request = self.approval_request(call, &planned);
+                self.agent
+                    .policy
+                    .recheck(&request)
+                    .await
+                    .unwrap_or(decision)
+            }
+            denied @ Decision::Denied { .. } => denied,
+        };
         let mut record = record;
         record.decided_at = Some(
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(decided_at_ms))

@@ -179,6 +179,14 @@ pub trait ApprovalPolicy: Send + Sync {
     async fn rule(&self, request: &ApprovalRequest) -> Ruling {
         Ruling::Decided(self.decide(request).await)
     }
+
+    /// Checks again, without asking anyone, a write decided earlier — a parked run resuming
+    /// hours later, maybe in a process started with stricter rules: the denial when the policy
+    /// no longer allows it. Default: `None` (nothing to re-check).
+    async fn recheck(&self, request: &ApprovalRequest) -> Option<Decision> {
+        let _ = request;
+        None
+    }
 }
 
 /// A channel that asks someone (a person at a terminal, a chat, a callback) about a request
@@ -196,21 +204,23 @@ pub trait Approver: Send + Sync {
 }
 
 macro_rules! forward {
-    ($trait:ident, $method:ident, $later:ident, $($ty:ty),*) => {$(
+    (@one $trait:ident, [$($method:ident -> $out:ty),*], $ty:ty) => {
         #[async_trait]
         impl<T: $trait + ?Sized> $trait for $ty {
-            async fn $method(&self, request: &ApprovalRequest) -> Decision {
-                (**self).$method(request).await
-            }
-            async fn $later(&self, request: &ApprovalRequest) -> Ruling {
-                (**self).$later(request).await
-            }
+            $(
+                async fn $method(&self, request: &ApprovalRequest) -> $out {
+                    (**self).$method(request).await
+                }
+            )*
         }
+    };
+    ($trait:ident, $methods:tt, $($ty:ty),*) => {$(
+        forward!(@one $trait, $methods, $ty);
     )*};
 }
 
-forward!(ApprovalPolicy, decide, rule, &T, Box<T>, Arc<T>);
-forward!(Approver, review, ask, &T, Box<T>, Arc<T>);
+forward!(ApprovalPolicy, [decide -> Decision, rule -> Ruling, recheck -> Option<Decision>], &T, Box<T>, Arc<T>);
+forward!(Approver, [review -> Decision, ask -> Ruling], &T, Box<T>, Arc<T>);
 
 /// The approver of a durable service: every write that passes the rules parks its run until a
 /// human decides through an approval channel (the approvals API, Slack, Teams). Asked for an
@@ -257,6 +267,10 @@ impl ApprovalPolicy for ReadOnly {
             "policy:read-only",
             format!("{} is a write and this agent is read-only", request.tool),
         )
+    }
+
+    async fn recheck(&self, request: &ApprovalRequest) -> Option<Decision> {
+        Some(self.decide(request).await)
     }
 }
 
@@ -470,6 +484,12 @@ impl ApprovalPolicy for Rules {
             Ok(()) => self.approver.ask(request).await,
             Err(reason) => Ruling::Decided(Decision::deny("policy:rules", reason)),
         }
+    }
+
+    async fn recheck(&self, request: &ApprovalRequest) -> Option<Decision> {
+        self.check(request)
+            .err()
+            .map(|reason| Decision::deny("policy:rules", reason))
     }
 }
 

@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use crate::approval::{ApprovalRequest, Decision};
 use crate::message::{StopReason, Usage};
-use crate::outcome::{Outcome, RollbackRecord};
-use crate::park::ParkReason;
+use crate::outcome::{Outcome, ParkReason, RollbackRecord};
 use crate::plan::Verification;
 use crate::tool::Effect;
 

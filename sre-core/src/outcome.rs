@@ -64,3 +64,13 @@ pub struct RollbackRecord {
     /// The tool's result or error.
     pub detail: String,
 }
+
+/// Why a run parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkReason {
+    /// A write waits for a human's decision.
+    Approval,
+    /// The process was asked to stop; the run goes on where it left off.
+    Shutdown,
+}

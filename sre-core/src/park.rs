@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::approval::{ApprovalRequest, Decision};
 use crate::message::{Message, ToolCall, Usage};
+pub use crate::outcome::ParkReason;
 use crate::report::ActionRecord;
 
 /// Milliseconds since the Unix epoch, now.
@@ -89,16 +90,6 @@ pub struct ParkedTurn {
     pub results: Vec<Option<Message>>,
     /// Indexes into `calls` of the writes not done yet; the first is the one waiting.
     pub writes: Vec<usize>,
-}
-
-/// Why a run parked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ParkReason {
-    /// A write waits for a human's decision.
-    Approval,
-    /// The process was asked to stop; the run goes on where it left off.
-    Shutdown,
 }
 
 /// A run stopped at a safe point, to be resumed by [`Agent::resume`](crate::Agent::resume).

@@ -338,3 +338,78 @@ async fn park_without_a_durable_run_denies_when_asked_directly() {
     let decision = rules.decide(&request).await;
     assert!(!decision.is_approved());
 }
+
+#[tokio::test]
+async fn rules_in_force_at_resume_still_bind_an_approved_write() {
+    let tool = ScaleTool::default();
+    let run = park_one(&tool).await;
+    // The operator tightened the rules (an emergency brake) and restarted while it waited.
+    let stricter = Agent::builder(ScriptedProvider::new([answer("not scaled")]))
+        .tool(EchoTool::default())
+        .tool(tool.clone())
+        .policy(Rules::new(Park).max_writes_per_run(0))
+        .approval_ttl(HOUR)
+        .build()
+        .unwrap();
+    let report = finished(
+        stricter
+            .resume(
+                run,
+                Some(Answer::now(Decision::approve("alice"))),
+                &Stop::new(),
+            )
+            .await,
+    );
+    assert_eq!(tool.state().writes, 0);
+    let action = &report.actions[0];
+    assert_eq!(action.status, ActionStatus::Denied);
+    assert_eq!(action.decision.as_ref().unwrap().by(), "policy:rules");
+
+    // And a read-only agent never applies a parked approval.
+    let run = park_one(&tool).await;
+    let read_only = Agent::builder(ScriptedProvider::new([answer("read-only")]))
+        .tool(tool.clone())
+        .build()
+        .unwrap();
+    let report = finished(
+        read_only
+            .resume(
+                run,
+                Some(Answer::now(Decision::approve("alice"))),
+                &Stop::new(),
+            )
+            .await,
+    );
+    assert_eq!(tool.state().writes, 0);
+    assert_eq!(report.actions[0].status, ActionStatus::Denied);
+}
+
+#[tokio::test]
+async fn arguments_nested_too_deep_are_dropped_before_they_are_kept_anywhere() {
+    let tool = ScaleTool::default();
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let model = vec![
+        tool_turn(vec![call("w1", "scale", json!({"namespace": deep}))]),
+        answer("gave up"),
+    ];
+    let report = agent(model, &tool, HOUR).run("scale").await;
+    // The run (and so any store or audit line) round-trips through a JSON reader.
+    let text = serde_json::to_string(&report).unwrap();
+    let back: sre_core::RunReport = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.outcome, Outcome::Completed);
+    let rejected = report
+        .transcript
+        .iter()
+        .find(|m| m.role == Role::Tool)
+        .unwrap();
+    assert!(rejected.is_error);
+    assert!(
+        rejected.content.contains("nested deeper than 32 levels"),
+        "{}",
+        rejected.content
+    );
+    assert_eq!(tool.state().writes, 0);
+}

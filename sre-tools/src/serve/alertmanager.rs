@@ -349,7 +349,8 @@ pub fn alert_workload(labels: &BTreeMap<String, String>) -> Result<WorkloadRef, 
 /// # Errors
 /// Why the alert is ignored (see [`alert_workload`]).
 pub fn map_alert(alert: &Alert) -> Result<(AlertStatus, Incident), String> {
-    let workload = alert_workload(&alert.labels)?;
+    // The reason may quote a hostile label: bounded like every other quote.
+    let workload = alert_workload(&alert.labels).map_err(|e| cap(e, 300))?;
     let label = |k: &str| alert.labels.get(k).map(|v| quote(v, 120));
     let name = label("alertname").unwrap_or_else(|| "(unnamed)".into());
     let mut summary = format!(
@@ -420,7 +421,9 @@ pub fn deliver(webhook: &Webhook, queue: &Queue) -> Delivery {
                 Offer::Full => out.dropped += 1,
             },
             Ok((AlertStatus::Resolved, incident)) => {
-                if queue.cancel(&incident.key) {
+                // Only what an alert queued: a resolved alert never cancels what the watcher or
+                // the Trivy sweep saw about the same workload.
+                if queue.cancel_from(&incident.key, Trigger::Alertmanager) {
                     out.cancelled += 1;
                 }
             }

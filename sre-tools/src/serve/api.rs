@@ -256,7 +256,11 @@ impl ApiToken {
         let next = match Self::read_file(&file.path) {
             Ok(token) => {
                 tracing::info!(file = %file.path.display(), "the API token file changed: the new token is in use");
-                token.secret.read().unwrap_or_else(PoisonError::into_inner).clone()
+                token
+                    .secret
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
             }
             Err(e) => {
                 tracing::error!(error = %e, "the API token file changed and holds no valid token: every request is refused until it does");

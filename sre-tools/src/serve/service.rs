@@ -41,8 +41,12 @@ pub struct ServiceConfig {
     /// How often parked runs are checked for a decision or an expiry (a decision through this
     /// replica's API is picked up at once).
     pub claim_every: Duration,
-    /// How long a stop waits for runs in flight to park.
+    /// How long a stop waits for runs in flight to park; a new leader also waits this long
+    /// before it releases what the previous leader left running.
     pub grace: Duration,
+    /// The namespaces incidents may come from (`None`: any). An incident from elsewhere (an
+    /// alert about another namespace) is dropped before anything is recorded.
+    pub scope: Option<Vec<String>>,
 }
 
 impl ServiceConfig {
@@ -54,6 +58,7 @@ impl ServiceConfig {
             max_runs: 2,
             claim_every: Duration::from_secs(2),
             grace: Duration::from_secs(20),
+            scope: None,
         }
     }
 }
@@ -185,17 +190,19 @@ impl Service {
     /// One term of leadership.
     async fn lead(self: Arc<Self>, leading: &mut watch::Receiver<bool>, stop: &Stop, term: &Stop) {
         let identity = self.config.identity.clone();
-        match self.store.release(&identity).await {
-            Ok(keys) if !keys.is_empty() => {
-                tracing::warn!(
-                    incidents = ?keys,
-                    "released incidents a previous leader left running (it stopped mid-run without parking)"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not release incidents of a previous leader");
-            }
+        // What a previous leader left running is released only once its grace is over: until
+        // then it may still be parking those runs, or finishing a write (a write in progress
+        // always finishes), and re-opening the incident now would handle it twice. Parked runs
+        // are claimed at once.
+        {
+            let this = Arc::clone(&self);
+            let term = term.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = term.stopped() => {}
+                    () = tokio::time::sleep(this.config.grace) => this.release().await,
+                }
+            });
         }
         self.leading.store(true, Ordering::SeqCst);
         tracing::info!(identity = %identity, "leading: watching and running incidents");
@@ -263,6 +270,21 @@ impl Service {
         tracing::info!(identity = %identity, "stopped leading");
     }
 
+    async fn release(&self) {
+        match self.store.release(&self.config.identity).await {
+            Ok(keys) if !keys.is_empty() => {
+                tracing::warn!(
+                    incidents = ?keys,
+                    "released incidents a previous leader left running (it stopped mid-run without parking)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not release incidents of a previous leader");
+            }
+        }
+    }
+
     /// Claims ready parked runs (one per free slot) and resumes them.
     fn claim(
         self: &Arc<Self>,
@@ -287,6 +309,12 @@ impl Service {
     }
 
     async fn start_incident(&self, incident: Incident, term: &Stop) {
+        if let Some(scope) = &self.config.scope
+            && !scope.contains(&incident.namespace)
+        {
+            tracing::warn!(incident = %incident.key, trigger = incident.trigger.as_str(), "dropped: the namespace is not in scope");
+            return;
+        }
         let workload = workload_of(&incident);
         if !self.active().insert(workload.clone()) {
             tracing::debug!(incident = %incident.key, "a run for this workload is in flight; the trigger will offer it again");
@@ -434,8 +462,10 @@ impl Service {
         tracing::error!(
             incident = %incident.key,
             run_id = %run.run_id,
-            "the parked run is LOST: the store refused it 5 times; nothing was applied, the trigger will open the incident again"
+            "the parked run is LOST: the store refused it 5 times; its pending write was not applied; the incident is closed so that a trigger can open it again after the cooldown"
         );
+        self.close(incident, "lost: the store refused to park the run")
+            .await;
     }
 
     async fn close(&self, incident: &Incident, outcome: &str) {
