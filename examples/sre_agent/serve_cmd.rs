@@ -22,7 +22,8 @@ use sre_tools::serve::{
 };
 use sre_tools::trivy::Trivy;
 use sre_tools::trivy::registry::RegistryClient;
-use sre_tools::trivy::scanner::TrivyCli;
+use sre_tools::trivy::registry::TagLister;
+use sre_tools::trivy::scanner::{ImageScanner, TrivyCli};
 use tokio::sync::Notify;
 
 use crate::{Approve, Failure, Provider, RunOptions};
@@ -247,6 +248,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 )
             })
             .collect();
+        // One scanner and one registry client (its TLS setup) for every run.
+        let scanner: Arc<dyn ImageScanner> = Arc::new(TrivyCli::default());
+        let tags: Arc<dyn TagLister> = Arc::new(RegistryClient::new());
         Arc::new(move |incident| {
             let Some((_, policy)) = policies.iter().find(|(ns, _)| *ns == incident.namespace)
             else {
@@ -264,8 +268,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             let scope = Scope::namespaces(ns);
             let mut tools = K8s::new(client.clone(), scope.clone()).tools();
             let trivy = Trivy::new(
-                Arc::new(TrivyCli::default()),
-                Arc::new(RegistryClient::new()),
+                Arc::clone(&scanner),
+                Arc::clone(&tags),
                 Some((client.clone(), scope)),
             );
             tools.extend(trivy.tools());

@@ -5,17 +5,19 @@
 //! Skipped (with a message) when the harness is not up, unless `SRE_K8S_REQUIRED=1`. Waits are
 //! bounded polls with generous timeouts, never sleeps standing in for a signal.
 
-#![cfg(feature = "serve")]
+#![cfg(all(feature = "serve", feature = "sim"))]
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
     reason = "a failed election call must fail the test loudly"
 )]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -26,8 +28,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sre_core::Stop;
 use sre_tools::k8s::rbac;
@@ -39,65 +40,6 @@ use tokio::task::JoinHandle;
 const LEASE: &str = "sre-agent-leader";
 /// Generous: every wait here normally ends within a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn required() -> bool {
-    env("SRE_K8S_REQUIRED").is_some_and(|v| v == "1")
-}
-
-fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 100_000_000;
-    format!(
-        "{t:x}{}{}",
-        std::process::id() % 1000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn client_from(path: &str) -> Client {
-    let kc = Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-/// The admin and agent clients of the real harness, or `None` (with a message) when it is not up.
-async fn real_clients() -> Option<(Client, Client)> {
-    let (Some(admin), Some(agent)) = (
-        env("SRE_K8S_ADMIN_KUBECONFIG"),
-        env("SRE_K8S_AGENT_KUBECONFIG"),
-    ) else {
-        assert!(
-            !required(),
-            "SRE_K8S_REQUIRED=1 but SRE_K8S_ADMIN_KUBECONFIG / SRE_K8S_AGENT_KUBECONFIG are not set"
-        );
-        eprintln!(
-            "SKIPPED: the leader-election tests need the real API server: run ../shared/k8s-apiserver/k8s-apiserver up, then eval \"$(../shared/k8s-apiserver/k8s-apiserver env)\""
-        );
-        return None;
-    };
-    let admin = client_from(&admin).await;
-    if let Err(e) = admin.apiserver_version().await {
-        assert!(
-            !required(),
-            "SRE_K8S_REQUIRED=1 but the API server is not reachable: {e}"
-        );
-        eprintln!(
-            "SKIPPED: the real API server is not reachable ({e}); start it with ../shared/k8s-apiserver/k8s-apiserver up"
-        );
-        return None;
-    }
-    Some((admin, client_from(&agent).await))
-}
 
 /// A Role's rules: (API group, resources, verbs).
 type Rules = Vec<(String, Vec<String>, Vec<String>)>;
@@ -111,8 +53,8 @@ struct Env {
 
 impl Env {
     async fn new(rules: Option<Rules>) -> Option<Self> {
-        let (admin, agent) = real_clients().await?;
-        let ns = format!("sre-lease-{}", unique());
+        let (admin, agent) = support::real_clients().await?;
+        let ns = format!("sre-lease-{}", support::unique());
         let obj: Namespace = serde_json::from_value(
             json!({"metadata": {"name": ns, "labels": {"sre-agent-test": "true"}}}),
         )

@@ -7,7 +7,7 @@
 //! each one against both. The real tier is skipped (with a message) when the harness is not up,
 //! unless `SRE_K8S_REQUIRED=1`.
 
-#![cfg(feature = "serve")]
+#![cfg(all(feature = "serve", feature = "sim"))]
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,10 +15,12 @@
     reason = "a failed store call must fail the test loudly"
 )]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use futures::future::join_all;
 use k8s_openapi::api::authorization::v1::{
@@ -27,8 +29,7 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sre_core::{
     Answer, ApprovalRequest, Decision, ImageChange, Message, ParkReason, ParkedRun,
@@ -45,20 +46,6 @@ const HOUR_MS: u64 = 3_600_000;
 
 fn now() -> u64 {
     sre_core::park::now_unix_ms()
-}
-
-fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 100_000_000;
-    format!(
-        "{t:x}{}{}",
-        std::process::id() % 1000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -768,7 +755,8 @@ struct TempDb {
 
 impl TempDb {
     fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("sre-serve-store-{name}-{}.db", unique()));
+        let path =
+            std::env::temp_dir().join(format!("sre-serve-store-{name}-{}.db", support::unique()));
         Self { path }
     }
 }
@@ -905,7 +893,7 @@ async fn sqlite_refuses_files_it_does_not_know() {
     assert!(e.contains(&text.path.display().to_string()), "{e}");
 
     let missing_dir = std::env::temp_dir()
-        .join(format!("sre-serve-store-nodir-{}", unique()))
+        .join(format!("sre-serve-store-nodir-{}", support::unique()))
         .join("runs.db");
     let e = SqliteStore::open(&missing_dir).unwrap_err().to_string();
     assert!(e.contains("cannot create"), "{e}");
@@ -921,51 +909,6 @@ async fn sqlite_in_memory_store_works() {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn required() -> bool {
-    env("SRE_K8S_REQUIRED").is_some_and(|v| v == "1")
-}
-
-async fn client_from(path: &str) -> Client {
-    let kc = Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-/// The admin and agent clients of the real harness, or `None` (with a message) when it is not up.
-async fn real_clients() -> Option<(Client, Client)> {
-    let (Some(admin), Some(agent)) = (
-        env("SRE_K8S_ADMIN_KUBECONFIG"),
-        env("SRE_K8S_AGENT_KUBECONFIG"),
-    ) else {
-        assert!(
-            !required(),
-            "SRE_K8S_REQUIRED=1 but SRE_K8S_ADMIN_KUBECONFIG / SRE_K8S_AGENT_KUBECONFIG are not set"
-        );
-        eprintln!(
-            "SKIPPED: the KubeStore tests need the real API server: run ../shared/k8s-apiserver/k8s-apiserver up, then eval \"$(../shared/k8s-apiserver/k8s-apiserver env)\""
-        );
-        return None;
-    };
-    let admin = client_from(&admin).await;
-    if let Err(e) = admin.apiserver_version().await {
-        assert!(
-            !required(),
-            "SRE_K8S_REQUIRED=1 but the API server is not reachable: {e}"
-        );
-        eprintln!(
-            "SKIPPED: the real API server is not reachable ({e}); start it with ../shared/k8s-apiserver/k8s-apiserver up"
-        );
-        return None;
-    }
-    Some((admin, client_from(&agent).await))
-}
-
 /// A fresh namespace where `ai-sre` holds exactly the own-namespace Role (or nothing).
 struct KubeEnv {
     admin: Client,
@@ -975,8 +918,8 @@ struct KubeEnv {
 
 impl KubeEnv {
     async fn new(with_role: bool) -> Option<Self> {
-        let (admin, agent) = real_clients().await?;
-        let ns = format!("sre-store-{}", unique());
+        let (admin, agent) = support::real_clients().await?;
+        let ns = format!("sre-store-{}", support::unique());
         let obj: Namespace = serde_json::from_value(
             json!({"metadata": {"name": ns, "labels": {"sre-agent-test": "true"}}}),
         )
@@ -1182,7 +1125,7 @@ async fn kube_store_two_replicas_share_records() {
     let Some(env) = KubeEnv::new(true).await else {
         return;
     };
-    let (_, agent) = real_clients().await.unwrap();
+    let (_, agent) = support::real_clients().await.unwrap();
     let other = KubeStore::new(agent, &env.ns);
     let p = park_for_approval(&env.store, "shop/deployment/web/crashloop", "replica-a").await;
     other

@@ -102,7 +102,7 @@ pub(crate) async fn real_clients() -> Option<(Client, Client)> {
     Some((admin, client_from(&agent).await))
 }
 
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let t = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
