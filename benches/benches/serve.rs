@@ -9,9 +9,10 @@
 //!   answers at once, so each run ends after one model call; the next event is offered only once
 //!   the previous run is closed in the store (that wait is not timed), and every event is about
 //!   another workload, so no de-duplication, cooldown or one-run-per-workload rule skips it.
-//!   `bare_agent` builds an agent with no tools; `serve_agent` builds it as `serve` does (the
-//!   Kubernetes and Trivy tools over a kube client — here the simulator's — the `--approve api`
-//!   rules, the metrics and tracing observers). JSON logs go to a sink at `info`, as `serve`
+//!   `bare_agent` runs an agent with no tools; `serve_agent` one built as `serve` builds its
+//!   namespace's agent (the Kubernetes and Trivy tools over a kube client — here the
+//!   simulator's — the `--approve api` rules, the metrics and tracing observers). As in `serve`,
+//!   the agent is built once and every run is a clone of it. JSON logs go to a sink at `info`, as `serve`
 //!   writes them to stdout. Before criterion's runs each variant also times 1,000 single events
 //!   and prints their median, p90, p99 and maximum (criterion's figures are means over batches).
 //! - `queue_flood/offer_500_distinct_into_64`: 500 incidents about 500 distinct workloads
@@ -98,39 +99,34 @@ struct Harness {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// As `serve_cmd.rs` does: the namespace's agent is built once; every run is a clone.
 fn factory(build: Build, brain: Arc<dyn LlmProvider>, sim: &Simulator) -> AgentFactory {
     let metrics = Arc::new(Metrics::new());
     let client = sim.client().expect("simulator client");
-    let policy: Arc<dyn sre_core::ApprovalPolicy> = Arc::new(
-        Rules::new(Park)
-            .namespaces([NAMESPACE])
-            .max_writes_per_run(usize::MAX),
-    );
-    let scanner: Arc<dyn ImageScanner> = Arc::new(TrivyCli::default());
-    let tags: Arc<dyn TagLister> = Arc::new(RegistryClient::new());
-    Arc::new(move |incident: &Incident| {
-        let builder = Agent::builder_arc(Arc::clone(&brain)).max_steps(20);
-        let builder = match build {
-            Build::Bare => builder,
-            Build::Serve => {
-                let scope = Scope::namespaces([incident.namespace.clone()]);
-                let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-                let trivy = Trivy::new(
-                    Arc::clone(&scanner),
-                    Arc::clone(&tags),
-                    Some((client.clone(), scope)),
-                );
-                tools.extend(trivy.tools());
-                builder
-                    .tools(tools)
-                    .policy_arc(Arc::clone(&policy))
-                    .approval_ttl(Duration::from_secs(3600))
-                    .observer_arc(metrics.observer())
-                    .observer(TracingObserver)
-            }
-        };
-        builder.build().map_err(|e| e.to_string())
-    })
+    let builder = Agent::builder_arc(brain).max_steps(20);
+    let builder = match build {
+        Build::Bare => builder,
+        Build::Serve => {
+            let scanner: Arc<dyn ImageScanner> = Arc::new(TrivyCli::default());
+            let tags: Arc<dyn TagLister> = Arc::new(RegistryClient::new());
+            let scope = Scope::namespaces([NAMESPACE]);
+            let mut tools = K8s::new(client.clone(), scope.clone()).tools();
+            let trivy = Trivy::new(scanner, tags, Some((client, scope)));
+            tools.extend(trivy.tools());
+            builder
+                .tools(tools)
+                .policy(
+                    Rules::new(Park)
+                        .namespaces([NAMESPACE])
+                        .max_writes_per_run(usize::MAX),
+                )
+                .approval_ttl(Duration::from_secs(3600))
+                .observer_arc(metrics.observer())
+                .observer(TracingObserver)
+        }
+    };
+    let agent = builder.build().expect("the agent");
+    Arc::new(move |_incident: &Incident| Ok(agent.clone()))
 }
 
 impl Harness {

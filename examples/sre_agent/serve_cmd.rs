@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sre_core::{Agent, ApprovalPolicy, Stop, TracingObserver};
+use sre_core::{Agent, Stop, TracingObserver};
 use sre_tools::k8s::{K8s, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::serve::api::{self, ApiState, ApiToken};
@@ -231,41 +231,20 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         Provider::Offline => None,
         _ => Some(crate::brain(opts, &namespaces)?),
     };
+    // One agent per namespace, built once: its brain scoped to the namespace (the playbook is
+    // stateless; a model provider is shared), its tools scoped to it, its policy; every run is a
+    // clone (runs are independent), so an incident starts without building anything.
     let factory: AgentFactory = {
-        let client = client.clone();
-        let namespaces = namespaces.clone();
-        let metrics = Arc::clone(&metrics);
-        let sink = sink.clone();
-        let audit_log = audit_log.clone();
-        let max_steps = opts.max_steps;
-        let ttl = args.approval_ttl;
-        let policies: Vec<(String, Arc<dyn ApprovalPolicy>)> = namespaces
-            .iter()
-            .map(|ns| {
-                (
-                    ns.clone(),
-                    crate::policy(mode, std::slice::from_ref(ns), opts).0,
-                )
-            })
-            .collect();
-        // One scanner and one registry client (its TLS setup) for every run.
+        // One scanner and one registry client (its TLS setup) for every namespace.
         let scanner: Arc<dyn ImageScanner> = Arc::new(TrivyCli::default());
         let tags: Arc<dyn TagLister> = Arc::new(RegistryClient::new());
-        Arc::new(move |incident| {
-            let Some((_, policy)) = policies.iter().find(|(ns, _)| *ns == incident.namespace)
-            else {
-                return Err(format!(
-                    "namespace {:?} is not in scope ({})",
-                    incident.namespace,
-                    namespaces.join(", ")
-                ));
-            };
-            let ns = vec![incident.namespace.clone()];
+        let mut agents: Vec<(String, Agent)> = Vec::with_capacity(namespaces.len());
+        for ns in &namespaces {
             let brain: Arc<dyn sre_core::LlmProvider> = match &shared_brain {
                 Some(b) => Arc::clone(b),
-                None => Arc::new(Playbook::new(ns.clone())),
+                None => Arc::new(Playbook::new([ns.clone()])),
             };
-            let scope = Scope::namespaces(ns);
+            let scope = Scope::namespaces([ns.clone()]);
             let mut tools = K8s::new(client.clone(), scope.clone()).tools();
             let trivy = Trivy::new(
                 Arc::clone(&scanner),
@@ -275,9 +254,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             tools.extend(trivy.tools());
             let mut builder = Agent::builder_arc(brain)
                 .tools(tools)
-                .policy_arc(Arc::clone(policy))
-                .max_steps(max_steps)
-                .approval_ttl(ttl)
+                .policy_arc(crate::policy(mode, std::slice::from_ref(ns), opts).0)
+                .max_steps(opts.max_steps)
+                .approval_ttl(args.approval_ttl)
                 .observer_arc(metrics.observer())
                 .observer(TracingObserver);
             if let Some(log) = &audit_log {
@@ -286,7 +265,21 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             if let Some(sink) = &sink {
                 builder = builder.observer_arc(Arc::clone(sink) as Arc<dyn sre_core::Observer>);
             }
-            builder.build().map_err(|e| e.to_string())
+            agents.push((ns.clone(), builder.build()?));
+        }
+        let namespaces = namespaces.clone();
+        Arc::new(move |incident| {
+            agents
+                .iter()
+                .find(|(ns, _)| *ns == incident.namespace)
+                .map(|(_, agent)| agent.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "namespace {:?} is not in scope ({})",
+                        incident.namespace,
+                        namespaces.join(", ")
+                    )
+                })
         })
     };
     let triggers: Triggers = {
