@@ -376,6 +376,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         cooldown: args.cooldown,
         max_runs: args.max_runs,
         scope: Some(namespaces.clone()),
+        // List prices by model (`name/model` → model); unknown models count no cost.
+        cost: Some(Arc::new(|provider: &str, usage: sre_core::Usage| {
+            let model = provider.split_once('/').map_or(provider, |(_, m)| m);
+            sre_llm::PriceTable::default().cost(model, usage)
+        })),
         ..ServiceConfig::new(identity)
     };
     let service = Service::new(

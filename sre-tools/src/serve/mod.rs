@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use kube_store::KubeStore;
 pub use queue::{Offer, Queue};
-pub use service::{AgentFactory, Service, ServiceConfig, Triggers};
+pub use service::{AgentFactory, CostFn, Service, ServiceConfig, Triggers};
 pub use sqlite::SqliteStore;
 pub use store::{
     ApprovalState, ApprovalView, Claimed, DecideError, Incident, IncidentRecord, IncidentState,

@@ -29,8 +29,12 @@ pub type AgentFactory = Arc<dyn Fn(&Incident) -> Result<Agent, String> + Send + 
 /// [`Stop`] is given.
 pub type Triggers = Arc<dyn Fn(Stop) + Send + Sync>;
 
+/// The estimated cost in US dollars of a run's tokens, from its provider (`name/model`) and usage
+/// (e.g. `sre_llm::PriceTable::cost`); `None` when unknown.
+pub type CostFn = Arc<dyn Fn(&str, sre_core::Usage) -> Option<f64> + Send + Sync>;
+
 /// How the service runs incidents.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceConfig {
     /// This replica's identity (the pod name): owner of the records it writes.
     pub identity: String,
@@ -47,6 +51,22 @@ pub struct ServiceConfig {
     /// The namespaces incidents may come from (`None`: any). An incident from elsewhere (an
     /// alert about another namespace) is dropped before anything is recorded.
     pub scope: Option<Vec<String>>,
+    /// Prices a finished run's tokens for the `sre_agent_cost_usd_total` metric.
+    pub cost: Option<CostFn>,
+}
+
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("identity", &self.identity)
+            .field("cooldown", &self.cooldown)
+            .field("max_runs", &self.max_runs)
+            .field("claim_every", &self.claim_every)
+            .field("grace", &self.grace)
+            .field("scope", &self.scope)
+            .field("cost", &self.cost.is_some())
+            .finish()
+    }
 }
 
 impl ServiceConfig {
@@ -59,6 +79,7 @@ impl ServiceConfig {
             claim_every: Duration::from_secs(2),
             grace: Duration::from_secs(20),
             scope: None,
+            cost: None,
         }
     }
 }
@@ -402,11 +423,17 @@ impl Service {
             RunEnd::Finished(report) => {
                 self.metrics
                     .run_finished(incident.trigger, outcome_name(&report.outcome));
+                let cost = self
+                    .config
+                    .cost
+                    .as_ref()
+                    .and_then(|price| price(&report.provider, report.usage))
+                    .unwrap_or(0.0);
                 self.metrics.tokens(
                     &report.provider,
                     report.usage.input_tokens,
                     report.usage.output_tokens,
-                    0.0,
+                    cost,
                 );
                 let line = outcome_line(&report);
                 self.close(incident, &line).await;
