@@ -107,6 +107,22 @@ pub enum Event {
         /// The decision.
         decision: Decision,
     },
+    /// A human's decision on a parked approval came in through a channel (the approvals API,
+    /// Slack, Teams), its request verified: who, where, for which action.
+    DecisionReceived {
+        /// Run id.
+        run_id: String,
+        /// The approval's id.
+        approval: String,
+        /// The channel (`api`, `slack`, `teams`).
+        channel: String,
+        /// The action fingerprint decided on.
+        action: String,
+        /// The decision, with who made it (`slack:U…`).
+        decision: Decision,
+        /// SHA-256 (hex) of the raw signed request it came in.
+        request_digest: String,
+    },
     /// An approved write was not applied: the target changed, the grant expired, or it was reused.
     WriteRefused {
         /// Run id.
@@ -210,6 +226,7 @@ impl Observer for TracingObserver {
     fn on_event(&self, event: &Event) {
         match event {
             Event::ApprovalDecided { .. }
+            | Event::DecisionReceived { .. }
             | Event::RunParked { .. }
             | Event::RunResumed { .. }
             | Event::RunFinished { .. }

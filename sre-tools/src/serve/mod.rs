@@ -10,6 +10,7 @@
 pub mod alertmanager;
 pub mod api;
 pub mod audit_sink;
+pub mod channel;
 pub mod client;
 mod kube_store;
 pub mod lease;

@@ -14,10 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sre_core::{Agent, Answer, Message, ParkedRun, RunEnd, RunReport, Stop, park::now_unix_ms};
+use sre_core::{
+    ActionRecord, ActionStatus, Agent, Answer, Decision, Message, ParkedRun, PendingApproval,
+    RunEnd, RunReport, Stop, park::now_unix_ms,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::channel::{Ask, Channels, Ending, Settled};
 use super::metrics::{Metrics, outcome_name};
 use super::{Claimed, Incident, Queue, RunStore};
 
@@ -53,6 +57,8 @@ pub struct ServiceConfig {
     pub scope: Option<Vec<String>>,
     /// Prices a finished run's tokens for the `sre_agent_cost_usd_total` metric.
     pub cost: Option<CostFn>,
+    /// The chats that ask about every parked approval and show how it ended (Slack, Teams).
+    pub channels: Channels,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -65,6 +71,7 @@ impl fmt::Debug for ServiceConfig {
             .field("grace", &self.grace)
             .field("scope", &self.scope)
             .field("cost", &self.cost.is_some())
+            .field("channels", &self.channels)
             .finish()
     }
 }
@@ -80,6 +87,7 @@ impl ServiceConfig {
             grace: Duration::from_secs(20),
             scope: None,
             cost: None,
+            channels: Channels::default(),
         }
     }
 }
@@ -403,6 +411,7 @@ impl Service {
             decision = answer.as_ref().map(|a: &Answer| a.decision.by().to_owned()),
             "run resumed"
         );
+        let asked = run.approval.clone();
         let end = match (self.agent)(&incident) {
             Ok(agent) => agent.resume(run, answer, term).await,
             Err(e) => {
@@ -412,6 +421,21 @@ impl Service {
                 return;
             }
         };
+        if let Some(approval) = asked
+            && !self.config.channels.is_empty()
+        {
+            let ending = match &end {
+                RunEnd::Finished(report) => ending_of(&approval, &report.actions, None),
+                RunEnd::Parked(parked) => {
+                    ending_of(&approval, &parked.actions, parked.approval.as_ref())
+                }
+            };
+            self.config.channels.settle(Settled {
+                approval,
+                incident: incident.clone(),
+                ending,
+            });
+        }
         self.settle(&incident, end).await;
         self.active().remove(&workload);
     }
@@ -462,6 +486,12 @@ impl Service {
             {
                 Ok(()) => {
                     if let Some(pending) = &run.approval {
+                        if !self.config.channels.is_empty() {
+                            self.config.channels.ask(Ask {
+                                incident: incident.clone(),
+                                approval: pending.clone(),
+                            });
+                        }
                         tracing::info!(
                             incident = %incident.key,
                             run_id = %run.run_id,
@@ -503,6 +533,53 @@ impl Service {
         {
             tracing::error!(incident = %incident.key, error = %e, "could not close the incident");
         }
+    }
+}
+
+/// How an asked approval ended, from the actions of the run that resumed with it (and the
+/// approval it parked on again, if any).
+fn ending_of(
+    asked: &PendingApproval,
+    actions: &[ActionRecord],
+    again: Option<&PendingApproval>,
+) -> Ending {
+    let call = &asked.request.call_id;
+    if let Some(again) = again
+        && again.request.call_id == *call
+        && again.id != asked.id
+    {
+        return Ending::AskedAgain {
+            approval: again.id.clone(),
+        };
+    }
+    let Some(record) = actions.iter().rev().find(|a| a.call_id == *call) else {
+        return Ending::Refused {
+            by: String::new(),
+            reason: "the run ended before the write was taken up".into(),
+        };
+    };
+    let by = record
+        .decision
+        .as_ref()
+        .map(|d| d.by().to_owned())
+        .unwrap_or_default();
+    match (record.status, &record.decision, &record.rolled_back) {
+        (ActionStatus::Applied, _, None) => Ending::Applied { by },
+        (ActionStatus::Applied, _, Some(rollback)) => Ending::RolledBack {
+            by,
+            detail: rollback.detail.clone(),
+        },
+        (ActionStatus::Denied, Some(Decision::Denied { by, .. }), _) if by == "gate:expired" => {
+            Ending::Expired
+        }
+        (ActionStatus::Denied, Some(Decision::Denied { by, reason }), _) => Ending::Denied {
+            by: by.clone(),
+            reason: reason.clone(),
+        },
+        _ => Ending::Refused {
+            by,
+            reason: record.result.clone(),
+        },
     }
 }
 
