@@ -23,6 +23,7 @@ use sre_core::{
     Agent, Answer, ChatRequest, ChatResponse, Decision, LlmError, LlmProvider, Park, ParkReason,
     Rules, Stop,
 };
+use sre_tools::serve::channel::{Ask, Channel, ChannelError, Channels, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
 use sre_tools::serve::{
     AgentFactory, Incident, IncidentState, Offer, Queue, RunStore, Service, ServiceConfig,
@@ -331,4 +332,137 @@ async fn a_decided_approval_is_applied_once_when_two_services_race_for_it() {
         s.stop.stop();
         s.task.await.unwrap();
     }
+}
+
+/// A channel that records what it was asked and told.
+#[derive(Default)]
+struct Recorder {
+    asked: std::sync::Mutex<Vec<String>>,
+    settled: std::sync::Mutex<Vec<(String, Ending)>>,
+}
+
+#[async_trait]
+impl Channel for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    async fn ask(&self, ask: &Ask) -> Result<(), ChannelError> {
+        self.asked.lock().unwrap().push(ask.approval.id.clone());
+        Ok(())
+    }
+
+    async fn settle(&self, settled: &Settled) -> Result<(), ChannelError> {
+        self.settled
+            .lock()
+            .unwrap()
+            .push((settled.approval.id.clone(), settled.ending.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_asked_on_park_and_told_how_it_ended() {
+    let store: Arc<dyn RunStore> = Arc::new(SqliteStore::in_memory().unwrap());
+    let tool = ScaleTool::default();
+    let built = Arc::new(AtomicUsize::new(0));
+    let factory: AgentFactory = {
+        let (tool, built) = (tool.clone(), Arc::clone(&built));
+        Arc::new(move |_i: &Incident| {
+            let script = match built.fetch_add(1, Ordering::SeqCst) {
+                0 => tool_turn(vec![call(
+                    "w1",
+                    "scale",
+                    json!({"namespace": "shop", "deployment": "web", "replicas": 3}),
+                )]),
+                _ => answer("done"),
+            };
+            Agent::builder(ScriptedProvider::new([script]))
+                .tool(tool.clone())
+                .policy(Rules::new(Park))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+    };
+    let recorder = Arc::new(Recorder::default());
+    let queue = Arc::new(Queue::new(16, Duration::ZERO));
+    let decided = Arc::new(Notify::new());
+    let config = ServiceConfig {
+        claim_every: Duration::from_millis(100),
+        channels: Channels::new(vec![Arc::clone(&recorder) as Arc<dyn Channel>]),
+        ..ServiceConfig::new("one")
+    };
+    let service = Service::new(
+        config,
+        Arc::clone(&store),
+        Arc::clone(&queue),
+        Arc::new(Metrics::new()),
+        factory,
+        no_triggers(),
+        Arc::clone(&decided),
+    );
+    let (_tx, rx) = watch::channel(true);
+    let stop = Stop::new();
+    let task = tokio::spawn(service.run(rx, stop.clone()));
+
+    queue.offer(incident("web"));
+    let parked = wait_state(store.as_ref(), "shop/web/health", IncidentState::Parked).await;
+    let first = parked.run.unwrap().approval.unwrap().id;
+    wait_for("the channel to be asked", || {
+        recorder.asked.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(recorder.asked.lock().unwrap()[0], first);
+
+    // The target changes while the human decides: the approval is void, a new one is asked.
+    tool.bump();
+    store
+        .decide(&first, None, &Answer::now(Decision::approve("slack:U1")))
+        .await
+        .unwrap();
+    decided.notify_one();
+    wait_for("the second question", || {
+        recorder.asked.lock().unwrap().len() == 2
+    })
+    .await;
+    let second = recorder.asked.lock().unwrap()[1].clone();
+    assert_ne!(second, first);
+    assert_eq!(tool.state().writes, 0, "nothing applied on a void approval");
+    wait_for("the first to be settled", || {
+        !recorder.settled.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        recorder.settled.lock().unwrap()[0],
+        (
+            first.clone(),
+            Ending::AskedAgain {
+                approval: second.clone()
+            }
+        )
+    );
+
+    // Approved again: applied, and the channel shows it.
+    store
+        .decide(&second, None, &Answer::now(Decision::approve("slack:U1")))
+        .await
+        .unwrap();
+    decided.notify_one();
+    wait_state(store.as_ref(), "shop/web/health", IncidentState::Closed).await;
+    wait_for("the second to be settled", || {
+        recorder.settled.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        recorder.settled.lock().unwrap()[1],
+        (
+            second,
+            Ending::Applied {
+                by: "slack:U1".into()
+            }
+        )
+    );
+    assert_eq!(tool.state().writes, 1);
+    stop.stop();
+    task.await.unwrap();
 }

@@ -17,8 +17,10 @@ pub mod lease;
 pub mod metrics;
 mod queue;
 pub mod service;
+pub mod slack;
 mod sqlite;
 pub mod store;
+pub mod teams;
 pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
