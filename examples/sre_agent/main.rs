@@ -62,6 +62,17 @@ enum Approve {
     Deny,
     /// (serve) Park the run until a human decides through the approvals API.
     Api,
+    /// (serve) Park the run and ask in Slack (Approve / Reject buttons).
+    Slack,
+    /// (serve) Park the run and ask in Microsoft Teams (an Adaptive Card).
+    Teams,
+}
+
+impl Approve {
+    /// True for the modes where a human decides later and the run parks (`serve` only).
+    fn parks(self) -> bool {
+        matches!(self, Self::Api | Self::Slack | Self::Teams)
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,9 +93,11 @@ enum Provider {
 
 #[derive(clap::Args, Debug)]
 struct RunOptions {
-    /// How writes are approved. Default: prompt on a terminal, deny otherwise (never silently auto).
-    #[arg(long, value_enum)]
-    approve: Option<Approve>,
+    /// How writes are approved. Default: prompt on a terminal, deny otherwise (never silently
+    /// auto). `serve` takes several of api, slack, teams at once (`--approve slack,api`): each
+    /// asks, the first valid decision wins.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    approve: Vec<Approve>,
     /// The brain.
     #[arg(long, value_enum, default_value = "offline")]
     provider: Provider,
@@ -294,13 +307,17 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
 }
 
 fn approval_mode(opts: &RunOptions) -> Result<Approve, Failure> {
-    match opts.approve {
-        Some(Approve::Api) => Err(Failure(
-            "--approve api parks runs for the approvals API of `sre-agent serve`; here use prompt, auto or deny".into(),
+    match opts.approve.as_slice() {
+        [mode] if mode.parks() => Err(Failure(format!(
+            "--approve {} parks runs for a human to decide later, which only `sre-agent serve` can wait for; here use prompt, auto or deny",
+            format!("{mode:?}").to_lowercase()
+        ))),
+        [mode] => Ok(*mode),
+        [] if std::io::stdin().is_terminal() => Ok(Approve::Prompt),
+        [] => Ok(Approve::Deny),
+        _ => Err(Failure(
+            "give one --approve mode here (prompt, auto or deny); several at once are for `sre-agent serve` (api,slack,teams)".into(),
         )),
-        Some(mode) => Ok(mode),
-        None if std::io::stdin().is_terminal() => Ok(Approve::Prompt),
-        None => Ok(Approve::Deny),
     }
 }
 
@@ -346,8 +363,8 @@ fn policy(
             (Arc::new(rules), text)
         }
         Approve::Deny => (Arc::new(ReadOnly), "deny".to_owned()),
-        Approve::Api => {
-            // A human decides later, through the approvals API: the run parks.
+        Approve::Api | Approve::Slack | Approve::Teams => {
+            // A human decides later, through the approvals API or a chat: the run parks.
             let mut rules = with_limits(Rules::new(Park), false);
             if !opts.registries.is_empty() {
                 rules = rules.registries(opts.registries.clone());

@@ -148,19 +148,29 @@ fn identity(arg: Option<String>) -> String {
 pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     init_logs(&args.log_format);
     let opts = &args.opts;
-    let mode = opts.approve.unwrap_or(Approve::Api);
-    if mode == Approve::Prompt {
+    let modes: Vec<Approve> = if opts.approve.is_empty() {
+        vec![Approve::Api]
+    } else {
+        opts.approve.clone()
+    };
+    if modes.contains(&Approve::Prompt) {
         return Err(Failure(
-            "serve has no terminal to prompt at: use --approve api (decide through the approvals API), auto or deny".into(),
+            "serve has no terminal to prompt at: use --approve api,slack,teams (a human decides later), auto or deny".into(),
         ));
     }
+    if modes.len() > 1 && !modes.iter().all(|m| m.parks()) {
+        return Err(Failure(
+            "--approve auto or deny stands alone; only api, slack and teams combine (--approve slack,api)".into(),
+        ));
+    }
+    let mode = modes[0];
     let token = match &args.api_token_file {
         Some(path) => {
             Some(ApiToken::from_file(path).map_err(|e| Failure(format!("--api-token-file: {e}")))?)
         }
         None => None,
     };
-    if mode == Approve::Api && token.is_none() {
+    if modes.contains(&Approve::Api) && token.is_none() {
         return Err(Failure(
             "--approve api needs --api-token-file FILE: nobody could decide a parked approval without the approvals API".into(),
         ));
@@ -378,8 +388,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         scope: Some(namespaces.clone()),
         // List prices by model (`name/model` → model); unknown models count no cost.
         cost: Some(Arc::new(|provider: &str, usage: sre_core::Usage| {
-            let model = provider.split_once('/').map_or(provider, |(_, m)| m);
-            sre_llm::PriceTable::default().cost(model, usage)
+            let priced = provider.split_once('/').map_or(provider, |(_, m)| m);
+            sre_llm::PriceTable::default().cost(priced, usage)
         })),
         ..ServiceConfig::new(identity)
     };

@@ -192,6 +192,14 @@ fn prompt_answered_yes_and_no() {
 fn usage_errors_exit_2_and_errors_explain_the_fix() {
     let o = sre_agent(&["demo", "--approve", "maybe"], "");
     assert_eq!(o.status.code(), Some(2));
+    // Parking modes need a process that can wait: serve. Nothing runs, nothing is applied.
+    for mode in ["api", "slack", "teams", "auto,deny"] {
+        let o = sre_agent(&["demo", "--approve", mode], "");
+        assert_eq!(o.status.code(), Some(1), "{mode}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("sre-agent serve"), "{mode}: {err}");
+        assert!(o.stdout.is_empty(), "{mode}");
+    }
     let o = sre_agent(&["demo", "--scenario", "nope"], "");
     assert_eq!(o.status.code(), Some(1));
     assert!(
