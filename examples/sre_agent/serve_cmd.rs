@@ -14,8 +14,11 @@ use sre_tools::k8s::{K8s, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::serve::api::{self, ApiState, ApiToken};
 use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig, SinkToken};
+use sre_tools::serve::channel::{Channel, Channels, DecisionSink};
 use sre_tools::serve::lease::{Elector, LeaseConfig};
 use sre_tools::serve::metrics::Metrics;
+use sre_tools::serve::slack::{self, Slack, SlackConfig, SlackSecret};
+use sre_tools::serve::teams::{self, AppPassword, Teams, TeamsConfig, TeamsWebhook};
 use sre_tools::serve::{
     AgentFactory, Health, KubeStore, Queue, RunStore, Service, ServiceConfig, SqliteStore,
     Triggers, alertmanager, watch,
@@ -113,7 +116,154 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
     #[command(flatten)]
+    slack: SlackArgs,
+    #[command(flatten)]
+    teams: TeamsArgs,
+    #[command(flatten)]
     opts: RunOptions,
+}
+
+/// Microsoft Teams (`--approve teams`): an Adaptive Card per parked approval, sent through the
+/// Bot Framework connector, buttons answered at `POST /teams/messages` (Bot Framework JWTs, an
+/// allow-list of users). With only `--teams-webhook-url-file`: a card that notifies and links to
+/// the approvals API (not interactive).
+#[derive(clap::Args, Debug)]
+#[expect(clippy::struct_field_names, reason = "the flags are --teams-*")]
+pub(crate) struct TeamsArgs {
+    /// The bot's Microsoft App ID.
+    #[arg(long, value_name = "GUID")]
+    teams_app_id: Option<String>,
+    /// The bot's client secret, a file.
+    #[arg(long, value_name = "FILE")]
+    teams_app_password_file: Option<PathBuf>,
+    /// The AAD object ids allowed to decide (`id1,id2`).
+    #[arg(long, value_name = "IDS")]
+    teams_approvers: Option<String>,
+    /// The conversation the cards go to (a channel or chat id).
+    #[arg(long, value_name = "ID")]
+    teams_conversation_id: Option<String>,
+    /// The Bot Framework service URL of that conversation (from an activity the bot received).
+    #[arg(long, value_name = "URL")]
+    teams_service_url: Option<String>,
+    /// Where the Bot Framework's signing keys are published (for proxies and tests).
+    #[arg(long, value_name = "URL", default_value = sre_tools::serve::teams::DEFAULT_OPENID_METADATA_URL)]
+    teams_openid_metadata_url: String,
+    /// The token endpoint of the bot's tenant (single-tenant bots:
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`).
+    #[arg(long, value_name = "URL", default_value = sre_tools::serve::teams::DEFAULT_TOKEN_URL)]
+    teams_token_url: String,
+    /// A Workflows incoming-webhook URL (a file: it holds a signature): notification only.
+    #[arg(long, value_name = "FILE")]
+    teams_webhook_url_file: Option<PathBuf>,
+    /// The approvals API's base URL as approvers reach it, linked from webhook cards.
+    #[arg(long, value_name = "URL")]
+    teams_approvals_url: Option<String>,
+}
+
+impl TeamsArgs {
+    fn build(&self) -> Result<Option<Teams>, Failure> {
+        let Some(app_id) = &self.teams_app_id else {
+            return Ok(None);
+        };
+        let need = |v: Option<&String>, flag: &str| {
+            v.cloned()
+                .ok_or_else(|| Failure(format!("--teams-app-id needs {flag}")))
+        };
+        let password =
+            AppPassword::from_file(self.teams_app_password_file.clone().ok_or_else(|| {
+                Failure("--teams-app-id needs --teams-app-password-file FILE".into())
+            })?)?;
+        let approvers: Vec<String> = need(self.teams_approvers.as_ref(), "--teams-approvers IDS")?
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        let mut config = TeamsConfig::new(
+            app_id,
+            password,
+            approvers,
+            need(self.teams_service_url.as_ref(), "--teams-service-url URL")?,
+            need(
+                self.teams_conversation_id.as_ref(),
+                "--teams-conversation-id ID",
+            )?,
+        );
+        config
+            .openid_metadata_url
+            .clone_from(&self.teams_openid_metadata_url);
+        config.token_url.clone_from(&self.teams_token_url);
+        config.validate()?;
+        Ok(Some(Teams::new(config)?))
+    }
+
+    fn webhook(&self) -> Result<Option<TeamsWebhook>, Failure> {
+        let Some(path) = &self.teams_webhook_url_file else {
+            return Ok(None);
+        };
+        let url = std::fs::read_to_string(path)
+            .map_err(|e| Failure(format!("--teams-webhook-url-file {}: {e}", path.display())))?;
+        Ok(Some(TeamsWebhook::new(
+            url.trim(),
+            self.teams_approvals_url.as_deref(),
+        )?))
+    }
+}
+
+/// Slack (`--approve slack`): a Block Kit question per parked approval, buttons answered at
+/// `POST /slack/interactions` (signed requests, an allow-list of users).
+#[derive(clap::Args, Debug)]
+#[expect(clippy::struct_field_names, reason = "the flags are --slack-*")]
+pub(crate) struct SlackArgs {
+    /// The bot token (`xoxb-…`), a file.
+    #[arg(long, value_name = "FILE")]
+    slack_bot_token_file: Option<PathBuf>,
+    /// The app's signing secret, a file.
+    #[arg(long, value_name = "FILE")]
+    slack_signing_secret_file: Option<PathBuf>,
+    /// The channel to ask in (an id such as `C0123ABCD`, or a name).
+    #[arg(long, value_name = "CHANNEL")]
+    slack_channel: Option<String>,
+    /// The user ids allowed to decide (`U1,U2`).
+    #[arg(long, value_name = "U1,U2")]
+    slack_approvers: Option<String>,
+    /// Members of this user group (`S…`) may decide too (needs `usergroups:read`).
+    #[arg(long, value_name = "GROUP")]
+    slack_approver_group: Option<String>,
+    /// The Web API base (for proxies and tests).
+    #[arg(long, value_name = "URL", default_value = sre_tools::serve::slack::DEFAULT_API_URL)]
+    slack_api_url: String,
+}
+
+impl SlackArgs {
+    fn build(&self) -> Result<Slack, Failure> {
+        let need = |v: &Option<PathBuf>, flag: &str| {
+            v.clone()
+                .ok_or_else(|| Failure(format!("--approve slack needs {flag}")))
+        };
+        let token = SlackSecret::from_file(need(
+            &self.slack_bot_token_file,
+            "--slack-bot-token-file FILE",
+        )?)?;
+        let secret = SlackSecret::from_file(need(
+            &self.slack_signing_secret_file,
+            "--slack-signing-secret-file FILE",
+        )?)?;
+        let channel = self
+            .slack_channel
+            .as_deref()
+            .ok_or_else(|| Failure("--approve slack needs --slack-channel CHANNEL".into()))?;
+        let mut config = SlackConfig::new(
+            token,
+            secret,
+            channel,
+            self.slack_approvers.as_deref().unwrap_or_default(),
+        )?
+        .with_api_url(&self.slack_api_url)?;
+        if let Some(group) = &self.slack_approver_group {
+            config = config.with_approver_group(group)?;
+        }
+        Ok(Slack::new(config)?)
+    }
 }
 
 fn init_logs(format: &str) {
@@ -362,6 +512,50 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         Some(token) => router.merge(alertmanager::routes(Arc::clone(&queue), Some(token))),
         None => router,
     };
+    // Chat channels: they ask about every parked approval; their endpoints record a verified
+    // human's decision in the store (audited), as the approvals API does.
+    let mut audit: Vec<Arc<dyn sre_core::Observer>> = Vec::new();
+    if let Some(log) = &audit_log {
+        audit.push(Arc::clone(log) as Arc<dyn sre_core::Observer>);
+    }
+    if let Some(sink) = &sink {
+        audit.push(Arc::clone(sink) as Arc<dyn sre_core::Observer>);
+    }
+    let decisions = DecisionSink {
+        store: Arc::clone(&store),
+        decided: Arc::clone(&decided),
+        metrics: Arc::clone(&metrics),
+        audit,
+    };
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut router = router;
+    if modes.contains(&Approve::Slack) {
+        let slack = Arc::new(args.slack.build()?);
+        router = router.merge(slack::routes(Arc::clone(&slack), decisions.clone()));
+        channels.push(slack);
+    }
+    if modes.contains(&Approve::Teams) {
+        let bot = args.teams.build()?;
+        let webhook = args.teams.webhook()?;
+        if bot.is_none() && webhook.is_none() {
+            return Err(Failure(
+                "--approve teams needs --teams-app-id (with --teams-app-password-file, --teams-approvers, --teams-service-url, --teams-conversation-id) or --teams-webhook-url-file".into(),
+            ));
+        }
+        if let Some(bot) = bot {
+            let bot = Arc::new(bot);
+            router = router.merge(teams::routes(Arc::clone(&bot), decisions.clone()));
+            channels.push(bot);
+        }
+        if let Some(webhook) = webhook {
+            if !modes.contains(&Approve::Api) {
+                return Err(Failure(
+                    "--teams-webhook-url-file only notifies (not interactive): add --approve api so that someone can decide".into(),
+                ));
+            }
+            channels.push(Arc::new(webhook));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -391,6 +585,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             let priced = provider.split_once('/').map_or(provider, |(_, m)| m);
             sre_llm::PriceTable::default().cost(priced, usage)
         })),
+        channels: Channels::new(channels),
         ..ServiceConfig::new(identity)
     };
     let service = Service::new(
