@@ -3,7 +3,9 @@
 //! approval → the process restarts between the question and the answer → approved with
 //! `sre-agent approvals approve` → the new process resumes, rolls back and verifies. And with
 //! two replicas on the Kubernetes store: the leader is killed while the approval waits, the other
-//! takes the Lease, resumes the run, and the incident is handled exactly once.
+//! takes the Lease, resumes the run, and the incident is handled exactly once. An Alertmanager
+//! alert becomes a run. And from Slack: the question is posted, the process restarts, refused
+//! clicks decide nothing, the approver's signed click resumes the run and the rollback applies.
 //! Skipped with a message when the harness is not up; required in `.ci/run`.
 
 #![expect(
@@ -602,6 +604,240 @@ async fn an_alert_becomes_a_run_and_a_resolved_one_cancels_its_queued_incident()
     let runs = serve.find(&|l| l["message"] == "run started");
     assert_eq!(runs.len(), 1, "{}", serve.dump());
     let (status, logs) = tokio::task::block_in_place(|| serve.terminate());
+    assert!(status.success(), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+    b.shutdown().await;
+}
+
+/// A loopback server that speaks Slack's Web API (`chat.postMessage`, `chat.update`,
+/// `chat.postEphemeral`) and records what it was sent.
+struct FakeSlack {
+    url: String,
+    calls: Arc<Mutex<Vec<(String, String, Value)>>>,
+}
+
+async fn fake_slack() -> FakeSlack {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::HeaderMap;
+    type Calls = Arc<Mutex<Vec<(String, String, Value)>>>;
+    async fn method(
+        State(calls): State<Calls>,
+        UrlPath(name): UrlPath<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::Json<Value> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        calls.lock().unwrap().push((name, auth, body));
+        axum::Json(json!({"ok": true, "channel": "C0SRE", "ts": "1733000000.000100"}))
+    }
+    let calls: Calls = Arc::default();
+    let app = axum::Router::new()
+        .route("/api/{method}", axum::routing::post(method))
+        .with_state(Arc::clone(&calls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeSlack { url, calls }
+}
+
+/// Signs `body` as Slack does (v0: HMAC-SHA256 over `v0:{timestamp}:{body}`).
+fn slack_signature(secret: &str, ts: u64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// POSTs a signed `block_actions` click on `action_id` for `approval` by `user`.
+fn slack_click(
+    addr: &str,
+    secret: &str,
+    user: &str,
+    action_id: &str,
+    approval: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "oncall"},
+        "container": {"type": "message", "message_ts": "1733000000.000100", "channel_id": "C0SRE"},
+        "channel": {"id": "C0SRE"},
+        "message": {"ts": "1733000000.000100", "blocks": []},
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "sre_decision", "value": approval}]
+    });
+    let body = format!("payload={}", percent_encode(&payload.to_string()));
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let host = addr.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        socket,
+        "POST /slack/interactions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        slack_signature(secret, ts, &body),
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    socket.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    (
+        status,
+        reply
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: post, restart, refused clicks, the click, the update"
+)]
+async fn a_slack_click_after_a_restart_approves_and_the_rollback_is_applied_once() {
+    let Some(b) =
+        support::Backend::real(sre_tools::sim::Scenario::builtin("bad-release").unwrap()).await
+    else {
+        return;
+    };
+    let ns = b.ns("shop");
+    let admin = b.admin();
+    let bad = image_of(&admin, &ns, "web").await;
+    let slack = fake_slack().await;
+    let dir = temp_dir("slack");
+    let token = token_file(&dir);
+    let bot = dir.join("bot-token");
+    std::fs::write(&bot, "xoxb-e2e-bot-token-0123456789\n").unwrap();
+    let secret = "e2e-signing-secret-0123456789abcdef";
+    let signing = dir.join("signing-secret");
+    std::fs::write(&signing, format!("{secret}\n")).unwrap();
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let (bot_arg, signing_arg) = (bot.display().to_string(), signing.display().to_string());
+    let args = [
+        "--namespace",
+        ns.as_str(),
+        "--store",
+        store.as_str(),
+        "--approve",
+        "slack,api",
+        "--slack-bot-token-file",
+        bot_arg.as_str(),
+        "--slack-signing-secret-file",
+        signing_arg.as_str(),
+        "--slack-channel",
+        "C0SRE",
+        "--slack-approvers",
+        "U0ONCALL",
+        "--slack-api-url",
+        slack.url.as_str(),
+    ];
+
+    // The run parks; the question is posted to Slack with only the approval's id in its buttons.
+    let mut first = tokio::task::block_in_place(|| Serve::start(&args, &token));
+    let approval = tokio::task::block_in_place(|| pending_approval(&mut first));
+    let id = approval["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let posted = loop {
+        let calls = slack.calls.lock().unwrap().clone();
+        if let Some(c) = calls.into_iter().find(|c| c.0 == "chat.postMessage") {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing posted to Slack\n{}",
+            first.dump()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(posted.1, "Bearer xoxb-e2e-bot-token-0123456789");
+    let text = posted.2.to_string();
+    assert!(text.contains(&id) && text.contains("sre_approve"), "{text}");
+    assert_eq!(image_of(&admin, &ns, "web").await, bad);
+
+    // A restart between the post and the click.
+    let (status, logs) = tokio::task::block_in_place(|| first.terminate());
+    assert!(status.success(), "{logs}");
+    let mut second = tokio::task::block_in_place(|| Serve::start(&args, &token));
+
+    // Someone not on the allow-list clicks, then a forged click: nothing is decided.
+    let (code, body) = slack_click(&second.addr, secret, "U0INTRUDER", "sre_approve", &id);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = slack_click(
+        &second.addr,
+        "not-the-secret-0123456789",
+        "U0ONCALL",
+        "sre_approve",
+        &id,
+    );
+    assert_eq!(code, 401, "{body}");
+    let still = tokio::task::block_in_place(|| pending_approval(&mut second));
+    assert_eq!(still["id"], id.as_str());
+    assert_eq!(image_of(&admin, &ns, "web").await, bad);
+
+    // The approver's click: the run resumes, rolls back, verifies; Slack's message is updated.
+    let (code, body) = slack_click(&second.addr, secret, "U0ONCALL", "sre_approve", &id);
+    assert_eq!(code, 200, "{body}");
+    let finished = tokio::task::block_in_place(|| {
+        second.wait_log("the run to finish", Duration::from_secs(120), |l| {
+            l["message"] == "run finished"
+        })
+    });
+    assert!(
+        finished["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("k8s_rollback applied"),
+        "{}",
+        second.dump()
+    );
+    assert_ne!(image_of(&admin, &ns, "web").await, bad);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let updates: Vec<String> = slack
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.0 == "chat.update")
+            .map(|c| c.2.to_string())
+            .collect();
+        if updates
+            .iter()
+            .any(|u| u.contains("slack:U0ONCALL") || u.contains("U0ONCALL"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no chat.update: {updates:?}\n{}",
+            second.dump()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second click changes nothing.
+    let (code, body) = slack_click(&second.addr, secret, "U0ONCALL", "sre_reject", &id);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(second.find(&|l| l["message"] == "run resumed").len(), 1);
+    let (status, logs) = tokio::task::block_in_place(|| second.terminate());
     assert!(status.success(), "{logs}");
     let _ = std::fs::remove_dir_all(&dir);
     b.shutdown().await;
