@@ -6,20 +6,19 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-use std::collections::BTreeMap;
+#[path = "../../sre-tools/tests/support/parked.rs"]
+mod parked;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use sre_core::approval::ApprovalRequest;
-use sre_core::message::Usage;
-use sre_core::plan::{Preview, Risk, Target};
-use sre_core::{Decision, ParkReason, ParkedRun, PendingApproval};
+use sre_core::Decision;
 use sre_tools::serve::api::{self, ApiState, ApiToken};
 use sre_tools::serve::metrics::Metrics;
-use sre_tools::serve::{ApprovalState, Health, Incident, RunStore, SqliteStore, Trigger};
+use sre_tools::serve::{ApprovalState, Health, RunStore, SqliteStore};
 use tokio::sync::{Notify, oneshot};
 
 const TOKEN: &str = "cli-approvals-token-0123456789abcdef";
@@ -32,10 +31,6 @@ fn now_ms() -> u64 {
             .as_millis(),
     )
     .unwrap()
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 struct Server {
@@ -75,69 +70,15 @@ struct Parked {
 /// Parks a run of `workload` in `store` with a plan whose summary is `summary`; its approval
 /// expires `ttl_ms` from now (negative: already expired).
 async fn park(store: &dyn RunStore, workload: &str, summary: &str, ttl_ms: i64) -> Parked {
-    let now = now_ms();
-    let key = format!("shop/deployment/{workload}/crashloop");
-    let incident = Incident {
-        key: key.clone(),
-        trigger: Trigger::Watcher,
-        namespace: "shop".into(),
-        workload: workload.into(),
-        summary: format!("deployment shop/{workload} is crash-looping"),
-    };
-    assert!(
-        store
-            .open(&incident, "replica-a", now, Duration::ZERO)
-            .await
-            .unwrap()
-    );
-    let run_id = format!("run-{workload}");
-    let mut preview = Preview::new(summary, "+ image: nginx:1.25.5\n", "fp-41", Risk::Medium);
-    preview.target = Some(Target {
-        kind: "deployments.apps".into(),
-        namespace: "shop".into(),
-        name: workload.into(),
-        resource_version: "41".into(),
-    });
-    let request = ApprovalRequest {
-        run_id: run_id.clone(),
-        tool: "k8s_rollback".into(),
-        call_id: "call-1".into(),
-        arguments: json!({"namespace": "shop", "deployment": workload}),
-        preview,
-        incident: incident.summary.clone(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
-    let action = request.action_fingerprint();
-    let id = PendingApproval::id_for(&run_id, "call-1", &action);
-    let expires_at_ms = now.saturating_add_signed(ttl_ms);
-    let run = ParkedRun {
-        run_id,
-        task: incident.summary.clone(),
-        provider: "offline".into(),
-        started_at: rfc3339(now - 5_000),
-        reason: ParkReason::Approval,
-        parked_at: rfc3339(now),
-        steps: 1,
-        tool_calls: 2,
-        usage: Usage::default(),
-        writes_applied: 0,
-        active_ms: 800,
-        transcript: Vec::new(),
-        actions: Vec::new(),
-        seen: BTreeMap::new(),
-        turn: None,
-        approval: Some(PendingApproval {
-            id: id.clone(),
-            request,
-            action: action.clone(),
-            requested_at: rfc3339(now - 1_000),
-            expires_at: rfc3339(expires_at_ms),
-            expires_at_ms,
-        }),
-    };
-    store.park(&key, "replica-a", &run).await.unwrap();
-    Parked { id, action, key }
+    let ask = parked::Sample::new(workload, ttl_ms)
+        .summary(summary)
+        .park(store)
+        .await;
+    Parked {
+        id: ask.approval.id,
+        action: ask.approval.action,
+        key: ask.incident.key,
+    }
 }
 
 const HOUR: i64 = 3_600_000;

@@ -458,9 +458,15 @@ async fn a_planted_replicaset_is_never_the_rollback_source() {
     b.shutdown().await;
 }
 
+/// Waits until the controllers are done with the deployment: its generation observed, and its
+/// resourceVersion unchanged over five reads in a row (on the real API server the controller
+/// and this harness's kubelet keep writing its status for a while; a plan made meanwhile is
+/// rightly refused as stale).
 async fn settle(b: &Backend, name: &str) {
     let api = Api::<Deployment>::namespaced(b.admin(), &b.ns("shop"));
-    for _ in 0..300 {
+    let mut last = String::new();
+    let mut same = 0;
+    for _ in 0..600 {
         let d = api.get(name).await.unwrap();
         let generation = d.metadata.generation.unwrap_or(0);
         let observed = d
@@ -468,9 +474,16 @@ async fn settle(b: &Backend, name: &str) {
             .as_ref()
             .and_then(|s| s.observed_generation)
             .unwrap_or(0);
-        if observed >= generation {
-            return;
+        let version = d.metadata.resource_version.clone().unwrap_or_default();
+        if observed >= generation && version == last {
+            same += 1;
+            if same >= 5 {
+                return;
+            }
+        } else {
+            same = 0;
         }
+        last = version;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("deployment {name} did not settle");

@@ -11,22 +11,18 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::collections::BTreeMap;
+#[path = "support/parked.rs"]
+mod parked;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sre_core::approval::ApprovalRequest;
-use sre_core::message::Usage;
-use sre_core::plan::{ImageChange, Preview, Risk, Target};
-use sre_core::{ParkReason, ParkedRun, PendingApproval};
 use sre_tools::serve::api::{self, ApiState, ApiToken};
 use sre_tools::serve::client::{ApprovalsClient, ClientError};
 use sre_tools::serve::metrics::Metrics;
-use sre_tools::serve::{
-    ApprovalState, ApprovalView, Health, Incident, RunStore, SqliteStore, Trigger,
-};
+use sre_tools::serve::{ApprovalState, ApprovalView, Health, RunStore, SqliteStore};
 use tokio::sync::{Notify, oneshot};
 
 const TOKEN: &str = "test-api-token-0123456789abcdef";
@@ -40,10 +36,6 @@ fn now_ms() -> u64 {
             .as_millis(),
     )
     .unwrap()
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// One API server on a loopback port, and what it serves from.
@@ -112,79 +104,12 @@ struct Parked {
 /// Parks a run of `workload` whose approval expires `ttl_ms` from now (negative: already
 /// expired).
 async fn park(store: &dyn RunStore, workload: &str, ttl_ms: i64) -> Parked {
-    let now = now_ms();
-    let key = format!("shop/deployment/{workload}/crashloop");
-    let incident = Incident {
-        key: key.clone(),
-        trigger: Trigger::Watcher,
-        namespace: "shop".into(),
-        workload: workload.into(),
-        summary: format!("deployment shop/{workload} is crash-looping"),
-    };
-    assert!(
-        store
-            .open(&incident, "replica-a", now, Duration::ZERO)
-            .await
-            .unwrap()
-    );
-    let run_id = format!("run-{workload}");
-    let mut preview = Preview::new(
-        format!("deployment shop/{workload}: container web image nginx:1.25.3 -> nginx:1.25.5"),
-        "-  image: nginx:1.25.3\n+  image: nginx:1.25.5\n",
-        format!("deployments.apps/shop/{workload}@41"),
-        Risk::Medium,
-    );
-    preview.target = Some(Target {
-        kind: "deployments.apps".into(),
-        namespace: "shop".into(),
-        name: workload.into(),
-        resource_version: "41".into(),
-    });
-    preview.images = Some(vec![ImageChange {
-        container: "web".into(),
-        before: Some("nginx:1.25.3".into()),
-        after: "nginx:1.25.5".into(),
-    }]);
-    let request = ApprovalRequest {
-        run_id: run_id.clone(),
-        tool: "k8s_set_image".into(),
-        call_id: "call-1".into(),
-        arguments: json!({"namespace": "shop", "deployment": workload, "container": "web", "image": "nginx:1.25.5"}),
-        preview,
-        incident: incident.summary.clone(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
-    let action = request.action_fingerprint();
-    let id = PendingApproval::id_for(&run_id, "call-1", &action);
-    let expires_at_ms = now.saturating_add_signed(ttl_ms);
-    let run = ParkedRun {
-        run_id,
-        task: incident.summary.clone(),
-        provider: "offline".into(),
-        started_at: rfc3339(now - 5_000),
-        reason: ParkReason::Approval,
-        parked_at: rfc3339(now),
-        steps: 2,
-        tool_calls: 3,
-        usage: Usage::default(),
-        writes_applied: 0,
-        active_ms: 1_200,
-        transcript: Vec::new(),
-        actions: Vec::new(),
-        seen: BTreeMap::new(),
-        turn: None,
-        approval: Some(PendingApproval {
-            id: id.clone(),
-            request,
-            action: action.clone(),
-            requested_at: rfc3339(now - 2_000),
-            expires_at: rfc3339(expires_at_ms),
-            expires_at_ms,
-        }),
-    };
-    store.park(&key, "replica-a", &run).await.unwrap();
-    Parked { id, action, key }
+    let ask = parked::Sample::new(workload, ttl_ms).park(store).await;
+    Parked {
+        id: ask.approval.id,
+        action: ask.approval.action,
+        key: ask.incident.key,
+    }
 }
 
 const HOUR: i64 = 3_600_000;

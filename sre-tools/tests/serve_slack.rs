@@ -19,7 +19,10 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+#[path = "support/parked.rs"]
+mod parked;
+
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,9 +37,8 @@ use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sre_core::approval::ApprovalRequest;
-use sre_core::message::Usage;
 use sre_core::plan::{ImageChange, Preview, Risk, Target};
-use sre_core::{Decision, Event, Observer, ParkReason, ParkedRun, PendingApproval};
+use sre_core::{Decision, Event, Observer, PendingApproval};
 use sre_tools::serve::api;
 use sre_tools::serve::channel::{Ask, Channel, DecisionSink, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
@@ -329,81 +331,12 @@ async fn setup_with(tune: impl FnOnce(SlackConfig) -> SlackConfig) -> Env {
 /// expired), with `summary` as the incident's evidence and `diff` as the dry-run diff. Returns
 /// what a channel is asked.
 async fn park(store: &dyn RunStore, workload: &str, ttl_ms: i64, summary: &str, diff: &str) -> Ask {
-    let now = now_ms();
-    let key = format!("shop/deployment/{workload}/crashloop");
-    let incident = Incident {
-        key: key.clone(),
-        trigger: Trigger::Watcher,
-        namespace: "shop".into(),
-        workload: workload.into(),
-        summary: summary.into(),
-    };
-    assert!(
-        store
-            .open(&incident, "replica-a", now, Duration::ZERO)
-            .await
-            .unwrap()
-    );
-    let run_id = format!("run-{workload}");
-    let mut preview = Preview::new(
-        format!("deployment shop/{workload}: container web image nginx:1.25.3 -> nginx:1.25.5"),
-        diff,
-        format!("deployments.apps/shop/{workload}@41"),
-        Risk::Medium,
-    );
-    preview.target = Some(Target {
-        kind: "deployments.apps".into(),
-        namespace: "shop".into(),
-        name: workload.into(),
-        resource_version: "41".into(),
-    });
-    preview.images = Some(vec![ImageChange {
-        container: "web".into(),
-        before: Some("nginx:1.25.3".into()),
-        after: "nginx:1.25.5".into(),
-    }]);
-    preview.warning = Some("pods restart one by one".into());
-    let request = ApprovalRequest {
-        run_id: run_id.clone(),
-        tool: "k8s_set_image".into(),
-        call_id: "call-1".into(),
-        arguments: json!({"namespace": "shop", "deployment": workload, "container": "web", "image": "nginx:1.25.5"}),
-        preview,
-        incident: incident.summary.clone(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
-    let action = request.action_fingerprint();
-    let id = PendingApproval::id_for(&run_id, "call-1", &action);
-    let expires_at_ms = now.saturating_add_signed(ttl_ms);
-    let approval = PendingApproval {
-        id,
-        request,
-        action,
-        requested_at: rfc3339(now - 2_000),
-        expires_at: rfc3339(expires_at_ms),
-        expires_at_ms,
-    };
-    let run = ParkedRun {
-        run_id,
-        task: incident.summary.clone(),
-        provider: "offline".into(),
-        started_at: rfc3339(now - 5_000),
-        reason: ParkReason::Approval,
-        parked_at: rfc3339(now),
-        steps: 2,
-        tool_calls: 3,
-        usage: Usage::default(),
-        writes_applied: 0,
-        active_ms: 1_200,
-        transcript: Vec::new(),
-        actions: Vec::new(),
-        seen: BTreeMap::new(),
-        turn: None,
-        approval: Some(approval.clone()),
-    };
-    store.park(&key, "replica-a", &run).await.unwrap();
-    Ask { incident, approval }
+    parked::Sample::new(workload, ttl_ms)
+        .evidence(summary)
+        .diff(diff)
+        .warning("pods restart one by one")
+        .park(store)
+        .await
 }
 
 async fn park_plain(store: &dyn RunStore, workload: &str, ttl_ms: i64) -> Ask {

@@ -16,6 +16,9 @@
     reason = "test helpers fail loudly"
 )]
 
+#[path = "support/parked.rs"]
+mod parked;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,16 +33,13 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use sre_core::approval::ApprovalRequest;
-use sre_core::message::Usage;
-use sre_core::plan::{Preview, Risk, Target};
-use sre_core::{Decision, Event, Observer, ParkReason, ParkedRun, PendingApproval};
+use sre_core::{Decision, Event, Observer};
 use sre_tools::serve::channel::{Ask, Channel, DecisionSink, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
 use sre_tools::serve::teams::{
     self, AppPassword, Teams, TeamsConfig, TeamsError, TeamsWebhook, VERB_APPROVE, VERB_REJECT,
 };
-use sre_tools::serve::{ApprovalState, Incident, RunStore, SqliteStore, Trigger};
+use sre_tools::serve::{ApprovalState, RunStore, SqliteStore, Trigger};
 use tokio::sync::{Notify, oneshot};
 
 const APP_ID: &str = "00000000-0000-0000-0000-00000000b07a";
@@ -69,10 +69,6 @@ fn now_ms() -> u64 {
 
 fn now_s() -> u64 {
     now_ms() / 1000
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 // ----- signing keys ---------------------------------------------------------------------
@@ -383,77 +379,18 @@ struct Parked {
 
 /// Parks a run of `workload` whose approval expires `ttl_ms` from now (negative: expired).
 async fn park(store: &dyn RunStore, workload: &str, ttl_ms: i64) -> Parked {
-    let now = now_ms();
-    let key = format!("shop/deployment/{workload}/vulnerabilities");
-    let incident = Incident {
-        key: key.clone(),
-        trigger: Trigger::Trivy,
-        namespace: "shop".into(),
-        workload: workload.into(),
-        summary: format!(
+    let ask = parked::Sample::new(workload, ttl_ms)
+        .trigger(Trigger::Trivy)
+        .evidence(&format!(
             "deployment shop/{workload}: CVE-2024-123 (critical) in nginx:1.25.3 [click](https://evil.example)"
-        ),
-    };
-    assert!(
-        store
-            .open(&incident, "replica-a", now, Duration::ZERO)
-            .await
-            .unwrap()
-    );
-    let run_id = format!("run-{workload}");
-    let mut preview = Preview::new(
-        format!("deployment shop/{workload}: container web image nginx:1.25.3 -> nginx:1.25.5"),
-        "-  image: nginx:1.25.3\n+  image: nginx:1.25.5\n",
-        format!("deployments.apps/shop/{workload}@41"),
-        Risk::Medium,
-    );
-    preview.target = Some(Target {
-        kind: "deployments.apps".into(),
-        namespace: "shop".into(),
-        name: workload.into(),
-        resource_version: "41".into(),
-    });
-    preview.warning = Some("pods restart one at a time".into());
-    let request = ApprovalRequest {
-        run_id: run_id.clone(),
-        tool: "k8s_set_image".into(),
-        call_id: "call-1".into(),
-        arguments: json!({"namespace": "shop", "deployment": workload, "container": "web", "image": "nginx:1.25.5"}),
-        preview,
-        incident: incident.summary.clone(),
-        writes_so_far: 0,
-        rollback_on_failure: true,
-    };
-    let action = request.action_fingerprint();
-    let id = PendingApproval::id_for(&run_id, "call-1", &action);
-    let expires_at_ms = now.saturating_add_signed(ttl_ms);
-    let run = ParkedRun {
-        run_id,
-        task: incident.summary.clone(),
-        provider: "offline".into(),
-        started_at: rfc3339(now - 5_000),
-        reason: ParkReason::Approval,
-        parked_at: rfc3339(now),
-        steps: 2,
-        tool_calls: 3,
-        usage: Usage::default(),
-        writes_applied: 0,
-        active_ms: 1_200,
-        transcript: Vec::new(),
-        actions: Vec::new(),
-        seen: BTreeMap::new(),
-        turn: None,
-        approval: Some(PendingApproval {
-            id: id.clone(),
-            request,
-            action,
-            requested_at: rfc3339(now - 2_000),
-            expires_at: rfc3339(expires_at_ms),
-            expires_at_ms,
-        }),
-    };
-    store.park(&key, "replica-a", &run).await.unwrap();
-    Parked { id, key }
+        ))
+        .warning("pods restart one at a time")
+        .park(store)
+        .await;
+    Parked {
+        id: ask.approval.id,
+        key: ask.incident.key,
+    }
 }
 
 /// The [`Ask`] of a parked approval, as the service hands it to channels.
