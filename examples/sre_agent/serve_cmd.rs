@@ -325,14 +325,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
             "--approve api needs --api-token-file FILE: nobody could decide a parked approval without the approvals API".into(),
         ));
     }
-    let webhook_token: Option<Arc<str>> = match &args.webhook_token_file {
-        Some(path) => {
-            // Checked like the API token (length, characters), then kept as the text it is.
-            ApiToken::from_file(path).map_err(|e| Failure(format!("--webhook-token-file: {e}")))?;
-            let text = std::fs::read_to_string(path)?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            Some(Arc::from(text.strip_suffix('\r').unwrap_or(text)))
-        }
+    let webhook_token = match &args.webhook_token_file {
+        Some(path) => Some(
+            ApiToken::from_file(path).map_err(|e| Failure(format!("--webhook-token-file: {e}")))?,
+        ),
         None => None,
     };
     let client = crate::cluster().await?;

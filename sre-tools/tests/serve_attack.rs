@@ -701,7 +701,7 @@ async fn a_webhook_flood_is_bounded_and_a_wrong_token_changes_nothing() {
     let queue = Arc::new(Queue::new(8, Duration::from_secs(60)));
     let http = serve(alertmanager::routes(
         Arc::clone(&queue),
-        Some(Arc::from(TOKEN)),
+        Some(ApiToken::from_string(TOKEN).unwrap()),
     ))
     .await;
     let url = format!("{}{}", http.url, alertmanager::PATH);

@@ -96,7 +96,10 @@ fn report_fixture() -> DynamicObject {
 
 /// The webhook router on 127.0.0.1, and its URL.
 async fn serve_webhook(queue: Arc<Queue>, token: Option<&str>) -> String {
-    let router = alertmanager::routes(queue, token.map(Arc::from));
+    let router = alertmanager::routes(
+        queue,
+        token.map(|t| sre_tools::serve::api::ApiToken::from_string(t).unwrap()),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

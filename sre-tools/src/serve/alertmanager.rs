@@ -39,9 +39,8 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::api::ApiToken;
 use super::store::{Incident, Trigger};
 use super::watch::{WorkloadRef, cap, deployment_of_pod_name, quote};
 use super::{Offer, Queue};
@@ -445,7 +444,7 @@ pub fn deliver(webhook: &Webhook, queue: &Queue) -> Delivery {
 #[derive(Clone)]
 struct Shared {
     queue: Arc<Queue>,
-    token: Option<Arc<str>>,
+    token: Option<ApiToken>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -470,9 +469,9 @@ fn refusal(status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// Checks the bearer token in constant time (comparing SHA-256 digests, so the length does not
-/// leak either).
-fn authorize(headers: &HeaderMap, token: &str) -> Result<(), (StatusCode, &'static str)> {
+/// Checks the bearer token ([`ApiToken::matches`]: constant time, and a token file that
+/// changes is followed).
+fn authorize(headers: &HeaderMap, token: &ApiToken) -> Result<(), (StatusCode, &'static str)> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err((
             StatusCode::UNAUTHORIZED,
@@ -485,9 +484,7 @@ fn authorize(headers: &HeaderMap, token: &str) -> Result<(), (StatusCode, &'stat
             "the Authorization header is not a bearer token: send `Authorization: Bearer <token>`",
         ));
     };
-    let given = Sha256::digest(given.as_bytes());
-    let expected = Sha256::digest(token.as_bytes());
-    if bool::from(given.ct_eq(&expected)) {
+    if token.matches(given) {
         Ok(())
     } else {
         Err((StatusCode::FORBIDDEN, "the bearer token is not valid"))
@@ -540,7 +537,7 @@ async fn receive(State(shared): State<Shared>, request: Request) -> Response {
 /// — `Authorization: Bearer <token>` required (401 without one, 403 with another). The answer
 /// is 200 with a [`Delivery`]: `{"queued": n, "merged": n, "cancelled": n, "dropped": n,
 /// "ignored": [{"alert": fingerprint, "reason": "..."}]}`.
-pub fn routes(queue: Arc<Queue>, token: Option<Arc<str>>) -> Router {
+pub fn routes(queue: Arc<Queue>, token: Option<ApiToken>) -> Router {
     Router::new()
         .route(PATH, post(receive))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
