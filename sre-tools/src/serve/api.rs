@@ -29,7 +29,6 @@ use std::fmt;
 use std::future::Future;
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -761,13 +760,6 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     ))
 }
 
-/// Milliseconds since the Unix epoch of an RFC 3339 time.
-fn rfc3339_ms(text: &str) -> Option<u64> {
-    let at = humantime::parse_rfc3339_weak(text).ok()?;
-    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
-    u64::try_from(since.as_millis()).ok()
-}
-
 async fn decide(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -857,9 +849,7 @@ async fn decide(
         Err(e) => return Err(ApiError::store_unavailable("record a decision", &e)),
     };
     let label = if body.approve { "approve" } else { "reject" };
-    let latency = rfc3339_ms(&view.requested_at).map_or(Duration::ZERO, |asked| {
-        Duration::from_millis(answer.decided_at_ms.saturating_sub(asked))
-    });
+    let latency = super::store::waited(&view.requested_at, answer.decided_at_ms);
     state.metrics.approval_decided(label, latency);
     tracing::info!(
         approval = %view.id,

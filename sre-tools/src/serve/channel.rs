@@ -10,7 +10,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -241,10 +240,7 @@ pub async fn decide(
     let view = sink.store.decide(d.approval, None, &answer).await?;
     sink.decided.notify_waiters();
     sink.decided.notify_one();
-    let latency = humantime::parse_rfc3339(&view.requested_at)
-        .ok()
-        .and_then(|asked| std::time::SystemTime::now().duration_since(asked).ok())
-        .unwrap_or(Duration::ZERO);
+    let latency = super::store::waited(&view.requested_at, answer.decided_at_ms);
     sink.metrics
         .approval_decided(if d.approve { "approve" } else { "reject" }, latency);
     let event = Event::DecisionReceived {

@@ -373,19 +373,12 @@ impl Service {
         }
         self.metrics.run_started(incident.trigger);
         tracing::info!(incident = %incident.key, trigger = incident.trigger.as_str(), summary = %incident.summary, "run started");
-        let end = match (self.agent)(&incident) {
-            Ok(agent) => {
-                agent
-                    .start(vec![Message::user(task_for(&incident))], term)
-                    .await
-            }
-            Err(e) => {
-                tracing::error!(incident = %incident.key, error = %e, "could not build the agent");
-                self.close(&incident, &format!("error: {e}")).await;
-                self.active().remove(&workload);
-                return;
-            }
+        let Some(agent) = self.agent_for(&incident, &workload).await else {
+            return;
         };
+        let end = agent
+            .start(vec![Message::user(task_for(&incident))], term)
+            .await;
         self.settle(&incident, end).await;
         self.active().remove(&workload);
     }
@@ -412,15 +405,10 @@ impl Service {
             "run resumed"
         );
         let asked = run.approval.clone();
-        let end = match (self.agent)(&incident) {
-            Ok(agent) => agent.resume(run, answer, term).await,
-            Err(e) => {
-                tracing::error!(incident = %incident.key, error = %e, "could not build the agent");
-                self.close(&incident, &format!("error: {e}")).await;
-                self.active().remove(&workload);
-                return;
-            }
+        let Some(agent) = self.agent_for(&incident, &workload).await else {
+            return;
         };
+        let end = agent.resume(run, answer, term).await;
         if let Some(approval) = asked
             && !self.config.channels.is_empty()
         {
@@ -438,6 +426,20 @@ impl Service {
         }
         self.settle(&incident, end).await;
         self.active().remove(&workload);
+    }
+
+    /// The incident's agent; when the factory refuses, the incident is closed with the error
+    /// and its workload freed.
+    async fn agent_for(&self, incident: &Incident, workload: &str) -> Option<Agent> {
+        match (self.agent)(incident) {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                tracing::error!(incident = %incident.key, error = %e, "could not build the agent");
+                self.close(incident, &format!("error: {e}")).await;
+                self.active().remove(workload);
+                None
+            }
+        }
     }
 
     /// Stores how a run ended: closed, or parked (retried: a parked run is never dropped
@@ -585,16 +587,9 @@ fn ending_of(
 
 fn ttl_of(run: &ParkedRun) -> Option<Duration> {
     let pending = run.approval.as_ref()?;
-    let asked = humantime::parse_rfc3339(&pending.requested_at).ok()?;
-    let asked_ms = u64::try_from(
-        asked
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis(),
-    )
-    .ok()?;
-    Some(Duration::from_millis(
-        pending.expires_at_ms.saturating_sub(asked_ms),
+    Some(super::store::waited(
+        &pending.requested_at,
+        pending.expires_at_ms,
     ))
 }
 

@@ -214,6 +214,18 @@ pub struct Claimed {
     pub answer: Option<Answer>,
 }
 
+/// How long an approval asked at `requested_at` (RFC 3339) had waited at `at_ms` (milliseconds
+/// since the Unix epoch); zero when the time cannot be read or lies ahead.
+pub fn waited(requested_at: &str, at_ms: u64) -> Duration {
+    humantime::parse_rfc3339_weak(requested_at)
+        .ok()
+        .and_then(|asked| asked.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|asked| u64::try_from(asked.as_millis()).ok())
+        .map_or(Duration::ZERO, |asked| {
+            Duration::from_millis(at_ms.saturating_sub(asked))
+        })
+}
+
 /// True when a parked record is ready to go on at `now_ms`: decided, expired undecided, or
 /// parked by a shutdown.
 pub fn ready(record: &IncidentRecord, now_ms: u64) -> bool {
