@@ -62,6 +62,7 @@ pub mod park;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod secret;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod text;

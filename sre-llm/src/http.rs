@@ -2,34 +2,13 @@
 //! mapping HTTP failures to typed [`LlmError`]s that keep the provider's status and message, and
 //! scrubbing the provider's secrets out of anything an error quotes.
 
-use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use sre_core::LlmError;
 
-/// An API key or token: never printed by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a key.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The key, for the request that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([REDACTED])")
-    }
-}
+pub use sre_core::secret::Secret;
 
 /// The largest response body a provider accepts unless configured otherwise: 8 MiB.
 ///

@@ -22,13 +22,16 @@
 //! ```
 
 pub mod bedrock;
+pub mod aws;
 pub mod config;
 pub mod cost;
+pub mod entra;
 mod error;
 pub mod fallback;
 mod http;
 pub mod openai_compat;
 pub mod retry;
+pub mod secrets;
 pub mod timeout;
 mod tool_call;
 

@@ -1,0 +1,1 @@
+//! (being written) The AWS credential chain for Bedrock and Secrets Manager.

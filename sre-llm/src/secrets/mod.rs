@@ -1,0 +1,1 @@
+//! (being written) Secret sources: environment, files, HashiCorp Vault and AWS Secrets Manager.
