@@ -170,6 +170,8 @@ fn decider(by: Option<String>) -> String {
 async fn execute(args: ApprovalsArgs) -> Result<(), Exit> {
     let server = server(&args)?;
     let token = token(&args)?;
+    // A missing or malformed token is a usage error, said before anything is sent.
+    token.check().await.map_err(|e| usage(e.to_string()))?;
     let client = ApprovalsClient::new(&server, token)?;
     match args.command {
         ApprovalsCommand::List { pending, json } => {

@@ -11,6 +11,7 @@ mod approvals_cmd;
 mod audit_cmd;
 mod progress;
 mod report;
+mod secrets;
 mod serve_cmd;
 
 use std::io::IsTerminal;
@@ -104,6 +105,12 @@ struct RunOptions {
     /// The model, for providers that need one.
     #[arg(long)]
     model: Option<String>,
+    /// The provider's key by reference, instead of its environment variable:
+    /// `env:NAME`, `file:/var/run/secrets/…`, `vault:secret/data/sre#groq` (with `VAULT_ADDR`),
+    /// `aws-sm:prod/sre-agent#groq` (with an AWS region). Fetched when needed, cached, fetched
+    /// again when it expires or the provider answers 401; never printed.
+    #[arg(long, value_name = "REF")]
+    api_key: Option<String>,
     /// Append a hash-chained audit log (JSON Lines) to FILE.
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
@@ -421,7 +428,10 @@ fn brain(
     };
     let mut config = ProviderConfig::new(kind);
     config.model.clone_from(&opts.model);
-    config.build().map_err(|e| {
+    config.api_key.clone_from(&opts.api_key);
+    let secrets = secrets::registry()?;
+    let env = |name: &str| std::env::var(name).ok();
+    config.build_with_secrets(&secrets, &env).map_err(|e| {
         Failure(format!(
             "{e} (needed by --provider {}; --provider offline needs no key)",
             format!("{kind:?}").to_lowercase()

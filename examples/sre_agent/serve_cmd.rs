@@ -9,16 +9,21 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sre_core::secret::Secrets;
 use sre_core::{Agent, Stop, TracingObserver};
 use sre_tools::k8s::{K8s, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::serve::api::{self, ApiState, ApiToken};
-use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig, SinkToken};
+use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig};
 use sre_tools::serve::channel::{Channel, Channels, DecisionSink};
 use sre_tools::serve::lease::{Elector, LeaseConfig};
 use sre_tools::serve::metrics::Metrics;
-use sre_tools::serve::slack::{self, Slack, SlackConfig, SlackSecret};
-use sre_tools::serve::teams::{self, AppPassword, Teams, TeamsConfig, TeamsWebhook};
+use sre_tools::serve::secret::{
+    API_TOKEN, Rule, SINK_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, ServiceSecret,
+    TEAMS_APP_PASSWORD, TEAMS_WEBHOOK_URL,
+};
+use sre_tools::serve::slack::{self, Slack, SlackConfig};
+use sre_tools::serve::teams::{self, Teams, TeamsConfig, TeamsWebhook};
 use sre_tools::serve::{
     AgentFactory, Health, KubeStore, Queue, RunStore, Service, ServiceConfig, SqliteStore,
     Triggers, alertmanager, watch,
@@ -68,14 +73,16 @@ pub(crate) struct ServeArgs {
     /// agent's own namespace, shared by replicas; turns leader election on).
     #[arg(long, default_value = "sqlite:sre-agent.db", value_name = "STORE")]
     store: StoreArg,
-    /// The bearer token the approvals API accepts (a file, e.g. a mounted Secret). Needed by
-    /// `--approve api`.
-    #[arg(long, value_name = "FILE")]
-    api_token_file: Option<PathBuf>,
-    /// The bearer token Alertmanager sends to `/webhooks/alertmanager` (a file; Alertmanager's
-    /// `http_config.authorization.credentials_file`). Without it the webhook is off.
-    #[arg(long, value_name = "FILE")]
-    webhook_token_file: Option<PathBuf>,
+    /// The bearer token the approvals API accepts, by reference: `file:/var/run/secrets/…` (a
+    /// mounted Secret, followed when it rotates), `env:NAME`, `vault:secret/data/sre#api-token`
+    /// or `aws-sm:prod/sre-agent#api-token`. Needed by `--approve api`.
+    #[arg(long, value_name = "REF")]
+    api_token: Option<String>,
+    /// The bearer token Alertmanager sends to `/webhooks/alertmanager`, by reference (the file
+    /// Alertmanager's `http_config.authorization.credentials_file` reads too). Without it the
+    /// webhook is off.
+    #[arg(long, value_name = "REF")]
+    webhook_token: Option<String>,
     /// How long a parked approval waits for a decision before the write is denied.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     approval_ttl: Duration,
@@ -109,9 +116,9 @@ pub(crate) struct ServeArgs {
     /// (`…/[INDEX/]_bulk`).
     #[arg(long, value_name = "URL")]
     audit_sink: Option<String>,
-    /// The token for `--audit-sink` (HEC token or Elasticsearch API key), a file.
-    #[arg(long, value_name = "FILE", requires = "audit_sink")]
-    audit_sink_token_file: Option<PathBuf>,
+    /// The token for `--audit-sink` (HEC token or Elasticsearch API key), by reference.
+    #[arg(long, value_name = "REF", requires = "audit_sink")]
+    audit_sink_token: Option<String>,
     /// Logs on stdout: `json` (for Fluent Bit, Elastic, Splunk) or `text`.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -125,7 +132,7 @@ pub(crate) struct ServeArgs {
 
 /// Microsoft Teams (`--approve teams`): an Adaptive Card per parked approval, sent through the
 /// Bot Framework connector, buttons answered at `POST /teams/messages` (Bot Framework JWTs, an
-/// allow-list of users). With only `--teams-webhook-url-file`: a card that notifies and links to
+/// allow-list of users). With only `--teams-webhook-url`: a card that notifies and links to
 /// the approvals API (not interactive).
 #[derive(clap::Args, Debug)]
 #[expect(clippy::struct_field_names, reason = "the flags are --teams-*")]
@@ -133,9 +140,9 @@ pub(crate) struct TeamsArgs {
     /// The bot's Microsoft App ID.
     #[arg(long, value_name = "GUID")]
     teams_app_id: Option<String>,
-    /// The bot's client secret, a file.
-    #[arg(long, value_name = "FILE")]
-    teams_app_password_file: Option<PathBuf>,
+    /// The bot's client secret, by reference (`file:…`, `env:…`, `vault:…`, `aws-sm:…`).
+    #[arg(long, value_name = "REF")]
+    teams_app_password: Option<String>,
     /// The AAD object ids allowed to decide (`id1,id2`).
     #[arg(long, value_name = "IDS")]
     teams_approvers: Option<String>,
@@ -152,16 +159,17 @@ pub(crate) struct TeamsArgs {
     /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`).
     #[arg(long, value_name = "URL", default_value = sre_tools::serve::teams::DEFAULT_TOKEN_URL)]
     teams_token_url: String,
-    /// A Workflows incoming-webhook URL (a file: it holds a signature): notification only.
-    #[arg(long, value_name = "FILE")]
-    teams_webhook_url_file: Option<PathBuf>,
+    /// A Workflows incoming-webhook URL, by reference (it holds a signature, so it is a
+    /// secret): notification only.
+    #[arg(long, value_name = "REF")]
+    teams_webhook_url: Option<String>,
     /// The approvals API's base URL as approvers reach it, linked from webhook cards.
     #[arg(long, value_name = "URL")]
     teams_approvals_url: Option<String>,
 }
 
 impl TeamsArgs {
-    fn build(&self) -> Result<Option<Teams>, Failure> {
+    async fn build(&self, secrets: &Secrets) -> Result<Option<Teams>, Failure> {
         let Some(app_id) = &self.teams_app_id else {
             return Ok(None);
         };
@@ -169,10 +177,17 @@ impl TeamsArgs {
             v.cloned()
                 .ok_or_else(|| Failure(format!("--teams-app-id needs {flag}")))
         };
-        let password =
-            AppPassword::from_file(self.teams_app_password_file.clone().ok_or_else(|| {
-                Failure("--teams-app-id needs --teams-app-password-file FILE".into())
-            })?)?;
+        let reference = self
+            .teams_app_password
+            .as_deref()
+            .ok_or_else(|| Failure("--teams-app-id needs --teams-app-password REF".into()))?;
+        let password = secret(
+            secrets,
+            "--teams-app-password",
+            reference,
+            &TEAMS_APP_PASSWORD,
+        )
+        .await?;
         let approvers: Vec<String> = need(self.teams_approvers.as_ref(), "--teams-approvers IDS")?
             .split(',')
             .map(|a| a.trim().to_owned())
@@ -196,14 +211,24 @@ impl TeamsArgs {
         Ok(Some(Teams::new(config)?))
     }
 
-    fn webhook(&self) -> Result<Option<TeamsWebhook>, Failure> {
-        let Some(path) = &self.teams_webhook_url_file else {
+    async fn webhook(&self, secrets: &Secrets) -> Result<Option<TeamsWebhook>, Failure> {
+        let Some(reference) = &self.teams_webhook_url else {
             return Ok(None);
         };
-        let url = std::fs::read_to_string(path)
-            .map_err(|e| Failure(format!("--teams-webhook-url-file {}: {e}", path.display())))?;
+        // The URL is read once: a new one needs a restart (the card's sender keeps no state).
+        let url = secret(
+            secrets,
+            "--teams-webhook-url",
+            reference,
+            &TEAMS_WEBHOOK_URL,
+        )
+        .await?;
+        let url = url
+            .get()
+            .await
+            .map_err(|e| Failure(format!("--teams-webhook-url: {e}")))?;
         Ok(Some(TeamsWebhook::new(
-            url.trim(),
+            url.expose(),
             self.teams_approvals_url.as_deref(),
         )?))
     }
@@ -214,12 +239,12 @@ impl TeamsArgs {
 #[derive(clap::Args, Debug)]
 #[expect(clippy::struct_field_names, reason = "the flags are --slack-*")]
 pub(crate) struct SlackArgs {
-    /// The bot token (`xoxb-…`), a file.
-    #[arg(long, value_name = "FILE")]
-    slack_bot_token_file: Option<PathBuf>,
-    /// The app's signing secret, a file.
-    #[arg(long, value_name = "FILE")]
-    slack_signing_secret_file: Option<PathBuf>,
+    /// The bot token (`xoxb-…`), by reference (`file:…`, `env:…`, `vault:…`, `aws-sm:…`).
+    #[arg(long, value_name = "REF")]
+    slack_bot_token: Option<String>,
+    /// The app's signing secret, by reference.
+    #[arg(long, value_name = "REF")]
+    slack_signing_secret: Option<String>,
     /// The channel to ask in (an id such as `C0123ABCD`, or a name).
     #[arg(long, value_name = "CHANNEL")]
     slack_channel: Option<String>,
@@ -235,26 +260,32 @@ pub(crate) struct SlackArgs {
 }
 
 impl SlackArgs {
-    fn build(&self) -> Result<Slack, Failure> {
-        let need = |v: &Option<PathBuf>, flag: &str| {
+    async fn build(&self, secrets: &Secrets) -> Result<Slack, Failure> {
+        let need = |v: &Option<String>, flag: &str| {
             v.clone()
-                .ok_or_else(|| Failure(format!("--approve slack needs {flag}")))
+                .ok_or_else(|| Failure(format!("--approve slack needs {flag} REF")))
         };
-        let token = SlackSecret::from_file(need(
-            &self.slack_bot_token_file,
-            "--slack-bot-token-file FILE",
-        )?)?;
-        let secret = SlackSecret::from_file(need(
-            &self.slack_signing_secret_file,
-            "--slack-signing-secret-file FILE",
-        )?)?;
+        let token = secret(
+            secrets,
+            "--slack-bot-token",
+            &need(&self.slack_bot_token, "--slack-bot-token")?,
+            &SLACK_BOT_TOKEN,
+        )
+        .await?;
+        let signing = secret(
+            secrets,
+            "--slack-signing-secret",
+            &need(&self.slack_signing_secret, "--slack-signing-secret")?,
+            &SLACK_SIGNING_SECRET,
+        )
+        .await?;
         let channel = self
             .slack_channel
             .as_deref()
             .ok_or_else(|| Failure("--approve slack needs --slack-channel CHANNEL".into()))?;
         let mut config = SlackConfig::new(
             token,
-            secret,
+            signing,
             channel,
             self.slack_approvers.as_deref().unwrap_or_default(),
         )?
@@ -267,8 +298,19 @@ impl SlackArgs {
 }
 
 fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SRE_AGENT_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SRE_AGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The AWS runtime logs whole request and response bodies at trace level (a web identity
+    // token, a Secrets Manager answer): never that far, whatever SRE_AGENT_LOG asks.
+    for quiet in [
+        "aws_smithy_runtime=debug",
+        "aws_smithy_runtime_api=debug",
+        "aws_config=debug",
+    ] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout)
@@ -288,6 +330,25 @@ fn identity(arg: Option<String>) -> String {
     arg.or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| format!("sre-agent-{}", std::process::id()))
+}
+
+/// The service secret `reference` names, fetched and checked once now, so a missing or malformed
+/// secret stops the start with an error naming the flag (never the value).
+async fn secret(
+    secrets: &Secrets,
+    flag: &str,
+    reference: &str,
+    rule: &'static Rule,
+) -> Result<ServiceSecret, Failure> {
+    let handle = secrets
+        .handle(reference)
+        .map_err(|e| Failure(format!("{flag}: {e}")))?;
+    let secret = ServiceSecret::new(rule, handle);
+    secret
+        .check()
+        .await
+        .map_err(|e| Failure(format!("{flag}: {e}")))?;
+    Ok(secret)
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -314,21 +375,22 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         ));
     }
     let mode = modes[0];
-    let token = match &args.api_token_file {
-        Some(path) => {
-            Some(ApiToken::from_file(path).map_err(|e| Failure(format!("--api-token-file: {e}")))?)
-        }
+    let secrets = crate::secrets::registry()?;
+    let token = match &args.api_token {
+        Some(reference) => Some(ApiToken::new(
+            secret(&secrets, "--api-token", reference, &API_TOKEN).await?,
+        )),
         None => None,
     };
     if modes.contains(&Approve::Api) && token.is_none() {
         return Err(Failure(
-            "--approve api needs --api-token-file FILE: nobody could decide a parked approval without the approvals API".into(),
+            "--approve api needs --api-token REF (e.g. file:/var/run/secrets/sre-agent/api-token): nobody could decide a parked approval without the approvals API".into(),
         ));
     }
-    let webhook_token = match &args.webhook_token_file {
-        Some(path) => Some(
-            ApiToken::from_file(path).map_err(|e| Failure(format!("--webhook-token-file: {e}")))?,
-        ),
+    let webhook_token = match &args.webhook_token {
+        Some(reference) => Some(ApiToken::new(
+            secret(&secrets, "--webhook-token", reference, &API_TOKEN).await?,
+        )),
         None => None,
     };
     let client = crate::cluster().await?;
@@ -367,8 +429,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
 
     let sink = match &args.audit_sink {
         Some(url) => {
-            let token = match &args.audit_sink_token_file {
-                Some(path) => Some(SinkToken::from_file(path)?),
+            let token = match &args.audit_sink_token {
+                Some(reference) => {
+                    Some(secret(&secrets, "--audit-sink-token", reference, &SINK_TOKEN).await?)
+                }
                 None => None,
             };
             let config = AuditSinkConfig::parse(url, token)?;
@@ -526,16 +590,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     let mut router = router;
     if modes.contains(&Approve::Slack) {
-        let slack = Arc::new(args.slack.build()?);
+        let slack = Arc::new(args.slack.build(&secrets).await?);
         router = router.merge(slack::routes(Arc::clone(&slack), decisions.clone()));
         channels.push(slack);
     }
     if modes.contains(&Approve::Teams) {
-        let bot = args.teams.build()?;
-        let webhook = args.teams.webhook()?;
+        let bot = args.teams.build(&secrets).await?;
+        let webhook = args.teams.webhook(&secrets).await?;
         if bot.is_none() && webhook.is_none() {
             return Err(Failure(
-                "--approve teams needs --teams-app-id (with --teams-app-password-file, --teams-approvers, --teams-service-url, --teams-conversation-id) or --teams-webhook-url-file".into(),
+                "--approve teams needs --teams-app-id (with --teams-app-password, --teams-approvers, --teams-service-url, --teams-conversation-id) or --teams-webhook-url".into(),
             ));
         }
         if let Some(bot) = bot {
@@ -546,7 +610,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         if let Some(webhook) = webhook {
             if !modes.contains(&Approve::Api) {
                 return Err(Failure(
-                    "--teams-webhook-url-file only notifies (not interactive): add --approve api so that someone can decide".into(),
+                    "--teams-webhook-url only notifies (not interactive): add --approve api so that someone can decide".into(),
                 ));
             }
             channels.push(Arc::new(webhook));

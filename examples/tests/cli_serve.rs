@@ -57,8 +57,8 @@ impl Serve {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--api-token-file"])
-            .arg(token_file)
+            .args(["--listen", "127.0.0.1:0", "--api-token"])
+            .arg(format!("file:{}", token_file.display()))
             .args(if args.contains(&"--debounce") {
                 &["--trivy-sweep", "0s"][..]
             } else {
@@ -537,7 +537,7 @@ async fn an_alert_becomes_a_run_and_a_resolved_one_cancels_its_queued_incident()
     let hook = dir.join("webhook-token");
     std::fs::write(&hook, hook_token).unwrap();
     let store = format!("sqlite:{}", dir.join("runs.db").display());
-    let hook_arg = hook.display().to_string();
+    let hook_arg = format!("file:{}", hook.display());
     let args = [
         "--namespace",
         ns.as_str(),
@@ -545,7 +545,7 @@ async fn an_alert_becomes_a_run_and_a_resolved_one_cancels_its_queued_incident()
         store.as_str(),
         "--debounce",
         "3s",
-        "--webhook-token-file",
+        "--webhook-token",
         hook_arg.as_str(),
     ];
     let mut serve = tokio::task::block_in_place(|| Serve::start(&args, &token));
@@ -731,7 +731,10 @@ async fn a_slack_click_after_a_restart_approves_and_the_rollback_is_applied_once
     let signing = dir.join("signing-secret");
     std::fs::write(&signing, format!("{secret}\n")).unwrap();
     let store = format!("sqlite:{}", dir.join("runs.db").display());
-    let (bot_arg, signing_arg) = (bot.display().to_string(), signing.display().to_string());
+    let (bot_arg, signing_arg) = (
+        format!("file:{}", bot.display()),
+        format!("file:{}", signing.display()),
+    );
     let args = [
         "--namespace",
         ns.as_str(),
@@ -739,9 +742,9 @@ async fn a_slack_click_after_a_restart_approves_and_the_rollback_is_applied_once
         store.as_str(),
         "--approve",
         "slack,api",
-        "--slack-bot-token-file",
+        "--slack-bot-token",
         bot_arg.as_str(),
-        "--slack-signing-secret-file",
+        "--slack-signing-secret",
         signing_arg.as_str(),
         "--slack-channel",
         "C0SRE",

@@ -217,7 +217,7 @@ pub enum SecretError {
         /// What the source said.
         detail: String,
     },
-    /// The source refused (403, AccessDenied, permission denied on a file).
+    /// The source refused (403, `AccessDenied`, permission denied on a file).
     #[error("secret {reference}: access denied: {detail}")]
     Denied {
         /// The reference.
@@ -506,8 +506,6 @@ impl SecretHandle {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
-
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;

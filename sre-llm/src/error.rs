@@ -23,6 +23,19 @@ pub enum Error {
     /// A value is invalid.
     #[error("provider config: {0}")]
     Invalid(String),
+    /// A secret reference in the config (`api_key`) does not parse, or no source serves its
+    /// scheme (register one in the [`Secrets`](sre_core::secret::Secrets) given to
+    /// [`ProviderConfig::build_with_secrets`](crate::ProviderConfig::build_with_secrets)).
+    #[error("provider config: field `{field}` for provider {provider}: {source}")]
+    Secret {
+        /// The field holding the reference.
+        field: String,
+        /// The provider.
+        provider: String,
+        /// What is wrong with the reference (never a value).
+        #[source]
+        source: sre_core::secret::SecretError,
+    },
 }
 
 impl From<Error> for sre_core::LlmError {

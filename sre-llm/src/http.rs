@@ -308,24 +308,6 @@ pub(crate) async fn receive(
     })
 }
 
-/// Sends a prepared request and returns the body of a 2xx answer (at most `limit` bytes); a
-/// non-2xx answer becomes a typed error with `secrets` scrubbed from the quoted message.
-pub(crate) async fn send(
-    provider: &str,
-    req: reqwest::RequestBuilder,
-    timeout: Option<Duration>,
-    limit: u64,
-    secrets: &[&str],
-) -> Result<Vec<u8>, LlmError> {
-    let r = receive(provider, req, timeout, limit).await?;
-    if !r.is_success() {
-        return Err(status_error(
-            provider, r.status, &r.headers, &r.body, secrets,
-        ));
-    }
-    Ok(r.body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod bedrock;
 pub mod aws;
+pub mod bedrock;
 pub mod config;
 pub mod cost;
 pub mod entra;
@@ -36,7 +36,7 @@ pub mod timeout;
 mod tool_call;
 
 pub use bedrock::{AwsCredentials, Bedrock};
-pub use config::{ProviderConfig, ProviderKind};
+pub use config::{AzureAuth, ProviderConfig, ProviderKind};
 pub use cost::{Metered, Price, PriceTable};
 pub use error::{Error, Result};
 pub use fallback::Fallback;

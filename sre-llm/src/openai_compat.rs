@@ -22,18 +22,59 @@ use sre_core::{
     ToolChoice, Usage,
 };
 
+use sre_core::secret::{SecretError, SecretHandle};
+
 use crate::http::{self, DEFAULT_MAX_RESPONSE_BYTES, Secret};
 use crate::tool_call::{self, CallIds};
 
-/// How the key is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the key is sent, and where it comes from.
+///
+/// The `…Ref` forms take a [`SecretHandle`]: the key is fetched for each request (cached by the
+/// handle), and when the provider answers 401 and the handle is
+/// [refreshable](SecretHandle::refreshable) (a rotated key in Vault, an Entra token), it is
+/// invalidated, fetched again and the request retried once with the new value. The forms with a
+/// fixed [`Secret`] are [`SecretHandle::fixed`] handles: a 401 is the answer.
+#[derive(Debug, Clone)]
 pub enum Auth {
     /// `Authorization: Bearer <key>` (OpenAI, Groq, vLLM, Azure with an Entra token).
     Bearer(Secret),
     /// `api-key: <key>` (Azure OpenAI keys).
     ApiKeyHeader(Secret),
+    /// `Authorization: Bearer <value>`, the value from a handle (a key by reference, or an Entra
+    /// token from [`entra::token_handle`](crate::entra::token_handle)).
+    BearerRef(SecretHandle),
+    /// `api-key: <value>`, the value from a handle.
+    ApiKeyHeaderRef(SecretHandle),
     /// No key (a local Ollama or vLLM).
     None,
+}
+
+impl Auth {
+    /// The handle the key comes from (a fixed one for [`Auth::Bearer`] and
+    /// [`Auth::ApiKeyHeader`], labelled `label`), and the header it goes in.
+    fn resolve(self, label: &str) -> Option<Credential> {
+        let (header, handle) = match self {
+            Self::Bearer(key) => (Header::Bearer, SecretHandle::fixed(label, key)),
+            Self::ApiKeyHeader(key) => (Header::ApiKey, SecretHandle::fixed(label, key)),
+            Self::BearerRef(handle) => (Header::Bearer, handle),
+            Self::ApiKeyHeaderRef(handle) => (Header::ApiKey, handle),
+            Self::None => return None,
+        };
+        Some(Credential { header, handle })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Header {
+    Bearer,
+    ApiKey,
+}
+
+/// Where the key comes from and how it is sent.
+#[derive(Debug, Clone)]
+struct Credential {
+    header: Header,
+    handle: SecretHandle,
 }
 
 /// An OpenAI-compatible chat-completions endpoint.
@@ -42,7 +83,7 @@ pub struct OpenAiCompatible {
     name: String,
     url: String,
     model: String,
-    auth: Auth,
+    credential: Option<Credential>,
     timeout: Option<Duration>,
     max_response_bytes: u64,
     http: reqwest::Client,
@@ -65,7 +106,7 @@ impl OpenAiCompatible {
             name: name.to_owned(),
             url: url.to_owned(),
             model: model.to_owned(),
-            auth,
+            credential: auth.resolve(&format!("{name} key")),
             timeout: Some(Duration::from_secs(120)),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             http: http::client(Some(Duration::from_secs(120))),
@@ -353,36 +394,89 @@ fn tool_calls(provider: &str, calls: Vec<Value>) -> Result<Vec<ToolCall>, LlmErr
         .collect()
 }
 
+/// A provider's failure to get its key, as a call error: refused → [`LlmError::Auth`],
+/// unavailable now → [`LlmError::Connect`] (retryable), anything else → [`LlmError::Config`].
+/// The message names the reference, never a value.
+pub(crate) fn key_error(provider: &str, e: &SecretError) -> LlmError {
+    let message = format!("could not get the credential: {e}");
+    match e {
+        SecretError::Denied { .. } => LlmError::Auth {
+            provider: provider.to_owned(),
+            message,
+        },
+        SecretError::Unavailable { .. } => LlmError::Connect {
+            provider: provider.to_owned(),
+            message,
+        },
+        _ => LlmError::Config(format!("{provider}: {message}")),
+    }
+}
+
+impl OpenAiCompatible {
+    /// One request with `key`; `Err((error, true))` when the provider answered 401.
+    async fn attempt(
+        &self,
+        body: &Value,
+        key: Option<&Secret>,
+    ) -> Result<ChatResponse, (LlmError, bool)> {
+        let mut req = self.http.post(&self.url).json(body);
+        if let (Some(credential), Some(key)) = (&self.credential, key) {
+            req = match credential.header {
+                Header::Bearer => req.bearer_auth(key.expose()),
+                Header::ApiKey => req.header("api-key", key.expose()),
+            };
+        }
+        let secrets: Vec<&str> = key.map(Secret::expose).into_iter().collect();
+        let received = http::receive(&self.name, req, self.timeout, self.max_response_bytes)
+            .await
+            .map_err(|e| (e, false))?;
+        if !received.is_success() {
+            return Err((
+                http::status_error(
+                    &self.name,
+                    received.status,
+                    &received.headers,
+                    &received.body,
+                    &secrets,
+                ),
+                received.status == 401,
+            ));
+        }
+        parse_response(&self.name, &received.body).map_err(|e| (e, false))
+    }
+}
+
 #[async_trait]
 impl LlmProvider for OpenAiCompatible {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = request_body(&self.model, request);
-        let mut req = self.http.post(&self.url).json(&body);
-        let key = match &self.auth {
-            Auth::Bearer(k) => {
-                req = req.bearer_auth(k.expose());
-                Some(k.expose())
-            }
-            Auth::ApiKeyHeader(k) => {
-                req = req.header("api-key", k.expose());
-                Some(k.expose())
-            }
-            Auth::None => None,
+        let Some(credential) = &self.credential else {
+            return self.attempt(&body, None).await.map_err(|(e, _)| e);
         };
-        let secrets = key.as_slice();
-        let result = match http::send(
-            &self.name,
-            req,
-            self.timeout,
-            self.max_response_bytes,
-            secrets,
-        )
-        .await
-        {
-            Ok(bytes) => parse_response(&self.name, &bytes),
-            Err(e) => Err(e),
+        let handle = &credential.handle;
+        let key = handle.get().await.map_err(|e| key_error(&self.name, &e))?;
+        let (error, unauthorized) = match self.attempt(&body, Some(&key)).await {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
         };
-        result.map_err(|e| http::scrub_error(e, secrets))
+        if !(unauthorized && handle.refreshable()) {
+            return Err(http::scrub_error(error, &[key.expose()]));
+        }
+        // The key was refused: it may have been rotated (or the token revoked). Fetch it again
+        // and retry once; a second 401 is the answer.
+        handle.invalidate();
+        let fresh = match handle.get().await {
+            Ok(fresh) => fresh,
+            Err(e) => return Err(key_error(&self.name, &e)),
+        };
+        if fresh == key {
+            tracing::debug!(provider = %self.name, reference = %handle.reference(), "key refused (401) and unchanged at its source; not retrying");
+            return Err(http::scrub_error(error, &[key.expose()]));
+        }
+        tracing::info!(provider = %self.name, reference = %handle.reference(), "key refused (401); fetched it again, retrying once");
+        self.attempt(&body, Some(&fresh))
+            .await
+            .map_err(|(e, _)| http::scrub_error(e, &[key.expose(), fresh.expose()]))
     }
 
     fn name(&self) -> String {

@@ -437,7 +437,7 @@ async fn a_server_without_a_token_turns_the_api_off() {
     for auth in [None, Some(bearer())] {
         let r = s.get("/api/v1/approvals", auth.as_deref()).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(r.error().contains("--api-token-file"), "{}", r.text);
+        assert!(r.error().contains("--api-token"), "{}", r.text);
     }
     assert_eq!(s.get("/healthz", None).await.status, StatusCode::OK);
 }

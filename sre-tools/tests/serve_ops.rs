@@ -17,9 +17,10 @@ use sre_core::testing::{EchoTool, ScriptedProvider, answer, call, tool_turn};
 use sre_core::{Agent, Event, Observer};
 use sre_tools::serve::Trigger;
 use sre_tools::serve::audit_sink::{
-    AuditSink, AuditSinkConfig, AuditSinkError, DEFAULT_INDEX, SinkKind, SinkToken,
+    AuditSink, AuditSinkConfig, AuditSinkError, DEFAULT_INDEX, SinkKind,
 };
 use sre_tools::serve::metrics::Metrics;
+use sre_tools::serve::secret::{SINK_TOKEN, ServiceSecret};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -243,7 +244,8 @@ fn dropped_counts(lines: &[String], marker: &str) -> Vec<u64> {
 #[tokio::test]
 async fn hec_gets_every_event_with_its_token_path_content_type_and_envelope() {
     let (base, hec) = endpoint(|_, _| hec_success()).await;
-    let token = SinkToken::from_file(token_file("hec-shape", "hec-0123-token\n")).unwrap();
+    let token =
+        ServiceSecret::from_file(&SINK_TOKEN, token_file("hec-shape", "hec-0123-token\n")).unwrap();
     let config =
         AuditSinkConfig::parse(&format!("{base}/services/collector/event"), Some(token)).unwrap();
     assert_eq!(config.kind, SinkKind::SplunkHec);
@@ -302,7 +304,7 @@ async fn hec_busy_503_is_retried_and_nothing_is_lost() {
         }
     })
     .await;
-    let token = SinkToken::new("hec-token").unwrap();
+    let token = ServiceSecret::fixed(&SINK_TOKEN, "hec-token").unwrap();
     let config =
         AuditSinkConfig::parse(&format!("{base}/services/collector"), Some(token)).unwrap();
     let metrics = Arc::new(Metrics::new());
@@ -354,7 +356,7 @@ async fn hec_retries_run_out_then_the_batch_is_dropped_counted_and_logged() {
         )
     })
     .await;
-    let token = SinkToken::new("hec-token").unwrap();
+    let token = ServiceSecret::fixed(&SINK_TOKEN, "hec-token").unwrap();
     let mut config =
         quick(AuditSinkConfig::parse(&format!("{base}/services/collector"), Some(token)).unwrap());
     config.max_retries = 2;
@@ -403,7 +405,11 @@ async fn hec_token_never_appears_in_debug_errors_or_logs() {
         )
     })
     .await;
-    let token = SinkToken::from_file(token_file("hec-secret", &format!("{secret}\n"))).unwrap();
+    let token = ServiceSecret::from_file(
+        &SINK_TOKEN,
+        token_file("hec-secret", &format!("{secret}\n")),
+    )
+    .unwrap();
     assert!(!format!("{token:?}").contains(secret));
     let config =
         quick(AuditSinkConfig::parse(&format!("{base}/services/collector"), Some(token)).unwrap());
@@ -444,26 +450,45 @@ async fn hec_token_never_appears_in_debug_errors_or_logs() {
     assert!(!metrics.encode().contains(secret));
 }
 
-#[test]
-fn token_files_are_checked_and_never_echoed() {
+#[tokio::test]
+async fn token_files_are_checked_and_never_echoed() {
     let secret = "leaky-token value";
     let path = token_file("two-words", secret);
-    let e = SinkToken::from_file(&path).unwrap_err().to_string();
+    let token = ServiceSecret::from_file(&SINK_TOKEN, &path).unwrap();
+    let e = token.check().await.unwrap_err().to_string();
     assert!(e.contains(&path.display().to_string()), "{e}");
-    assert!(e.contains("whitespace"), "{e}");
+    assert!(e.contains("U+0020 (white space)"), "{e}");
     assert!(!e.contains("leaky"), "{e}");
 
     let empty = token_file("empty", "\n");
-    let e = SinkToken::from_file(&empty).unwrap_err().to_string();
-    assert!(e.contains("it is empty"), "{e}");
+    let e = ServiceSecret::from_file(&SINK_TOKEN, &empty)
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
 
     let missing = std::env::temp_dir().join("sre-serve-ops-no-such-file.token");
-    let e = SinkToken::from_file(&missing).unwrap_err();
-    assert!(matches!(e, AuditSinkError::Token { .. }), "{e}");
-    assert!(e.to_string().contains("cannot read it"), "{e}");
+    let e = ServiceSecret::from_file(&SINK_TOKEN, &missing)
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, sre_core::secret::SecretError::NotFound { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("sre-serve-ops-no-such-file.token"),
+        "{e}"
+    );
 
-    let t = SinkToken::from_file(token_file("ok", "  abc.def-123\r\n")).unwrap();
-    assert!(t.source().starts_with("file "));
+    let t = ServiceSecret::from_file(&SINK_TOKEN, token_file("ok", "abc.def-123\r\n")).unwrap();
+    assert_eq!(t.get().await.unwrap().expose(), "abc.def-123");
+    assert_eq!(t.reference().scheme(), "file");
+    // A config error wraps the secret's error and still never echoes the value.
+    let e = AuditSinkError::from(ServiceSecret::fixed(&SINK_TOKEN, secret).unwrap_err());
+    assert!(!e.to_string().contains("leaky"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,8 +501,11 @@ async fn bulk_gets_ndjson_create_actions_with_index_id_timestamp_and_api_key() {
         (StatusCode::OK, bulk_response(&vec![201; n]))
     })
     .await;
-    let key =
-        SinkToken::new("VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==").unwrap();
+    let key = ServiceSecret::fixed(
+        &SINK_TOKEN,
+        "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
+    )
+    .unwrap();
     let config = AuditSinkConfig::parse(&format!("{base}/audit-test/_bulk"), Some(key)).unwrap();
     assert_eq!(
         (config.kind, config.index.as_str()),
@@ -640,7 +668,7 @@ async fn unreachable_sink_and_full_queue_drop_at_once_count_and_log_rate_limited
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let token = SinkToken::new("hec-token").unwrap();
+    let token = ServiceSecret::fixed(&SINK_TOKEN, "hec-token").unwrap();
     let mut config = AuditSinkConfig::parse(
         &format!("http://127.0.0.1:{port}/services/collector"),
         Some(token),
@@ -717,7 +745,7 @@ async fn unreachable_sink_and_full_queue_drop_at_once_count_and_log_rate_limited
 #[tokio::test]
 async fn a_run_ships_every_event_in_order_and_counts_its_tool_calls() {
     let (base, hec) = endpoint(|_, _| hec_success()).await;
-    let token = SinkToken::new("hec-token").unwrap();
+    let token = ServiceSecret::fixed(&SINK_TOKEN, "hec-token").unwrap();
     let config =
         quick(AuditSinkConfig::parse(&format!("{base}/services/collector"), Some(token)).unwrap());
     let metrics = Arc::new(Metrics::new());
@@ -794,7 +822,7 @@ async fn a_run_ships_every_event_in_order_and_counts_its_tool_calls() {
 
 #[test]
 fn sink_urls_that_are_wrong_get_an_error_naming_what_is_wrong() {
-    let token = || Some(SinkToken::new("tok").unwrap());
+    let token = || Some(ServiceSecret::fixed(&SINK_TOKEN, "tok").unwrap());
     let cases: &[(&str, bool, &str)] = &[
         (
             "ftp://logs.example/_bulk",

@@ -42,7 +42,8 @@ use sre_core::{Decision, Event, Observer, PendingApproval};
 use sre_tools::serve::api;
 use sre_tools::serve::channel::{Ask, Channel, DecisionSink, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
-use sre_tools::serve::slack::{self, Slack, SlackConfig, SlackSecret};
+use sre_tools::serve::secret::{SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, ServiceSecret};
+use sre_tools::serve::slack::{self, Slack, SlackConfig};
 use sre_tools::serve::{ApprovalState, ApprovalView, Incident, RunStore, SqliteStore, Trigger};
 use tokio::sync::{Notify, oneshot};
 
@@ -278,8 +279,8 @@ struct Env {
 
 fn config(api_url: &str, approvers: &str) -> SlackConfig {
     SlackConfig::new(
-        SlackSecret::new(BOT_TOKEN).unwrap(),
-        SlackSecret::new(SIGNING_SECRET).unwrap(),
+        ServiceSecret::fixed(&SLACK_BOT_TOKEN, BOT_TOKEN).unwrap(),
+        ServiceSecret::fixed(&SLACK_SIGNING_SECRET, SIGNING_SECRET).unwrap(),
         "#sre-approvals",
         approvers,
     )

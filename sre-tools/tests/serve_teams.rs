@@ -36,8 +36,9 @@ use sha2::{Digest as _, Sha256};
 use sre_core::{Decision, Event, Observer};
 use sre_tools::serve::channel::{Ask, Channel, DecisionSink, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
+use sre_tools::serve::secret::{ServiceSecret, TEAMS_APP_PASSWORD};
 use sre_tools::serve::teams::{
-    self, AppPassword, Teams, TeamsConfig, TeamsError, TeamsWebhook, VERB_APPROVE, VERB_REJECT,
+    self, Teams, TeamsConfig, TeamsError, TeamsWebhook, VERB_APPROVE, VERB_REJECT,
 };
 use sre_tools::serve::{ApprovalState, RunStore, SqliteStore, Trigger};
 use tokio::sync::{Notify, oneshot};
@@ -329,7 +330,7 @@ struct World {
 fn config(fake_url: &str) -> TeamsConfig {
     let mut config = TeamsConfig::new(
         APP_ID,
-        AppPassword::new(APP_PASSWORD).unwrap(),
+        ServiceSecret::fixed(&TEAMS_APP_PASSWORD, APP_PASSWORD).unwrap(),
         vec![ADA.to_owned(), GRACE.to_uppercase()],
         format!("{fake_url}/emea/"),
         CONVERSATION,
@@ -1032,7 +1033,7 @@ async fn the_webhook_fallback_posts_a_labelled_link() {
 
 #[test]
 fn bad_settings_are_refused_naming_the_setting() {
-    let password = || AppPassword::new(APP_PASSWORD).unwrap();
+    let password = || ServiceSecret::fixed(&TEAMS_APP_PASSWORD, APP_PASSWORD).unwrap();
     let base = || {
         TeamsConfig::new(
             APP_ID,
@@ -1073,11 +1074,25 @@ fn bad_settings_are_refused_naming_the_setting() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("password");
     std::fs::write(&file, format!("{APP_PASSWORD}\n")).unwrap();
-    let loaded = AppPassword::from_file(&file).unwrap();
+    let loaded = ServiceSecret::from_file(&TEAMS_APP_PASSWORD, &file).unwrap();
     assert!(!format!("{loaded:?}").contains(APP_PASSWORD));
+    assert_eq!(
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(loaded.get())
+            .unwrap()
+            .expose(),
+        APP_PASSWORD
+    );
     std::fs::write(&file, "\n").unwrap();
-    let error = AppPassword::from_file(&file).unwrap_err().to_string();
-    assert!(error.contains("it is empty"), "{error}");
+    let error = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(loaded.check())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("empty"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -8,6 +8,14 @@
 //! can correct instead of the run failing. Response bodies are capped
 //! ([`Bedrock::max_response_bytes`]) and the secret key and session token never appear in an
 //! error.
+//!
+//! Credentials come from an [`AwsCredentialsProvider`]: fixed keys ([`Bedrock::new`]) or the
+//! standard AWS chain ([`Bedrock::with_credentials_provider`] with
+//! [`credential_chain`](crate::aws::credential_chain): environment, shared profile, web identity,
+//! container endpoint, `IMDSv2`), fetched for each request from its cache. When Bedrock refuses
+//! chain credentials as expired or unknown (403 `ExpiredTokenException` or
+//! `UnrecognizedClientException`, or a 401), they are invalidated, fetched once more and the
+//! request is sent once more.
 
 pub mod sigv4;
 
@@ -21,6 +29,7 @@ use sre_core::{
     ToolChoice, Usage,
 };
 
+use crate::aws::{AwsCredentialsError, AwsCredentialsProvider};
 use crate::http::{self, DEFAULT_MAX_RESPONSE_BYTES};
 use crate::tool_call::{self, CallIds};
 pub use sigv4::AwsCredentials;
@@ -38,7 +47,7 @@ pub struct Bedrock {
     endpoint: String,
     region: String,
     model: String,
-    credentials: AwsCredentials,
+    credentials: AwsCredentialsProvider,
     timeout: Option<Duration>,
     max_response_bytes: u64,
     http: reqwest::Client,
@@ -46,12 +55,30 @@ pub struct Bedrock {
 }
 
 impl Bedrock {
-    /// A provider for `model` in `region`, at `https://bedrock-runtime.{region}.amazonaws.com`
-    /// unless `endpoint` is given (a VPC endpoint or gateway).
+    /// A provider for `model` in `region` signing with fixed `credentials`, at
+    /// `https://bedrock-runtime.{region}.amazonaws.com` unless `endpoint` is given (a VPC endpoint
+    /// or gateway).
     pub fn new(
         region: &str,
         model: &str,
         credentials: AwsCredentials,
+        endpoint: Option<&str>,
+    ) -> Self {
+        Self::with_credentials_provider(
+            region,
+            model,
+            AwsCredentialsProvider::fixed(credentials),
+            endpoint,
+        )
+    }
+
+    /// A provider signing each request with credentials from `credentials` (e.g.
+    /// [`credential_chain`](crate::aws::credential_chain)), fetched again before they expire and
+    /// when Bedrock refuses them as expired.
+    pub fn with_credentials_provider(
+        region: &str,
+        model: &str,
+        credentials: AwsCredentialsProvider,
         endpoint: Option<&str>,
     ) -> Self {
         Self {
@@ -312,24 +339,55 @@ fn bedrock_error(
     }
 }
 
-impl Bedrock {
-    /// The secrets an error must never quote: the secret key and the session token.
-    fn secrets(&self) -> Vec<&str> {
-        let c = &self.credentials;
-        std::iter::once(c.secret_access_key.expose())
-            .chain(c.session_token.as_ref().map(http::Secret::expose))
-            .collect()
-    }
+/// The secrets an error must never quote: the secret key and the session token.
+fn secrets_of(c: &AwsCredentials) -> Vec<&str> {
+    std::iter::once(c.secret_access_key.expose())
+        .chain(c.session_token.as_ref().map(http::Secret::expose))
+        .collect()
+}
 
-    async fn converse(
+/// Whether Bedrock refused the credentials themselves (expired, revoked or unknown), so fresh
+/// ones may succeed: 401, or 403 with `ExpiredTokenException` / `UnrecognizedClientException`.
+fn credentials_refused(r: &http::Received) -> bool {
+    let kind = r
+        .headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(':').next().unwrap_or(v))
+        .unwrap_or_default();
+    r.status == 401
+        || (r.status == 403
+            && matches!(
+                kind,
+                "ExpiredTokenException" | "ExpiredToken" | "UnrecognizedClientException"
+            ))
+}
+
+/// The call error for credentials that could not be had: nothing configured is a configuration
+/// error; an unreachable source is a connection error (retryable); a refusal is an auth error.
+fn credentials_error(e: &AwsCredentialsError) -> LlmError {
+    let provider = "bedrock".to_owned();
+    match e {
+        AwsCredentialsError::NotFound { .. } => LlmError::Config(format!("bedrock: {e}")),
+        _ if e.is_transient() => LlmError::Connect {
+            provider,
+            message: e.to_string(),
+        },
+        _ => LlmError::Auth {
+            provider,
+            message: e.to_string(),
+        },
+    }
+}
+
+impl Bedrock {
+    /// Signs and sends one Converse request with `credentials`.
+    async fn send(
         &self,
-        request: &ChatRequest,
-        secrets: &[&str],
-    ) -> Result<ChatResponse, LlmError> {
-        let name = "bedrock";
+        body: &[u8],
+        credentials: &AwsCredentials,
+    ) -> Result<http::Received, LlmError> {
         let url = self.url();
-        let body = serde_json::to_vec(&request_body(request))
-            .map_err(|e| LlmError::Other(e.to_string()))?;
         let host = url
             .split("://")
             .nth(1)
@@ -341,14 +399,14 @@ impl Bedrock {
             ("host", host.as_str()),
         ];
         let signed = sigv4::sign_request(
-            &self.credentials,
+            credentials,
             &self.region,
             "bedrock",
             sigv4::Unsigned {
                 method: "POST",
                 url: &url,
                 headers: &headers,
-                body: &body,
+                body,
             },
             self.clock.unwrap_or_else(SystemTime::now),
         )
@@ -357,25 +415,57 @@ impl Bedrock {
             .http
             .post(&url)
             .header("content-type", "application/json")
-            .body(body);
+            .body(body.to_vec());
         for (k, v) in signed {
             req = req.header(k, v);
         }
-        let r = http::receive(name, req, self.timeout, self.max_response_bytes).await?;
-        if !r.is_success() {
-            return Err(bedrock_error(name, r.status, &r.headers, &r.body, secrets));
-        }
-        parse_response(name, &r.body)
+        http::receive("bedrock", req, self.timeout, self.max_response_bytes).await
+    }
+
+    /// [`send`](Self::send), with the credentials' secrets scrubbed from a transport error.
+    async fn send_scrubbed(
+        &self,
+        body: &[u8],
+        credentials: &AwsCredentials,
+    ) -> Result<http::Received, LlmError> {
+        self.send(body, credentials)
+            .await
+            .map_err(|e| http::scrub_error(e, &secrets_of(credentials)))
+    }
+
+    /// Fresh credentials from the provider, as a call error when there are none.
+    async fn credentials(&self) -> Result<AwsCredentials, LlmError> {
+        self.credentials
+            .credentials()
+            .await
+            .map_err(|e| credentials_error(&e))
     }
 }
 
 #[async_trait]
 impl LlmProvider for Bedrock {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let secrets = self.secrets();
-        self.converse(request, &secrets)
-            .await
-            .map_err(|e| http::scrub_error(e, &secrets))
+        let name = "bedrock";
+        let body = serde_json::to_vec(&request_body(request))
+            .map_err(|e| LlmError::Other(e.to_string()))?;
+        let credentials = self.credentials().await?;
+        let r = self.send_scrubbed(&body, &credentials).await?;
+        let (r, credentials) = if credentials_refused(&r) && self.credentials.is_refreshable() {
+            tracing::debug!(
+                status = r.status,
+                "bedrock refused the AWS credentials; fetching them again and retrying once"
+            );
+            self.credentials.invalidate();
+            let fresh = self.credentials().await?;
+            (self.send_scrubbed(&body, &fresh).await?, fresh)
+        } else {
+            (r, credentials)
+        };
+        let secrets = secrets_of(&credentials);
+        if !r.is_success() {
+            return Err(bedrock_error(name, r.status, &r.headers, &r.body, &secrets));
+        }
+        parse_response(name, &r.body).map_err(|e| http::scrub_error(e, &secrets))
     }
 
     fn name(&self) -> String {

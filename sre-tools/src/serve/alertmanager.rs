@@ -471,7 +471,10 @@ fn refusal(status: StatusCode, message: &str) -> Response {
 
 /// Checks the bearer token ([`ApiToken::matches`]: constant time, and a token file that
 /// changes is followed).
-fn authorize(headers: &HeaderMap, token: &ApiToken) -> Result<(), (StatusCode, &'static str)> {
+async fn authorize(
+    headers: &HeaderMap,
+    token: &ApiToken,
+) -> Result<(), (StatusCode, &'static str)> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err((
             StatusCode::UNAUTHORIZED,
@@ -484,7 +487,7 @@ fn authorize(headers: &HeaderMap, token: &ApiToken) -> Result<(), (StatusCode, &
             "the Authorization header is not a bearer token: send `Authorization: Bearer <token>`",
         ));
     };
-    if token.matches(given) {
+    if token.matches(given).await {
         Ok(())
     } else {
         Err((StatusCode::FORBIDDEN, "the bearer token is not valid"))
@@ -493,7 +496,7 @@ fn authorize(headers: &HeaderMap, token: &ApiToken) -> Result<(), (StatusCode, &
 
 async fn receive(State(shared): State<Shared>, request: Request) -> Response {
     if let Some(token) = &shared.token
-        && let Err((status, message)) = authorize(request.headers(), token)
+        && let Err((status, message)) = authorize(request.headers(), token).await
     {
         tracing::warn!(status = status.as_u16(), "alertmanager webhook: {message}");
         return refusal(status, message);

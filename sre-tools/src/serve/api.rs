@@ -28,7 +28,7 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path as FsPath;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,6 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
+use sre_core::secret::SecretError;
 use sre_core::text::{describe_char, escape_untrusted, is_invisible};
 use sre_core::{Answer, Decision};
 use subtle::ConstantTimeEq as _;
@@ -47,6 +48,7 @@ use tokio::sync::Notify;
 
 use super::Health;
 use super::metrics::Metrics;
+use super::secret::{API_TOKEN, ServiceSecret};
 use super::store::{ApprovalState, ApprovalView, DecideError, RunStore};
 
 /// The largest request body the API reads.
@@ -65,37 +67,16 @@ pub const DEFAULT_REJECT_REASON: &str = "rejected through the approvals API";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The bearer token of the approvals API: a secret. It never shows in `Debug`, in errors or in
-/// any response, and it is compared in constant time.
+/// The bearer token of the approvals API: a secret, by reference (a [`ServiceSecret`] of kind
+/// [`API_TOKEN`]). It never shows in `Debug`, in errors or in any response, and it is compared in
+/// constant time.
 ///
-/// A token read [from a file](Self::from_file) follows the file: when it changes (a rotated
-/// Kubernetes Secret is a new file behind the same path), the next request is checked against
-/// the new token, and the old one stops working. A file that no longer holds a valid token
-/// refuses every request (fail closed) until it does, and says why in the log.
+/// A token [from a file](Self::from_file) follows the file: when it changes (a rotated Kubernetes
+/// Secret is a new file behind the same path), the next request is checked against the new token,
+/// and the old one stops working. A source that no longer gives a valid token refuses every
+/// request (fail closed) until it does, and says why in the log.
 #[derive(Clone)]
-pub struct ApiToken {
-    secret: Arc<RwLock<Option<String>>>,
-    file: Option<Arc<TokenFile>>,
-}
-
-/// The file a token follows, and the version of it last read.
-struct TokenFile {
-    path: std::path::PathBuf,
-    seen: Mutex<Option<Stamp>>,
-}
-
-/// What tells one version of a file from the next: modification time, length and (on Unix) the
-/// inode, since a rotated Secret is a new file that may have the same length and second.
-type Stamp = (std::time::SystemTime, u64, u64);
-
-fn stamp(path: &FsPath) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.modified().ok()?, meta.len(), inode))
-}
+pub struct ApiToken(ServiceSecret);
 
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,179 +84,68 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// Why an API token was refused. Never contains the token.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// The token file could not be read.
-    #[error("cannot read the API token from {from}: {source}")]
-    Read {
-        /// Where it was read from (`file PATH`).
-        from: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token is not acceptable.
-    #[error("the API token from {from} {reason}")]
-    Invalid {
-        /// Where it came from (`file PATH`, `environment variable NAME`).
-        from: String,
-        /// What is wrong and how to fix it.
-        reason: String,
-    },
-}
-
 impl ApiToken {
     /// The shortest token accepted, in bytes.
-    pub const MIN_LEN: usize = 16;
+    pub const MIN_LEN: usize = API_TOKEN.min_len;
 
-    /// Reads the token from `path`: the file holds the token alone; one trailing newline (`\n`
-    /// or `\r\n`) is ignored.
-    ///
-    /// # Errors
-    /// [`TokenError`] naming the file when it cannot be read, or the token is empty, shorter
-    /// than [`MIN_LEN`](Self::MIN_LEN), or holds white space, control or non-ASCII characters.
-    pub fn from_file(path: impl AsRef<FsPath>) -> Result<Self, TokenError> {
-        let path = path.as_ref();
-        let seen = stamp(path);
-        let mut token = Self::read_file(path)?;
-        token.file = Some(Arc::new(TokenFile {
-            path: path.to_owned(),
-            seen: Mutex::new(seen),
-        }));
-        Ok(token)
+    /// The token `secret` gives (it should be of kind [`API_TOKEN`]).
+    pub fn new(secret: ServiceSecret) -> Self {
+        Self(secret)
     }
 
-    fn read_file(path: &FsPath) -> Result<Self, TokenError> {
-        let from = format!("file {}", path.display());
-        let bytes = std::fs::read(path).map_err(|source| TokenError::Read {
-            from: from.clone(),
-            source,
-        })?;
-        let bytes = match bytes.strip_suffix(b"\n") {
-            Some(rest) => rest.strip_suffix(b"\r").unwrap_or(rest),
-            None => &bytes,
-        };
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return Err(TokenError::Invalid {
-                from,
-                reason:
-                    "is not valid UTF-8; use printable ASCII (for example `openssl rand -hex 32`)"
-                        .to_owned(),
-            });
-        };
-        Self::checked(text, from)
-    }
-
-    /// Reads the token from the environment variable `name` (taken as is: no trimming).
+    /// The token in the file at `path` (the file holds it alone; one trailing newline, `\n` or
+    /// `\r\n`, is ignored), read again on every request. Nothing is read yet: call
+    /// [`check`](Self::check) to fail early.
     ///
     /// # Errors
-    /// [`TokenError`] naming the variable when it is not set, not UTF-8, or not a valid token.
-    pub fn from_env(name: &str) -> Result<Self, TokenError> {
-        let from = format!("environment variable {name}");
-        match std::env::var_os(name).map(std::ffi::OsString::into_string) {
-            Some(Ok(value)) => Self::checked(&value, from),
-            Some(Err(_)) => Err(TokenError::Invalid {
-                from,
-                reason: "is not valid UTF-8".to_owned(),
-            }),
-            None => Err(TokenError::Invalid {
-                from,
-                reason: "is missing: the variable is not set".to_owned(),
-            }),
-        }
+    /// [`SecretError::BadReference`] when the path cannot be a reference.
+    pub fn from_file(path: impl AsRef<FsPath>) -> Result<Self, SecretError> {
+        ServiceSecret::from_file(&API_TOKEN, path).map(Self)
+    }
+
+    /// The token in the environment variable `name`.
+    ///
+    /// # Errors
+    /// [`SecretError::BadReference`] when `name` is empty.
+    pub fn from_env(name: &str) -> Result<Self, SecretError> {
+        ServiceSecret::from_env(&API_TOKEN, name).map(Self)
     }
 
     /// The token `token`, taken as is (for tests and callers that read it elsewhere).
     ///
     /// # Errors
-    /// [`TokenError`] when it is empty, too short or holds characters a token cannot have.
-    pub fn from_string(token: impl Into<String>) -> Result<Self, TokenError> {
-        Self::checked(&token.into(), "the given string".to_owned())
+    /// [`SecretError::Invalid`] when it is too short or holds characters a token cannot have.
+    pub fn from_string(token: impl Into<String>) -> Result<Self, SecretError> {
+        ServiceSecret::fixed(&API_TOKEN, token).map(Self)
     }
 
-    fn checked(token: &str, from: String) -> Result<Self, TokenError> {
-        let reason = if token.is_empty() {
-            Some(format!(
-                "is empty; write a token of at least {} characters (for example `openssl rand -hex 32`)",
-                Self::MIN_LEN
-            ))
-        } else if let Some((at, c)) = token.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
-            // The character is described, never shown: the rest of the token stays secret.
-            Some(format!(
-                "contains {} at byte {at}; a token is printable ASCII without white space{}",
-                describe_char(c),
-                if from.starts_with("file ") {
-                    " (the file must hold the token alone, with at most one trailing newline)"
-                } else {
-                    ""
-                }
-            ))
-        } else if token.len() < Self::MIN_LEN {
-            Some(format!(
-                "is {} bytes long; use at least {} (for example `openssl rand -hex 32`)",
-                token.len(),
-                Self::MIN_LEN
-            ))
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(TokenError::Invalid { from, reason }),
-            None => Ok(Self {
-                secret: Arc::new(RwLock::new(Some(token.to_owned()))),
-                file: None,
-            }),
-        }
+    /// Fetches and checks the token once (at start-up).
+    ///
+    /// # Errors
+    /// The source's error, or the token is not acceptable.
+    pub async fn check(&self) -> Result<(), SecretError> {
+        self.0.check().await
     }
 
     /// True when `presented` is this token. Compares SHA-256 digests in constant time, so
-    /// neither the content nor the length of the token leaks through timing.
-    pub fn matches(&self, presented: &str) -> bool {
-        self.follow_file();
-        let secret = self.secret.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(secret) = secret.as_deref() else {
-            return false;
+    /// neither the content nor the length of the token leaks through timing. When the token
+    /// cannot be had (its file holds no valid token, Vault is sealed) every request is refused.
+    pub async fn matches(&self, presented: &str) -> bool {
+        let secret = match self.0.get().await {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(error = %e, "the approvals API token cannot be had: every request is refused until it can");
+                return false;
+            }
         };
-        let expected = Sha256::digest(secret.as_bytes());
+        let expected = Sha256::digest(secret.expose().as_bytes());
         let presented = Sha256::digest(presented.as_bytes());
         expected.as_slice().ct_eq(presented.as_slice()).into()
     }
 
-    /// Re-reads the token file when it changed since it was last read.
-    fn follow_file(&self) {
-        let Some(file) = &self.file else { return };
-        let now = stamp(&file.path);
-        let mut seen = file.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if *seen == now {
-            return;
-        }
-        *seen = now;
-        let next = match Self::read_file(&file.path) {
-            Ok(token) => {
-                tracing::info!(file = %file.path.display(), "the API token file changed: the new token is in use");
-                token
-                    .secret
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the API token file changed and holds no valid token: every request is refused until it does");
-                None
-            }
-        };
-        *self.secret.write().unwrap_or_else(PoisonError::into_inner) = next;
-    }
-
     /// The token itself, for the `Authorization` header of the client.
-    pub(crate) fn expose(&self) -> String {
-        self.secret
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .unwrap_or_default()
+    pub(crate) async fn expose(&self) -> Result<sre_core::secret::Secret, SecretError> {
+        self.0.get().await
     }
 }
 
@@ -494,12 +364,12 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_disabled",
-            "the approvals API is off: this server was started without an API token (--api-token-file)",
+            "the approvals API is off: this server was started without an API token (--api-token)",
         )
         .into_response();
     };
     match bearer(request.headers()) {
-        Ok(presented) if token.matches(presented) => next.run(request).await,
+        Ok(presented) if token.matches(presented).await => next.run(request).await,
         Ok(_) => {
             tracing::warn!(path = %request.uri().path(), "approvals API: a wrong bearer token was refused");
             ApiError::new(
@@ -868,20 +738,20 @@ async fn decide(
 mod tests {
     use super::*;
 
-    #[test]
-    fn token_never_prints_and_matches_exactly() {
+    #[tokio::test]
+    async fn token_never_prints_and_matches_exactly() {
         let token = ApiToken::from_string("s3cret-token-0123456789").unwrap();
         assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
-        assert!(token.matches("s3cret-token-0123456789"));
-        assert!(!token.matches("s3cret-token-012345678"));
-        assert!(!token.matches("s3cret-token-01234567890"));
-        assert!(!token.matches(""));
+        assert!(token.matches("s3cret-token-0123456789").await);
+        assert!(!token.matches("s3cret-token-012345678").await);
+        assert!(!token.matches("s3cret-token-01234567890").await);
+        assert!(!token.matches("").await);
     }
 
     #[test]
     fn token_refusals_name_the_problem_and_not_the_token() {
         for (input, needle) in [
-            ("", "is empty"),
+            ("", "is 0 bytes long"),
             ("short-token", "is 11 bytes long; use at least 16"),
             ("has a space inside it", "U+0020"),
             ("tab\tinside-the-token", "U+0009"),
@@ -896,25 +766,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn token_file_trims_one_newline_only() {
+    #[tokio::test]
+    async fn token_file_trims_one_newline_only() {
         let dir = std::env::temp_dir().join(format!("sre-api-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("token");
+        let token = ApiToken::from_file(&path).unwrap();
         std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
-        assert!(
-            ApiToken::from_file(&path)
-                .unwrap()
-                .matches("0123456789abcdef0123")
-        );
+        assert!(token.matches("0123456789abcdef0123").await);
         std::fs::write(&path, "0123456789abcdef0123\r\n").unwrap();
-        assert!(
-            ApiToken::from_file(&path)
-                .unwrap()
-                .matches("0123456789abcdef0123")
-        );
+        assert!(token.matches("0123456789abcdef0123").await);
         std::fs::write(&path, "0123456789abcdef0123\n\n").unwrap();
-        let e = ApiToken::from_file(&path).unwrap_err().to_string();
+        assert!(!token.matches("0123456789abcdef0123").await);
+        let e = token.check().await.unwrap_err().to_string();
         assert!(
             e.contains("U+000A") && e.contains("at most one trailing newline"),
             "{e}"
@@ -922,14 +786,16 @@ mod tests {
         assert!(e.contains(&path.display().to_string()), "{e}");
         std::fs::write(&path, "\n").unwrap();
         assert!(
-            ApiToken::from_file(&path)
+            token
+                .check()
+                .await
                 .unwrap_err()
                 .to_string()
-                .contains("is empty")
+                .contains("empty")
         );
-        let missing = dir.join("missing");
-        let e = ApiToken::from_file(&missing).unwrap_err().to_string();
-        assert!(e.starts_with("cannot read the API token from file "), "{e}");
+        let missing = ApiToken::from_file(dir.join("missing")).unwrap();
+        let e = missing.check().await.unwrap_err();
+        assert!(matches!(e, SecretError::NotFound { .. }), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

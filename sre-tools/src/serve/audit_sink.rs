@@ -38,11 +38,12 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig, SinkToken};
+//! use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig};
+//! use sre_tools::serve::secret::{SINK_TOKEN, ServiceSecret};
 //! use sre_tools::serve::metrics::Metrics;
 //!
 //! # async fn demo() -> Result<(), sre_tools::serve::audit_sink::AuditSinkError> {
-//! let token = SinkToken::from_file("/var/run/secrets/hec-token")?;
+//! let token = ServiceSecret::from_file(&SINK_TOKEN, "/var/run/secrets/hec-token")?;
 //! let config = AuditSinkConfig::parse("https://splunk.example:8088/services/collector", Some(token))?;
 //! let metrics = Arc::new(Metrics::new());
 //! let (sink, task) = AuditSink::start(config, metrics);
@@ -57,7 +58,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -66,12 +66,14 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sre_core::secret::{Secret, SecretError};
 use sre_core::{Event, Observer};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use super::secret::ServiceSecret;
 
 /// The Elasticsearch index used when the `_bulk` URL names none.
 pub const DEFAULT_INDEX: &str = "sre-agent-audit";
@@ -81,9 +83,6 @@ pub const HEC_SOURCE: &str = "sre-agent";
 
 /// The HEC `sourcetype` of every event.
 pub const HEC_SOURCETYPE: &str = "sre-agent:audit";
-
-/// The longest token accepted, in bytes.
-const MAX_TOKEN_LEN: usize = 4096;
 
 /// How many distinct drop reasons one log line lists.
 const MAX_REASONS_LOGGED: usize = 3;
@@ -129,16 +128,11 @@ pub enum AuditSinkError {
         /// What is wrong.
         reason: String,
     },
-    /// The token could not be loaded.
-    #[error("audit sink token from {from} is unusable: {reason}")]
-    Token {
-        /// Where it was to come from (`file PATH`, `memory`).
-        from: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The token could not be had or is not what it should be.
+    #[error("audit sink: {0}")]
+    Token(#[from] SecretError),
     /// The sink needs a token and none was given.
-    #[error("a {0} audit sink needs a token: put it in a file and pass the file")]
+    #[error("a {0} audit sink needs a token: pass it by reference (--audit-sink-token file:/path)")]
     MissingToken(SinkKind),
     /// [`AuditSink::flush`] did not finish in time.
     #[error("audit sink {sink}: {pending} events still unshipped after {}", humantime::format_duration(*.within))]
@@ -152,85 +146,6 @@ pub enum AuditSinkError {
     },
 }
 
-/// A sink's token (HEC token, or an Elasticsearch API key in its encoded form). `Debug` and every
-/// error show where it came from, never its value.
-#[derive(Clone)]
-pub struct SinkToken {
-    secret: String,
-    from: String,
-}
-
-impl std::fmt::Debug for SinkToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkToken")
-            .field("from", &self.from)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SinkToken {
-    /// A token held by the caller. Surrounding whitespace (a trailing newline) is not part of it.
-    ///
-    /// # Errors
-    /// [`AuditSinkError::Token`] when it is empty, too long, or has whitespace or control
-    /// characters inside.
-    pub fn new(secret: impl Into<String>) -> Result<Self, AuditSinkError> {
-        Self::checked(&secret.into(), "memory".to_owned())
-    }
-
-    /// Reads the token from a file (a trailing newline is not part of it).
-    ///
-    /// # Errors
-    /// [`AuditSinkError::Token`] naming the file when it cannot be read, is not UTF-8, or the
-    /// token is empty, too long or has whitespace or control characters inside.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, AuditSinkError> {
-        let path = path.as_ref();
-        let from = format!("file {}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| AuditSinkError::Token {
-            from: from.clone(),
-            reason: format!("cannot read it: {e}"),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| AuditSinkError::Token {
-            from: from.clone(),
-            reason: "it is not UTF-8 text".to_owned(),
-        })?;
-        Self::checked(&text, from)
-    }
-
-    fn checked(raw: &str, from: String) -> Result<Self, AuditSinkError> {
-        let secret = raw.trim();
-        let reason = if secret.is_empty() {
-            Some("it is empty".to_owned())
-        } else if secret.len() > MAX_TOKEN_LEN {
-            Some(format!("it is longer than {MAX_TOKEN_LEN} bytes"))
-        } else if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            Some(
-                "it has whitespace, control or non-ASCII characters inside (one token, one line)"
-                    .to_owned(),
-            )
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(AuditSinkError::Token { from, reason }),
-            None => Ok(Self {
-                secret: secret.to_owned(),
-                from,
-            }),
-        }
-    }
-
-    /// Where the token came from: `file PATH` or `memory`.
-    pub fn source(&self) -> &str {
-        &self.from
-    }
-
-    /// `text` with every occurrence of the token replaced by `[redacted]`.
-    fn scrub(&self, text: &str) -> String {
-        text.replace(&self.secret, "[redacted]")
-    }
-}
-
 /// Where and how to ship audit events. [`parse`](Self::parse) checks the URL and picks the kind;
 /// the other fields have working defaults and may be tuned.
 #[derive(Debug, Clone)]
@@ -241,8 +156,8 @@ pub struct AuditSinkConfig {
     pub kind: SinkKind,
     /// The Elasticsearch index (unused for HEC).
     pub index: String,
-    /// The HEC token or Elasticsearch API key.
-    pub token: Option<SinkToken>,
+    /// The HEC token or Elasticsearch API key (of kind [`SINK_TOKEN`]).
+    pub token: Option<ServiceSecret>,
     /// The `host` of every event (default: `$HOSTNAME`, the pod's name, else `sre-agent`).
     pub host: String,
     /// Most events in one request (default 100).
@@ -277,7 +192,7 @@ impl AuditSinkConfig {
     /// [`AuditSinkError::Url`] when it is not an http(s) URL, carries credentials or a fragment,
     /// has a token in its query, names an invalid index, or has any other path;
     /// [`AuditSinkError::MissingToken`] for HEC without a token.
-    pub fn parse(url: &str, token: Option<SinkToken>) -> Result<Self, AuditSinkError> {
+    pub fn parse(url: &str, token: Option<ServiceSecret>) -> Result<Self, AuditSinkError> {
         let bad = |shown: String, reason: String| AuditSinkError::Url { url: shown, reason };
         let parsed = Url::parse(url.trim())
             .map_err(|e| bad(redact_url_text(url), format!("not a URL ({e})")))?;
@@ -790,8 +705,7 @@ struct Shipper {
     http: reqwest::Client,
     url: Url,
     kind: SinkKind,
-    token: Option<SinkToken>,
-    auth: Option<HeaderValue>,
+    token: Option<ServiceSecret>,
     batch_max: usize,
     batch_max_bytes: usize,
     flush_every: Duration,
@@ -845,23 +759,12 @@ impl Shipper {
             .connect_timeout(config.request_timeout)
             .build()
             .unwrap_or_default();
-        let auth = config.token.as_ref().and_then(|t| {
-            let scheme = match config.kind {
-                SinkKind::SplunkHec => "Splunk",
-                SinkKind::ElasticBulk => "ApiKey",
-            };
-            // The token is visible ASCII (checked when loaded), so this cannot fail.
-            let mut value = HeaderValue::from_str(&format!("{scheme} {}", t.secret)).ok()?;
-            value.set_sensitive(true);
-            Some(value)
-        });
         Self {
             shared,
             http,
             url: config.url,
             kind: config.kind,
             token: config.token,
-            auth,
             batch_max: config.batch_max.max(1),
             batch_max_bytes: config.batch_max_bytes.max(1),
             flush_every: config.flush_every,
@@ -1020,11 +923,23 @@ impl Shipper {
         half + Duration::from_nanos(random)
     }
 
-    fn scrub(&self, text: &str) -> String {
-        match &self.token {
-            Some(t) => t.scrub(text),
-            None => text.to_owned(),
-        }
+    /// The `Authorization` header and the token it carries, when the sink has a token.
+    async fn auth(&self) -> Result<Option<(HeaderValue, Secret)>, SecretError> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        let secret = token.get().await?;
+        let scheme = match self.kind {
+            SinkKind::SplunkHec => "Splunk",
+            SinkKind::ElasticBulk => "ApiKey",
+        };
+        // The token is visible ASCII (its rule), so this cannot fail.
+        let mut value =
+            HeaderValue::from_str(&format!("{scheme} {}", secret.expose())).map_err(|_| {
+                SecretError::invalid(token.reference(), "it cannot be sent in a header")
+            })?;
+        value.set_sensitive(true);
+        Ok(Some((value, secret)))
     }
 
     async fn send(&self, lines: &[Line]) -> Verdict {
@@ -1042,9 +957,15 @@ impl Shipper {
             .post(self.url.clone())
             .header(CONTENT_TYPE, content_type)
             .body(body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
+        let secret = match self.auth().await {
+            Ok(Some((auth, secret))) => {
+                request = request.header(AUTHORIZATION, auth);
+                Some(secret)
+            }
+            Ok(None) => None,
+            Err(e) => return Verdict::all_retry(n, e.to_string(), None),
+        };
+        let scrub = |text: &str| scrub(secret.as_ref(), text);
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -1055,7 +976,7 @@ impl Shipper {
                 } else {
                     "request failed"
                 };
-                let reason = self.scrub(&format!("{what}: {}", error_chain(&e)));
+                let reason = scrub(&format!("{what}: {}", error_chain(&e)));
                 return Verdict::all_retry(n, reason, None);
             }
         };
@@ -1064,7 +985,7 @@ impl Shipper {
         let bytes = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                let reason = self.scrub(&format!(
+                let reason = scrub(&format!(
                     "HTTP {status}, but reading the response failed: {}",
                     error_chain(&e)
                 ));
@@ -1073,7 +994,13 @@ impl Shipper {
         };
         let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
         if !status.is_success() {
-            let message = self.scrub(&error_message(self.kind, status, &bytes));
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                && let Some(token) = &self.token
+            {
+                // A rotated token is fetched again for the next batch.
+                token.invalidate();
+            }
+            let message = scrub(&error_message(self.kind, status, &bytes));
             if retryable {
                 return Verdict::all_retry(n, message, retry_after);
             }
@@ -1081,12 +1008,12 @@ impl Shipper {
         }
         match self.kind {
             SinkKind::SplunkHec => Verdict::all_shipped(n),
-            SinkKind::ElasticBulk => self.bulk_verdict(n, &bytes),
+            SinkKind::ElasticBulk => Self::bulk_verdict(n, &bytes, &scrub),
         }
     }
 
     /// Reads a 2xx `_bulk` response item by item.
-    fn bulk_verdict(&self, n: usize, bytes: &[u8]) -> Verdict {
+    fn bulk_verdict(n: usize, bytes: &[u8], scrub: &dyn Fn(&str) -> String) -> Verdict {
         let response: BulkResponse = match serde_json::from_slice(bytes) {
             Ok(r) => r,
             // The documents carry their _id, so sending them again cannot duplicate them.
@@ -1123,11 +1050,19 @@ impl Shipper {
                     verdict.retry.push(i);
                     *retry_reasons.entry(result.describe()).or_default() += 1;
                 }
-                _ => verdict.dropped.push((i, self.scrub(&result.describe()))),
+                _ => verdict.dropped.push((i, scrub(&result.describe()))),
             }
         }
-        verdict.retry_reason = self.scrub(&summarize(&retry_reasons));
+        verdict.retry_reason = scrub(&summarize(&retry_reasons));
         verdict
+    }
+}
+
+/// `text` with every occurrence of the token replaced by `[redacted]`.
+fn scrub(token: Option<&Secret>, text: &str) -> String {
+    match token {
+        Some(t) if !t.expose().is_empty() => text.replace(t.expose(), "[redacted]"),
+        _ => text.to_owned(),
     }
 }
 
@@ -1250,16 +1185,17 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<AuditSink>();
     send_sync::<AuditSinkConfig>();
-    send_sync::<SinkToken>();
+    send_sync::<ServiceSecret>();
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::secret::SINK_TOKEN;
 
     #[test]
     fn urls_pick_the_kind_and_index() {
-        let t = || Some(SinkToken::new("abc").unwrap());
+        let t = || Some(ServiceSecret::fixed(&SINK_TOKEN, "abc").unwrap());
         let c = AuditSinkConfig::parse("https://splunk:8088/services/collector", t()).unwrap();
         assert_eq!(c.kind, SinkKind::SplunkHec);
         let c =

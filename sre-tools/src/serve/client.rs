@@ -57,6 +57,9 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The token could not be had from its source.
+    #[error("the API token: {0}")]
+    Token(#[from] sre_core::secret::SecretError),
     /// 401: no or malformed credentials.
     #[error("the approvals API refused the request (401 unauthorized): {0}")]
     Unauthorized(String),
@@ -111,6 +114,7 @@ impl ClientError {
             Self::InvalidServer(_)
             | Self::InvalidId(_)
             | Self::Transport { .. }
+            | Self::Token(_)
             | Self::Malformed(_) => None,
         }
     }
@@ -251,10 +255,11 @@ impl ApprovalsClient {
             server: self.base.to_string(),
             source,
         };
+        let token = self.token.expose().await?;
         let mut request = self
             .http
             .request(method, url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(token.expose())
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(body) = body {
             request = request.json(&body);

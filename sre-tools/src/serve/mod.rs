@@ -16,6 +16,7 @@ mod kube_store;
 pub mod lease;
 pub mod metrics;
 mod queue;
+pub mod secret;
 pub mod service;
 pub mod slack;
 mod sqlite;

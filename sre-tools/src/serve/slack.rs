@@ -36,11 +36,12 @@
 //! ```no_run
 //! # async fn demo(sink: sre_tools::serve::channel::DecisionSink) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use sre_tools::serve::slack::{Slack, SlackConfig, SlackSecret};
+//! use sre_tools::serve::secret::{SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, ServiceSecret};
+//! use sre_tools::serve::slack::{Slack, SlackConfig};
 //!
 //! let config = SlackConfig::new(
-//!     SlackSecret::from_file("/var/run/secrets/slack/bot-token")?,
-//!     SlackSecret::from_file("/var/run/secrets/slack/signing-secret")?,
+//!     ServiceSecret::from_file(&SLACK_BOT_TOKEN, "/var/run/secrets/slack/bot-token")?,
+//!     ServiceSecret::from_file(&SLACK_SIGNING_SECRET, "/var/run/secrets/slack/signing-secret")?,
 //!     "C0123456789",
 //!     "U0123ABCD,U0456EFGH",
 //! )?;
@@ -55,7 +56,6 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,12 +73,14 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use sre_core::secret::{Secret, SecretError};
 use sre_core::text::{escape_untrusted, escape_untrusted_lines};
 use subtle::ConstantTimeEq as _;
 
 use super::channel::{
     self, Ask, Channel, ChannelError, ChatDecision, DecisionSink, Ending, Settled,
 };
+use super::secret::ServiceSecret;
 use super::store::{ApprovalState, ApprovalView, DecideError};
 
 /// Slack's Web API, the default base of every method URL.
@@ -115,106 +117,18 @@ const FIELD_LIMIT: usize = 2000;
 const MAX_IMAGES: usize = 10;
 /// Slack's limit on blocks in a message.
 const MAX_BLOCKS: usize = 50;
-/// The longest secret accepted, in bytes.
-const MAX_SECRET: usize = 4096;
 /// The longest Slack error code shown.
 const MAX_CODE: usize = 100;
 /// The longest approval id looked up.
 const MAX_ID: usize = 128;
 
-/// A Slack secret: the bot token or the signing secret. `Debug` and every error show where it
-/// came from, never its value.
-#[derive(Clone)]
-pub struct SlackSecret {
-    secret: Arc<str>,
-    from: String,
-}
-
-impl fmt::Debug for SlackSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackSecret")
-            .field("from", &self.from)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SlackSecret {
-    /// A secret held by the caller, taken as is.
-    ///
-    /// # Errors
-    /// [`SlackConfigError::Secret`] when it is empty, too long, or has white space, control or
-    /// non-ASCII characters.
-    pub fn new(secret: impl Into<String>) -> Result<Self, SlackConfigError> {
-        Self::checked(&secret.into(), "memory".to_owned())
-    }
-
-    /// Reads the secret from a file that holds it alone (one trailing newline is ignored).
-    ///
-    /// # Errors
-    /// [`SlackConfigError::Secret`] naming the file when it cannot be read or does not hold one
-    /// valid secret.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SlackConfigError> {
-        let path = path.as_ref();
-        let from = format!("file {}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| SlackConfigError::Secret {
-            from: from.clone(),
-            reason: format!("cannot read it: {e}"),
-        })?;
-        let bytes = match bytes.strip_suffix(b"\n") {
-            Some(rest) => rest.strip_suffix(b"\r").unwrap_or(rest),
-            None => &bytes,
-        };
-        let text = std::str::from_utf8(bytes).map_err(|_| SlackConfigError::Secret {
-            from: from.clone(),
-            reason: "it is not UTF-8 text".to_owned(),
-        })?;
-        Self::checked(text, from)
-    }
-
-    fn checked(secret: &str, from: String) -> Result<Self, SlackConfigError> {
-        let reason = if secret.is_empty() {
-            Some("it is empty".to_owned())
-        } else if secret.len() > MAX_SECRET {
-            Some(format!("it is longer than {MAX_SECRET} bytes"))
-        } else {
-            // Where, never what: the rest of the secret stays secret.
-            secret.bytes().position(|b| !b.is_ascii_graphic()).map(|at| {
-                format!(
-                    "it has a white space, control or non-ASCII character at byte {at} (the file must hold the secret alone, with at most one trailing newline)"
-                )
-            })
-        };
-        match reason {
-            Some(reason) => Err(SlackConfigError::Secret { from, reason }),
-            None => Ok(Self {
-                secret: Arc::from(secret),
-                from,
-            }),
-        }
-    }
-
-    /// Where the secret came from: `file PATH` or `memory`.
-    pub fn source(&self) -> &str {
-        &self.from
-    }
-
-    fn expose(&self) -> &str {
-        &self.secret
-    }
-}
-
 /// Why a Slack configuration is unusable. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SlackConfigError {
-    /// A secret could not be loaded or is not what it should be.
-    #[error("slack secret from {from} is unusable: {reason}")]
-    Secret {
-        /// Where it came from (`file PATH`, `memory`).
-        from: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A secret could not be had or is not what it should be.
+    #[error("slack: {0}")]
+    Secret(#[from] SecretError),
     /// A setting is invalid.
     #[error("slack {setting}: {reason}")]
     Invalid {
@@ -238,10 +152,11 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> SlackConfigError
 pub struct SlackConfig {
     /// The Web API base (default [`DEFAULT_API_URL`]; a proxy or a test server otherwise).
     pub api_url: Url,
-    /// The bot token (`xoxb-…`), sent as `Authorization: Bearer`.
-    pub bot_token: SlackSecret,
-    /// The app's signing secret, which verifies interaction requests.
-    pub signing_secret: SlackSecret,
+    /// The bot token (`xoxb-…`, of kind [`SLACK_BOT_TOKEN`]), sent as `Authorization: Bearer`.
+    pub bot_token: ServiceSecret,
+    /// The app's signing secret (of kind [`SLACK_SIGNING_SECRET`]), which verifies interaction
+    /// requests.
+    pub signing_secret: ServiceSecret,
     /// Where questions are posted: a channel id (`C…`, `G…`) or name.
     pub channel: String,
     /// The user ids (`U…`, `W…`) allowed to decide.
@@ -340,30 +255,17 @@ impl SlackConfig {
     /// [approver group](Self::with_approver_group) is set).
     ///
     /// # Errors
-    /// [`SlackConfigError`] when the bot token is not a Slack token (`xox…`), the signing secret
-    /// is shorter than 16 characters, the channel is neither an id nor a channel name, or an
-    /// approver is not a user id.
+    /// [`SlackConfigError`] when the channel is neither an id nor a channel name, or an approver
+    /// is not a user id. The secrets are checked when they are fetched (their [`Rule`]s:
+    /// a bot token starts `xox`, a signing secret has at least 16 characters).
+    ///
+    /// [`Rule`]: super::secret::Rule
     pub fn new(
-        bot_token: SlackSecret,
-        signing_secret: SlackSecret,
+        bot_token: ServiceSecret,
+        signing_secret: ServiceSecret,
         channel: &str,
         approvers: &str,
     ) -> Result<Self, SlackConfigError> {
-        if !bot_token.expose().starts_with("xox") {
-            return Err(SlackConfigError::Secret {
-                from: bot_token.from.clone(),
-                reason: "it is not a Slack bot token: it must start with \"xoxb-\" (the app's OAuth & Permissions page, \"Bot User OAuth Token\")".to_owned(),
-            });
-        }
-        if signing_secret.expose().len() < 16 {
-            return Err(SlackConfigError::Secret {
-                from: signing_secret.from.clone(),
-                reason: format!(
-                    "a signing secret is 32 characters (the app's Basic Information page, \"Signing Secret\"); this one has {}",
-                    signing_secret.expose().len()
-                ),
-            });
-        }
         let channel = channel.trim();
         let name = channel.strip_prefix('#').unwrap_or(channel);
         let is_id = slack_id(channel, b"CGD");
@@ -494,7 +396,6 @@ enum Call<'a> {
 pub struct Slack {
     config: SlackConfig,
     http: reqwest::Client,
-    auth: HeaderValue,
     posted: Mutex<Remembered>,
     group: Mutex<Option<GroupMembers>>,
 }
@@ -539,16 +440,9 @@ impl Slack {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| invalid("HTTP client", format!("cannot be built: {e}")))?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.bot_token.expose()))
-            .map_err(|_| SlackConfigError::Secret {
-                from: config.bot_token.from.clone(),
-                reason: "it cannot be sent in an HTTP header".to_owned(),
-            })?;
-        auth.set_sensitive(true);
         Ok(Self {
             config,
             http,
-            auth,
             posted: Mutex::new(Remembered::default()),
             group: Mutex::new(None),
         })
@@ -623,6 +517,20 @@ impl Slack {
         let mut tries = 0;
         loop {
             tries += 1;
+            let token = self
+                .config
+                .bot_token
+                .get()
+                .await
+                .map_err(|e| channel_error(format!("{method}: {e}")))?;
+            // Printable ASCII (the token's rule), so this cannot fail.
+            let mut auth =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    channel_error(format!(
+                        "{method}: the bot token cannot be sent in a header"
+                    ))
+                })?;
+            auth.set_sensitive(true);
             let request = match call {
                 Call::Json(body) => self
                     .http
@@ -632,7 +540,7 @@ impl Slack {
                 Call::Query(query) => self.http.get(&url).query(query),
             };
             let response = request
-                .header(AUTHORIZATION, self.auth.clone())
+                .header(AUTHORIZATION, auth)
                 .send()
                 .await
                 .map_err(|e| {
@@ -703,10 +611,14 @@ impl Slack {
             | "account_inactive"
             | "token_revoked"
             | "token_expired"
-            | "not_allowed_token_type" => format!(
-                "{method}: the bot token is wrong ({code}): Slack does not accept the token from {}; put the app's Bot User OAuth Token (xoxb-…) there and restart",
-                self.config.bot_token.source()
-            ),
+            | "not_allowed_token_type" => {
+                // A rotated token is fetched again at the next call.
+                self.config.bot_token.invalidate();
+                format!(
+                    "{method}: the bot token is wrong ({code}): Slack does not accept the token from {}; put the app's Bot User OAuth Token (xoxb-…) there",
+                    self.config.bot_token.reference()
+                )
+            }
             "channel_not_found" => format!(
                 "{method}: channel {channel} not found ({code}): give the channel's id (C…) and invite the app to it (/invite @app)"
             ),
@@ -1576,7 +1488,7 @@ fn bad_request(message: &str) -> Response {
     reason = "the error is the response, returned at once by the one caller"
 )]
 fn read_click(
-    secret: &SlackSecret,
+    secret: &Secret,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Click, Response> {
@@ -1722,7 +1634,18 @@ async fn interactions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let slack = &endpoint.slack;
-    let click = match read_click(&slack.config.signing_secret, &headers, body) {
+    let secret = match slack.config.signing_secret.get().await {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::error!(error = %e, "slack: the signing secret cannot be had: interactions are refused until it can");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret_unavailable",
+                "the signing secret cannot be had",
+            );
+        }
+    };
+    let click = match read_click(&secret, &headers, body) {
         Ok(click) => click,
         Err(answer) => return answer,
     };
@@ -1813,6 +1736,7 @@ async fn interactions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::secret::{SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 
     // Slack's worked example (docs.slack.dev, "Verifying requests from Slack").
     const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -1966,24 +1890,22 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_problem_and_never_the_secret() {
-        let token = || SlackSecret::new("xoxb-1234-5678-abcdefghijkl").unwrap();
-        let secret = || SlackSecret::new("0123456789abcdef0123456789abcdef").unwrap();
-        let e = SlackConfig::new(
-            SlackSecret::new("not-a-token-secret-value").unwrap(),
-            secret(),
-            "C1234",
-            "U1",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("xoxb-") && !e.contains("not-a-token-secret-value"),
-            "{e}"
-        );
-        let e = SlackConfig::new(token(), SlackSecret::new("short").unwrap(), "C1234", "UABC")
+        let token =
+            || ServiceSecret::fixed(&SLACK_BOT_TOKEN, "xoxb-1234-5678-abcdefghijkl").unwrap();
+        let secret = || {
+            ServiceSecret::fixed(&SLACK_SIGNING_SECRET, "0123456789abcdef0123456789abcdef").unwrap()
+        };
+        let e = ServiceSecret::fixed(&SLACK_BOT_TOKEN, "not-a-token-secret-value")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("32 characters") && !e.contains("short\""), "{e}");
+        assert!(
+            e.contains("xox") && !e.contains("not-a-token-secret-value"),
+            "{e}"
+        );
+        let e = ServiceSecret::fixed(&SLACK_SIGNING_SECRET, "short")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 16") && !e.contains("short\""), "{e}");
         let e = SlackConfig::new(token(), secret(), "Ops Channel", "UABC")
             .unwrap_err()
             .to_string();
@@ -2005,8 +1927,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nobody may decide"), "{e}");
-        assert!(!format!("{:?}", token()).contains("xoxb"));
-        let e = SlackSecret::new("xoxb has spaces").unwrap_err().to_string();
+        assert!(!format!("{:?}", token()).contains("xoxb-1234"));
+        let e = ServiceSecret::fixed(&SLACK_BOT_TOKEN, "xoxb has spaces")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("byte 4") && !e.contains("has spaces"), "{e}");
     }
 

@@ -40,11 +40,12 @@
 //! ```no_run
 //! # async fn demo(sink: sre_tools::serve::channel::DecisionSink) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use sre_tools::serve::teams::{AppPassword, Teams, TeamsConfig, routes};
+//! use sre_tools::serve::secret::{ServiceSecret, TEAMS_APP_PASSWORD};
+//! use sre_tools::serve::teams::{Teams, TeamsConfig, routes};
 //!
 //! let config = TeamsConfig::new(
 //!     "00000000-0000-0000-0000-000000000001",
-//!     AppPassword::from_file("/var/run/secrets/teams/app-password")?,
+//!     ServiceSecret::from_file(&TEAMS_APP_PASSWORD, "/var/run/secrets/teams/app-password")?,
 //!     vec!["6b3c7a5e-1d2f-4e8a-9b0c-112233445566".to_owned()],
 //!     "https://smba.trafficmanager.net/emea/",
 //!     "19:abc123@thread.tacv2",
@@ -59,7 +60,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -78,10 +78,12 @@ use reqwest::{Method, Url};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sre_core::plan::{Risk, Target};
+use sre_core::secret::SecretError;
 use sre_core::text::{escape_untrusted, escape_untrusted_lines};
 use tokio::time::Instant;
 
 use super::channel::{self, Ask, Channel, ChannelError, ChatDecision, DecisionSink, Settled};
+use super::secret::ServiceSecret;
 use super::{ApprovalState, ApprovalView, DecideError};
 
 /// The issuer of every token the Bot Framework sends to a bot.
@@ -118,86 +120,10 @@ pub const MAX_DIFF: usize = 4000;
 const MAX_LINE: usize = 500;
 /// The longest approval id accepted from a button, in bytes.
 const MAX_ID: usize = 128;
-/// The longest secret accepted, in bytes.
-const MAX_SECRET: usize = 1024;
 /// Tries of one connector call (the first and the retries of 429, 5xx and connection errors).
 const TRIES: u32 = 3;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
-
-/// The bot's client secret (the "app password"). Never shown: `Debug` prints where it came
-/// from, and no error holds it.
-#[derive(Clone)]
-pub struct AppPassword {
-    secret: String,
-    from: String,
-}
-
-impl fmt::Debug for AppPassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppPassword")
-            .field("from", &self.from)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppPassword {
-    /// Reads the secret from a file (the file holds it alone; surrounding white space, such as a
-    /// trailing newline, is not part of it).
-    ///
-    /// # Errors
-    /// [`TeamsError::Password`] naming the file when it cannot be read, is not UTF-8, or holds
-    /// an empty, too long or multi-line secret.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TeamsError> {
-        let path = path.as_ref();
-        let from = format!("file {}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| TeamsError::Password {
-            from: from.clone(),
-            reason: format!("cannot read it: {e}"),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| TeamsError::Password {
-            from: from.clone(),
-            reason: "it is not UTF-8 text".to_owned(),
-        })?;
-        Self::checked(&text, from)
-    }
-
-    /// A secret held by the caller (tests, or a secret read elsewhere).
-    ///
-    /// # Errors
-    /// [`TeamsError::Password`] when it is empty, too long or holds white space or control
-    /// characters inside.
-    pub fn new(secret: impl Into<String>) -> Result<Self, TeamsError> {
-        Self::checked(&secret.into(), "memory".to_owned())
-    }
-
-    fn checked(raw: &str, from: String) -> Result<Self, TeamsError> {
-        let secret = raw.trim();
-        let reason = if secret.is_empty() {
-            Some("it is empty: put the bot's client secret (from the Azure Bot's app registration) in it".to_owned())
-        } else if secret.len() > MAX_SECRET {
-            Some(format!("it is longer than {MAX_SECRET} bytes"))
-        } else if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            Some(
-                "it has white space or control characters inside (one secret, one line)".to_owned(),
-            )
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(TeamsError::Password { from, reason }),
-            None => Ok(Self {
-                secret: secret.to_owned(),
-                from,
-            }),
-        }
-    }
-
-    /// Where the secret came from: `file PATH` or `memory`.
-    pub fn source(&self) -> &str {
-        &self.from
-    }
-}
 
 /// Why Teams could not be set up. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,14 +137,9 @@ pub enum TeamsError {
         /// What is wrong and how to fix it.
         reason: String,
     },
-    /// The app password could not be loaded.
-    #[error("teams: the app password from {from} is unusable: {reason}")]
-    Password {
-        /// Where it was to come from.
-        from: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A secret could not be had or is not what it should be.
+    #[error("teams: {0}")]
+    Secret(#[from] SecretError),
 }
 
 fn config_error(field: &'static str, reason: impl Into<String>) -> TeamsError {
@@ -235,8 +156,8 @@ pub struct TeamsConfig {
     /// The bot's Microsoft App ID (a GUID): the audience of incoming tokens, the client id of
     /// outgoing ones.
     pub app_id: String,
-    /// The bot's client secret.
-    pub app_password: AppPassword,
+    /// The bot's client secret (of kind [`TEAMS_APP_PASSWORD`]).
+    pub app_password: ServiceSecret,
     /// The AAD (Entra ID) object ids of the users who may decide (GUIDs, case-insensitive).
     pub approvers: Vec<String>,
     /// The `OpenID` metadata naming the signing keys (default [`DEFAULT_OPENID_METADATA_URL`]).
@@ -266,7 +187,7 @@ impl TeamsConfig {
     /// A config with the Bot Framework's endpoints and the default timings.
     pub fn new(
         app_id: impl Into<String>,
-        app_password: AppPassword,
+        app_password: ServiceSecret,
         approvers: Vec<String>,
         service_url: impl Into<String>,
         conversation_id: impl Into<String>,
@@ -573,12 +494,18 @@ impl Teams {
         if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.until) {
             return Ok(token.value.clone());
         }
+        let password = self
+            .config
+            .app_password
+            .get()
+            .await
+            .map_err(|e| Self::error(e.to_string()))?;
         let mut form =
             Url::parse("http://form.invalid/").map_err(|e| Self::error(e.to_string()))?;
         form.query_pairs_mut()
             .append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &self.config.app_id)
-            .append_pair("client_secret", &self.config.app_password.secret)
+            .append_pair("client_secret", password.expose())
             .append_pair("scope", BOT_FRAMEWORK_SCOPE);
         let body = form.query().unwrap_or_default().to_owned();
         let endpoint = display_url(&self.token_url);
@@ -600,6 +527,8 @@ impl Teams {
         let text = response.text().await.unwrap_or_default();
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
+            // A rotated password is fetched again at the next try.
+            self.config.app_password.invalidate();
             let code = json["error"].as_str().unwrap_or("no error code");
             let description = json["error_description"]
                 .as_str()
@@ -1626,6 +1555,7 @@ impl Channel for TeamsWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::secret::TEAMS_APP_PASSWORD;
 
     #[test]
     fn guids_are_recognised() {
@@ -1649,9 +1579,10 @@ mod tests {
 
     #[test]
     fn the_password_never_prints() {
-        let password = AppPassword::new("s3cr3t-value").unwrap();
+        let password = ServiceSecret::fixed(&TEAMS_APP_PASSWORD, "s3cr3t-value").unwrap();
         assert!(!format!("{password:?}").contains("s3cr3t"));
-        assert!(AppPassword::new("two words").is_err());
+        let e = ServiceSecret::fixed(&TEAMS_APP_PASSWORD, "two words").unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("words"), "{e}");
     }
 
     #[test]
