@@ -303,6 +303,7 @@ fn init_logs(format: &str) {
     // The AWS runtime logs whole request and response bodies at trace level (a web identity
     // token, a Secrets Manager answer): never that far, whatever SRE_AGENT_LOG asks.
     for quiet in [
+        "aws_sigv4=debug",
         "aws_smithy_runtime=debug",
         "aws_smithy_runtime_api=debug",
         "aws_config=debug",
@@ -340,10 +341,8 @@ async fn secret(
     reference: &str,
     rule: &'static Rule,
 ) -> Result<ServiceSecret, Failure> {
-    let handle = secrets
-        .handle(reference)
+    let secret = ServiceSecret::by_reference(rule, secrets, reference)
         .map_err(|e| Failure(format!("{flag}: {e}")))?;
-    let secret = ServiceSecret::new(rule, handle);
     secret
         .check()
         .await

@@ -158,6 +158,8 @@ fn unresolvable_references_name_the_flag_and_the_reference() {
         assert!(!out.status.success(), "{args:?}: {all}");
         assert!(all.contains(needle), "{args:?}: {all}");
         assert!(!all.contains("panicked"), "{args:?}: {all}");
+        // A value passed where a reference goes is never echoed back.
+        assert!(!all.contains("OPENAI_KEY_VALUE"), "{args:?}: {all}");
     }
 }
 

@@ -99,9 +99,19 @@ impl SecretRef {
     /// [`SecretError::BadReference`] naming what is wrong: no scheme, a scheme that is not lower-case
     /// letters, digits and `-`, an empty path or key, or control characters.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
+        // A text that is not a reference may be the secret itself (`--api-key sk-…`): the error
+        // never quotes it, only how long it is and, once the scheme is known, the scheme.
+        let hidden = || {
+            format!(
+                "<{} characters, not shown: it may be the secret itself>",
+                text.chars().count()
+            )
+        };
         let bad = |reason: &str| SecretError::BadReference {
-            reference: printable(text),
-            reason: reason.to_owned(),
+            reference: hidden(),
+            reason: format!(
+                "{reason}; if this is the value itself, pass it by reference instead (env:NAME, file:/path)"
+            ),
         };
         if text.chars().any(char::is_control) {
             return Err(bad("it contains control characters"));
@@ -120,17 +130,21 @@ impl SecretRef {
                 "the scheme must be lower-case letters, digits and '-' (env, file, vault, aws-sm)",
             ));
         }
+        let known = |reason: &str| SecretError::BadReference {
+            reference: format!("{scheme}:…"),
+            reason: reason.to_owned(),
+        };
         let (path, key) = match rest.rsplit_once('#') {
             Some((path, key)) => {
                 if key.is_empty() {
-                    return Err(bad("the key after '#' is empty"));
+                    return Err(known("the key after '#' is empty"));
                 }
                 (path, Some(key.to_owned()))
             }
             None => (rest, None),
         };
         if path.trim().is_empty() {
-            return Err(bad("the path after the scheme is empty"));
+            return Err(known("the path after the scheme is empty"));
         }
         Ok(Self {
             scheme: scheme.to_owned(),
@@ -179,14 +193,6 @@ impl std::str::FromStr for SecretRef {
     }
 }
 
-/// A reference as it may be quoted in an error: control characters escaped, at most 200 chars.
-fn printable(text: &str) -> String {
-    text.chars()
-        .take(200)
-        .flat_map(char::escape_default)
-        .collect()
-}
-
 /// Why a secret could not be had. Never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -200,9 +206,12 @@ pub enum SecretError {
         reason: String,
     },
     /// No source is registered for the scheme.
-    #[error("secret reference {reference}: no source for scheme {scheme:?} (known: {known})")]
+    #[error(
+        "secret reference {reference}: no source for scheme {scheme:?} (known: {known}; if this is the value itself, pass it by reference instead: env:NAME, file:/path)"
+    )]
     UnknownScheme {
-        /// The reference.
+        /// The scheme followed by `:…` (the rest is not shown: a text with an unknown scheme may
+        /// be a secret, such as a webhook URL with its signature).
         reference: String,
         /// Its scheme.
         scheme: String,
@@ -370,7 +379,7 @@ impl Secrets {
             self.sources
                 .get(reference.scheme())
                 .ok_or_else(|| SecretError::UnknownScheme {
-                    reference: reference.to_string(),
+                    reference: format!("{}:…", reference.scheme()),
                     scheme: reference.scheme().to_owned(),
                     known: self.schemes().collect::<Vec<_>>().join(", "),
                 })?;
@@ -404,6 +413,9 @@ struct HandleInner {
     source: Option<Arc<dyn SecretSource>>,
     ttl: Duration,
     cached: Mutex<Option<Cached>>,
+    /// Held while fetching: concurrent callers that find the cache empty wait for one fetch
+    /// instead of each asking the source (a thundering herd on Vault or Secrets Manager).
+    fetching: tokio::sync::Mutex<()>,
     fixed: Option<Secret>,
 }
 
@@ -422,6 +434,7 @@ impl SecretHandle {
                 source: Some(source),
                 ttl,
                 cached: Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
                 fixed: None,
             }),
         }
@@ -440,6 +453,7 @@ impl SecretHandle {
                 source: None,
                 ttl: Duration::MAX,
                 cached: Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
                 fixed: Some(value),
             }),
         }
@@ -459,10 +473,13 @@ impl SecretHandle {
         if let Some(value) = &inner.fixed {
             return Ok(value.clone());
         }
-        if let Some(cached) = self.lock().as_ref()
-            && Instant::now() < cached.until
-        {
-            return Ok(cached.value.clone());
+        if let Some(value) = self.fresh() {
+            return Ok(value);
+        }
+        let _fetching = inner.fetching.lock().await;
+        // Another caller may have fetched while this one waited.
+        if let Some(value) = self.fresh() {
+            return Ok(value);
         }
         let Some(source) = &inner.source else {
             return Err(SecretError::unavailable(&inner.reference, "no source"));
@@ -484,10 +501,26 @@ impl SecretHandle {
         Ok(fetched.value)
     }
 
+    fn fresh(&self) -> Option<Secret> {
+        self.lock()
+            .as_ref()
+            .filter(|cached| Instant::now() < cached.until)
+            .map(|cached| cached.value.clone())
+    }
+
     /// Forgets the cached value: the next [`get`](Self::get) fetches again. Call it when the value was
     /// refused (a 401), so a rotated key is picked up at once.
     pub fn invalidate(&self) {
         *self.lock() = None;
+    }
+
+    /// Forgets the cached value only if it is still `refused`: when several requests were refused
+    /// with the same old value, the first one's fresh fetch is kept, not thrown away by the others.
+    pub fn invalidate_if(&self, refused: &Secret) {
+        let mut cached = self.lock();
+        if cached.as_ref().is_some_and(|c| &c.value == refused) {
+            *cached = None;
+        }
     }
 
     /// Whether the handle can give a different value after [`invalidate`](Self::invalidate) (a
@@ -572,6 +605,10 @@ mod tests {
         ] {
             let err = SecretRef::parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
+            // The text may be the secret itself: it is never quoted.
+            if text.len() > 6 {
+                assert!(!err.contains(text), "{text:?}: {err}");
+            }
         }
     }
 
@@ -616,9 +653,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SecretError::Invalid { .. }), "{err}");
         let err = secrets.handle("vault:secret/data/x#k").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "secret reference vault:secret/data/x#k: no source for scheme \"vault\" (known: count)"
+        assert!(
+            err.to_string().starts_with(
+                "secret reference vault:…: no source for scheme \"vault\" (known: count;"
+            ),
+            "{err}"
         );
     }
 

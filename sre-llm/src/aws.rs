@@ -1184,9 +1184,7 @@ fn reqwest_client(
     read: Option<Duration>,
     direct: bool,
 ) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b =
-        reqwest::Client::builder().user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")));
+    let mut b = crate::http::client_builder();
     if let Some(t) = connect {
         b = b.connect_timeout(t);
     }

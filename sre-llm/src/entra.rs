@@ -443,12 +443,10 @@ impl ManagedIdentity {
 
     fn client() -> reqwest::Client {
         // The metadata endpoints are link-local or loopback: never through a proxy.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
+        crate::http::client_builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .timeout(TOKEN_TIMEOUT)
-            .user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default()
     }

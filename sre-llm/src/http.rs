@@ -81,11 +81,20 @@ pub(crate) fn scrub_error(e: LlmError, secrets: &[&str]) -> LlmError {
     }
 }
 
-/// A reqwest client with rustls (ring) and the given request timeout.
-pub(crate) fn client(timeout: Option<Duration>) -> reqwest::Client {
+/// The one reqwest client builder of this crate: rustls with ring, the user agent, and **no
+/// redirects** — reqwest strips only `Authorization` on a cross-host redirect, so following one
+/// would carry `X-Vault-Token`, Azure's `api-key` or a re-posted body holding a web identity token or
+/// a client assertion to another host. The AWS SDKs follow none either.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b =
-        reqwest::Client::builder().user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")));
+    reqwest::Client::builder()
+        .user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// A client from [`client_builder`] with the given request timeout.
+pub(crate) fn client(timeout: Option<Duration>) -> reqwest::Client {
+    let mut b = client_builder();
     if let Some(t) = timeout {
         b = b.timeout(t);
     }

@@ -464,7 +464,7 @@ impl LlmProvider for OpenAiCompatible {
         }
         // The key was refused: it may have been rotated (or the token revoked). Fetch it again
         // and retry once; a second 401 is the answer.
-        handle.invalidate();
+        handle.invalidate_if(&key);
         let fresh = match handle.get().await {
             Ok(fresh) => fresh,
             Err(e) => return Err(key_error(&self.name, &e)),

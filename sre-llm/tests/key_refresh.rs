@@ -325,10 +325,12 @@ async fn references_are_checked_when_the_provider_is_built() {
     cfg.api_key = Some("vault:secret/data/sre#groq".into());
     let e = cfg.build_with(&|_| None).err().unwrap();
     assert!(matches!(e, Error::Secret { .. }), "{e:?}");
-    assert_eq!(
-        e.to_string(),
-        "provider config: field `api_key` for provider groq: secret reference \
-         vault:secret/data/sre#groq: no source for scheme \"vault\" (known: )"
+    assert!(
+        e.to_string().starts_with(
+            "provider config: field `api_key` for provider groq: secret reference \
+             vault:…: no source for scheme \"vault\" (known: ;"
+        ),
+        "{e}"
     );
     cfg.api_key = Some("GROQ_API_KEY".into());
     let e = cfg.build_with(&|_| None).err().unwrap();

@@ -147,14 +147,25 @@ fn io_error(reference: &SecretRef, path: &Path, e: &io::Error) -> SecretError {
 
 /// Reads `path` (at most [`MAX_FILE_BYTES`]) and trims one trailing newline.
 fn read_secret_file(reference: &SecretRef, path: &Path) -> Result<String, SecretError> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(reference, path, &e))?;
-    let meta = file.metadata().map_err(|e| io_error(reference, path, &e))?;
+    // Checked before opening: opening a FIFO blocks until a writer comes (the runtime thread
+    // with it), and a device has no end. A mounted Secret is a symlink to a regular file.
+    let meta = std::fs::metadata(path).map_err(|e| io_error(reference, path, &e))?;
     if meta.is_dir() {
         return Err(SecretError::invalid(
             reference,
             format!("{} is a directory, not a file", path.display()),
         ));
     }
+    if !meta.is_file() {
+        return Err(SecretError::invalid(
+            reference,
+            format!(
+                "{} is not a regular file (a FIFO, socket or device is never read)",
+                path.display()
+            ),
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| io_error(reference, path, &e))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -214,9 +214,7 @@ fn client(
     timeout: Duration,
     roots: Vec<reqwest::Certificate>,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")))
+    crate::http::client_builder()
         .timeout(timeout)
         .tls_certs_merge(roots)
         .build()

@@ -240,6 +240,9 @@ pub struct VaultSource {
     namespace: Option<String>,
     http: reqwest::Client,
     token: Mutex<Option<Token>>,
+    /// Held while logging in, renewing or replacing the token: concurrent reads wait for one
+    /// login instead of each creating a Vault token.
+    authenticating: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for VaultSource {
@@ -293,6 +296,7 @@ impl VaultSource {
             namespace: config.namespace,
             http,
             token: Mutex::new(None),
+            authenticating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -556,6 +560,12 @@ impl VaultSource {
 
     /// The token to use now: the held one, renewed or replaced when due.
     async fn current(&self, r: &SecretRef) -> Result<Secret, SecretError> {
+        let usable = |held: Option<Token>| held.filter(|t| !t.renew_due(Instant::now()));
+        if let Some(token) = usable(self.lock().clone()) {
+            return Ok(token.value);
+        }
+        let _authenticating = self.authenticating.lock().await;
+        // Another read may have logged in or renewed while this one waited.
         let held = self.lock().clone();
         let token = match held {
             None => self.authenticate(r).await?,
@@ -574,6 +584,11 @@ impl VaultSource {
         r: &SecretRef,
         refused: &Secret,
     ) -> Result<Option<Secret>, SecretError> {
+        let _authenticating = self.authenticating.lock().await;
+        // Another read refused with the same token may have replaced it already.
+        if let Some(held) = self.lock().as_ref().filter(|t| t.value != *refused) {
+            return Ok(Some(held.value.clone()));
+        }
         let token = match &self.auth {
             VaultAuth::Kubernetes {
                 role,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sre_core::secret::{Secret, SecretError, SecretHandle, SecretRef};
+use sre_core::secret::{Secret, SecretError, SecretHandle, SecretRef, Secrets};
 use sre_core::text::describe_char;
 
 /// What a kind of service secret must look like.
@@ -27,6 +27,10 @@ pub struct Rule {
     pub prefix: Option<&'static str>,
     /// How to make a good one, appended to a length error.
     pub hint: &'static str,
+    /// Whether it checks incoming requests (a bearer token, a signing secret): then a value that
+    /// changed at its source must stop working at once, so it is cached briefly or not at all
+    /// (see [`ServiceSecret::by_reference`]).
+    pub checks_requests: bool,
 }
 
 /// The approvals API's bearer token (also the Alertmanager webhook's).
@@ -36,6 +40,7 @@ pub const API_TOKEN: Rule = Rule {
     max_len: 4096,
     prefix: None,
     hint: " (for example `openssl rand -hex 32`)",
+    checks_requests: true,
 };
 /// Slack's bot token (`xoxb-…`).
 pub const SLACK_BOT_TOKEN: Rule = Rule {
@@ -44,6 +49,7 @@ pub const SLACK_BOT_TOKEN: Rule = Rule {
     max_len: 4096,
     prefix: Some("xox"),
     hint: " (the app's Bot User OAuth Token, xoxb-…)",
+    checks_requests: false,
 };
 /// Slack's signing secret.
 pub const SLACK_SIGNING_SECRET: Rule = Rule {
@@ -52,6 +58,7 @@ pub const SLACK_SIGNING_SECRET: Rule = Rule {
     max_len: 4096,
     prefix: None,
     hint: " (Basic Information → App Credentials → Signing Secret)",
+    checks_requests: true,
 };
 /// The Teams bot's client secret ("app password").
 pub const TEAMS_APP_PASSWORD: Rule = Rule {
@@ -60,6 +67,7 @@ pub const TEAMS_APP_PASSWORD: Rule = Rule {
     max_len: 4096,
     prefix: None,
     hint: " (the client secret of the Azure Bot's app registration)",
+    checks_requests: false,
 };
 /// A Teams Workflows webhook URL (it carries its own signature, so it is a secret).
 pub const TEAMS_WEBHOOK_URL: Rule = Rule {
@@ -68,6 +76,7 @@ pub const TEAMS_WEBHOOK_URL: Rule = Rule {
     max_len: 4096,
     prefix: Some("http"),
     hint: "",
+    checks_requests: false,
 };
 /// An audit sink's token (Splunk HEC token, Elasticsearch API key).
 pub const SINK_TOKEN: Rule = Rule {
@@ -76,6 +85,7 @@ pub const SINK_TOKEN: Rule = Rule {
     max_len: 4096,
     prefix: None,
     hint: "",
+    checks_requests: false,
 };
 
 impl Rule {
@@ -115,6 +125,11 @@ impl Rule {
     }
 }
 
+/// How long a secret that checks incoming requests is kept when it comes from a remote source
+/// (Vault, Secrets Manager): a token rotated there stops working within this time. From a file or
+/// the environment it is read again on every request.
+pub const REMOTE_INBOUND_TTL: Duration = Duration::from_secs(30);
+
 /// One of the service's secrets, by reference, checked on every fetch against its [`Rule`].
 /// Cheap to clone (clones share the cache).
 #[derive(Clone)]
@@ -138,6 +153,32 @@ impl ServiceSecret {
     /// The secret `handle` fetches, of kind `rule`.
     pub fn new(rule: &'static Rule, handle: SecretHandle) -> Self {
         Self { handle, rule }
+    }
+
+    /// The secret `reference` names, through the sources of `secrets`. A kind that
+    /// [checks requests](Rule::checks_requests) is read again on every use from a file or the
+    /// environment, and kept at most [`REMOTE_INBOUND_TTL`] from a remote source, so a rotated
+    /// (perhaps leaked) token stops working at once or within that time; other kinds keep the
+    /// registry's TTL. Nothing is fetched yet: call [`check`](Self::check) to fail early.
+    ///
+    /// # Errors
+    /// The reference does not parse, or no source serves its scheme.
+    pub fn by_reference(
+        rule: &'static Rule,
+        secrets: &Secrets,
+        reference: &str,
+    ) -> Result<Self, SecretError> {
+        let parsed = SecretRef::parse(reference)?;
+        let handle = if rule.checks_requests {
+            let ttl = match parsed.scheme() {
+                "file" | "env" => Duration::ZERO,
+                _ => REMOTE_INBOUND_TTL,
+            };
+            secrets.clone().ttl(ttl).handle(reference)?
+        } else {
+            secrets.handle(reference)?
+        };
+        Ok(Self::new(rule, handle))
     }
 
     /// A value held by the caller (tests, or a secret read elsewhere), checked now.
