@@ -545,10 +545,10 @@ impl Rule {
                     let Some(m) = caps.name("s").or_else(|| caps.get(0)) else {
                         continue;
                     };
-                    if let Find::Checked(check) = self.find {
-                        if !check(m.as_str()) {
-                            continue;
-                        }
+                    if let Find::Checked(check) = self.find
+                        && !check(m.as_str())
+                    {
+                        continue;
                     }
                     push(m.range());
                 }
@@ -1339,7 +1339,7 @@ fn looks_random(value: &str) -> bool {
 
 /// Base64 of `user:password` after "basic", not "basic authentication".
 fn is_basic_credential(value: &str) -> bool {
-    value.len() % 4 == 0 && looks_random(value)
+    value.len().is_multiple_of(4) && looks_random(value)
 }
 
 /// A generated secret (for keys that only hint at one): 16 or more characters of the base64 or

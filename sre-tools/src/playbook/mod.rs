@@ -244,19 +244,18 @@ fn handle_rollout_failure(h: &History<'_>, plan: &mut Plan, w: &Workload) -> boo
         h,
         "k8s_events",
         json!({"namespace": w.namespace, "name": pod}),
-    ) {
-        if !crash {
-            let warning = events
-                .lines()
-                .find(|l| l.starts_with("Warning"))
-                .unwrap_or("no warning events");
-            plan.findings.push(format!(
-                "{}/{}: image {} cannot be pulled; {warning}",
-                w.namespace,
-                w.name,
-                f.image.as_deref().unwrap_or("?")
-            ));
-        }
+    ) && !crash
+    {
+        let warning = events
+            .lines()
+            .find(|l| l.starts_with("Warning"))
+            .unwrap_or("no warning events");
+        plan.findings.push(format!(
+            "{}/{}: image {} cannot be pulled; {warning}",
+            w.namespace,
+            w.name,
+            f.image.as_deref().unwrap_or("?")
+        ));
     }
     if w.kind != "Deployment" {
         plan.human.push(format!(
