@@ -9,6 +9,7 @@
 
 mod approvals_cmd;
 mod audit_cmd;
+mod mcp_cmd;
 mod progress;
 mod report;
 mod secrets;
@@ -231,6 +232,9 @@ enum Command {
     /// Review and decide what `serve` waits for: `approvals list|approve|reject` (exit 0 done,
     /// 1 refused by the server, 2 usage or configuration error).
     Approvals(approvals_cmd::ApprovalsArgs),
+    /// Serve the tools to MCP clients (stdio, or HTTP with --listen); every write is asked about
+    /// through MCP elicitation and goes through the approval gate.
+    Mcp(Box<mcp_cmd::McpArgs>),
 }
 
 /// A user-facing failure: one line saying what is wrong and how to fix it.
@@ -297,6 +301,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Audit(command) => audit_cmd::run(command),
         Command::Approvals(args) => approvals_cmd::run(args).await,
         Command::Serve(args) => serve_cmd::serve(*args).await,
+        Command::Mcp(args) => mcp_cmd::run(*args).await,
         Command::Scenarios => {
             for (name, _) in sre_tools::sim::scenario::BUILTIN {
                 let s = Scenario::builtin(name)?;
@@ -336,14 +341,32 @@ fn policy(
     namespaces: &[String],
     opts: &RunOptions,
 ) -> (Arc<dyn ApprovalPolicy>, String) {
+    policy_with(
+        mode,
+        namespaces,
+        opts.max_writes,
+        opts.max_risk,
+        &opts.registries,
+    )
+}
+
+/// [`policy`] from the limits alone (`mcp` has no `RunOptions`): applied writes at most, a risk
+/// ceiling, a registry allow-list.
+fn policy_with(
+    mode: Approve,
+    namespaces: &[String],
+    max_writes: Option<usize>,
+    max_risk: Option<RiskArg>,
+    registries: &[String],
+) -> (Arc<dyn ApprovalPolicy>, String) {
     let with_limits = |mut rules: Rules, auto: bool| -> Rules {
         rules = rules.namespaces(namespaces.to_vec());
-        match (opts.max_writes, auto) {
+        match (max_writes, auto) {
             (Some(n), _) => rules = rules.max_writes_per_run(n),
             (None, true) => rules = rules.max_writes_per_run(3),
             (None, false) => rules = rules.max_writes_per_run(usize::MAX),
         }
-        match (opts.max_risk, auto) {
+        match (max_risk, auto) {
             (Some(r), _) => rules = rules.max_risk(r.into()),
             (None, true) => rules = rules.max_risk(sre_core::Risk::Medium),
             (None, false) => {}
@@ -353,19 +376,19 @@ fn policy(
     match mode {
         Approve::Auto => {
             let mut rules = with_limits(Rules::new(AutoApprover), true);
-            let images = if opts.registries.is_empty() {
+            let images = if registries.is_empty() {
                 // No new source: another tag of the image a container runs now, or a rollback
                 // to one.
                 rules = rules.same_repository_only();
                 "the repository each container runs now".to_owned()
             } else {
-                rules = rules.registries(opts.registries.clone());
-                opts.registries.join(", ")
+                rules = rules.registries(registries.to_vec());
+                registries.join(", ")
             };
             let text = format!(
                 "auto (at most {} write(s), risk up to {}, images from: {images})",
-                opts.max_writes.unwrap_or(3),
-                format!("{:?}", opts.max_risk.unwrap_or(RiskArg::Medium)).to_lowercase(),
+                max_writes.unwrap_or(3),
+                format!("{:?}", max_risk.unwrap_or(RiskArg::Medium)).to_lowercase(),
             );
             (Arc::new(rules), text)
         }
@@ -373,8 +396,8 @@ fn policy(
         Approve::Api | Approve::Slack | Approve::Teams => {
             // A human decides later, through the approvals API or a chat: the run parks.
             let mut rules = with_limits(Rules::new(Park), false);
-            if !opts.registries.is_empty() {
-                rules = rules.registries(opts.registries.clone());
+            if !registries.is_empty() {
+                rules = rules.registries(registries.to_vec());
             }
             (Arc::new(rules), "api".to_owned())
         }
@@ -382,8 +405,8 @@ fn policy(
             // Nobody at the terminal for as long as an approval is valid: denied.
             let prompt = Prompt::terminal().timeout(Duration::from_secs(300));
             let mut rules = with_limits(Rules::new(prompt), false);
-            if !opts.registries.is_empty() {
-                rules = rules.registries(opts.registries.clone());
+            if !registries.is_empty() {
+                rules = rules.registries(registries.to_vec());
             }
             (Arc::new(rules), "prompt".to_owned())
         }
@@ -567,15 +590,34 @@ fn finish(
     Ok(code)
 }
 
-async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
-    let sim = Simulator::start_named(scenario).await?;
-    let namespaces = sim.scenario().all_namespaces();
+/// Every tool over the simulator, with rollouts checked quickly (the demo, `mcp --scenario`).
+fn sim_tools(sim: &Simulator) -> Result<Vec<Arc<dyn Tool>>, Failure> {
     let limits = Limits {
         poll_interval: Duration::from_millis(50),
         rollout_timeout: Duration::from_secs(10),
         ..Limits::default()
     };
-    let tools = sim.tools(limits)?;
+    Ok(sim.tools(limits)?)
+}
+
+/// Every tool over the cluster, scoped to `namespaces`: Kubernetes, and Trivy on `PATH` (`run`,
+/// `mcp`).
+fn cluster_tools(client: &kube::Client, namespaces: &[String]) -> Vec<Arc<dyn Tool>> {
+    let scope = Scope::namespaces(namespaces.to_vec());
+    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
+    let trivy = Trivy::new(
+        Arc::new(TrivyCli::default()),
+        Arc::new(RegistryClient::new()),
+        Some((client.clone(), scope)),
+    );
+    tools.extend(trivy.tools());
+    tools
+}
+
+async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {
+    let sim = Simulator::start_named(scenario).await?;
+    let namespaces = sim.scenario().all_namespaces();
+    let tools = sim_tools(&sim)?;
     let mode = approval_mode(opts)?;
     let (policy, approval) = policy(mode, &namespaces, opts);
     if !opts.json {
@@ -655,14 +697,7 @@ async fn run(
         }
         policy
     };
-    let scope = Scope::namespaces(namespaces.clone());
-    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-    let trivy = Trivy::new(
-        Arc::new(TrivyCli::default()),
-        Arc::new(RegistryClient::new()),
-        Some((client, scope)),
-    );
-    tools.extend(trivy.tools());
+    let tools = cluster_tools(&client, &namespaces);
     let task = task.unwrap_or_else(|| {
         format!(
             "Find unhealthy workloads in {} and fix what can be fixed safely.",

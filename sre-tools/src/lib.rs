@@ -14,6 +14,8 @@
 pub mod data;
 mod error;
 pub mod k8s;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod playbook;
 mod serde_util;
 #[cfg(feature = "serve")]
