@@ -233,22 +233,9 @@ async fn serve_http(
         );
     }
     eprintln!("{banner}; http://{bound}{}", sre_tools::mcp::http::PATH);
-    sre_tools::mcp::http::serve(listener, server, token, stop_signal()).await?;
+    sre_tools::mcp::http::serve(listener, server, token, crate::serve_cmd::shutdown_signal())
+        .await?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        return;
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The bearer token `reference` names, fetched and checked once now, so a missing or malformed

@@ -674,7 +674,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
     Ok(crate::EXIT_OK)
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM (`serve` and `mcp --listen` stop on either).
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

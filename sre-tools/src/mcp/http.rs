@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -31,7 +31,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 
 use super::McpServer;
-use crate::serve::api::ApiToken;
+use crate::serve::api::{ApiToken, Refusal, bearer};
 use crate::serve::secret::{API_TOKEN, Rule};
 
 /// The path the MCP endpoint is served at.
@@ -123,39 +123,6 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, axum::Json(body)).into_response()
 }
 
-/// Why a request carries no usable bearer token.
-enum Refusal {
-    Missing,
-    Malformed(&'static str),
-}
-
-/// The bearer token of `headers`, or why there is none.
-fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(Refusal::Missing);
-    };
-    if values.next().is_some() {
-        return Err(Refusal::Malformed("more than one Authorization header"));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| Refusal::Malformed("the Authorization header is not ASCII"))?;
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Err(Refusal::Malformed("the Authorization header has no scheme"));
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Refusal::Malformed("the Authorization scheme is not Bearer"));
-    }
-    let token = token.trim_start_matches(' ');
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Refusal::Malformed(
-            "the bearer token is empty or holds white space",
-        ));
-    }
-    Ok(token)
-}
-
 /// Refuses every request without the right bearer token, before anything else.
 async fn authenticate(
     State(token): State<Arc<ApiToken>>,
@@ -196,21 +163,6 @@ async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_parsing() {
-        let mut h = HeaderMap::new();
-        assert!(matches!(bearer(&h), Err(Refusal::Missing)));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
-        );
-        assert_eq!(bearer(&h).ok(), Some("abc"));
-        for bad in ["Basic abc", "Bearer", "Bearer ", "Bearer a b", "abc"] {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
-            assert!(matches!(bearer(&h), Err(Refusal::Malformed(_))), "{bad}");
-        }
-    }
 
     #[test]
     fn hosts_are_loopback_plus_a_specific_address() {

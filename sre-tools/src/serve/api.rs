@@ -326,13 +326,16 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Why a request's credentials were refused.
-enum Refusal {
+pub(crate) enum Refusal {
+    /// No `Authorization` header.
     Missing,
+    /// One that is not a single well-formed bearer token.
     Malformed(&'static str),
 }
 
-/// The bearer token of `headers`, or why there is none.
-fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+/// The bearer token of `headers`, or why there is none (the approvals API's and the MCP
+/// server's one parser).
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(Refusal::Missing);
