@@ -742,24 +742,6 @@ fn rbac_docs(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-fn granted(role: &Value) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
-        for g in rule["apiGroups"].as_array().unwrap() {
-            for r in rule["resources"].as_array().unwrap() {
-                for v in rule["verbs"].as_array().unwrap() {
-                    out.insert((
-                        g.as_str().unwrap().to_owned(),
-                        r.as_str().unwrap().to_owned(),
-                        v.as_str().unwrap().to_owned(),
-                    ));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The rendered RBAC is exactly `rbac::serve_manifests` for the namespaces the Deployment names,
 /// and that grants exactly the permission table: the tools' and triggers' needs (with `get`
 /// wherever `list` is granted) in each watched namespace, the store and Lease in its own.
@@ -812,7 +794,11 @@ fn assert_rbac_is_generated(label: &str, docs: &[Value]) {
                     && d["metadata"]["name"] == "sre-agent"
             })
             .unwrap_or_else(|| panic!("{label}: no Role sre-agent in {ns}"));
-        assert_eq!(granted(role), needs, "{label}: the tools' Role in {ns}");
+        assert_eq!(
+            rbac::granted(role),
+            needs,
+            "{label}: the tools' Role in {ns}"
+        );
     }
     let serve_role = rendered
         .iter()
@@ -822,7 +808,11 @@ fn assert_rbac_is_generated(label: &str, docs: &[Value]) {
                 && d["metadata"]["name"] == rbac::SERVE_ROLE
         })
         .unwrap_or_else(|| panic!("{label}: no Role {} in {own}", rbac::SERVE_ROLE));
-    assert_eq!(granted(serve_role), own_needs, "{label}: serve's own Role");
+    assert_eq!(
+        rbac::granted(serve_role),
+        own_needs,
+        "{label}: serve's own Role"
+    );
     for d in &rendered {
         if let Some(subjects) = d["subjects"].as_array() {
             assert_eq!(

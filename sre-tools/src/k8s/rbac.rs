@@ -213,6 +213,30 @@ fn service_account(out: &mut String, header: &str, home: &str) {
 const HEADER: &str = "# Least-privilege RBAC for sre-agent: read pods, logs, events, replicasets and Trivy\n\
                       # VulnerabilityReports; get, list and patch deployments. No delete, no secrets, no exec.\n";
 
+/// What a Role (or `ClusterRole`) document grants, one `(apiGroup, resource, verb)` triple each —
+/// the shape to compare a rendered Role with [`role_rules`] or another Role, whatever the order of
+/// its rules and lists. Entries that are not strings are skipped.
+pub fn granted(role: &serde_json::Value) -> BTreeSet<(String, String, String)> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        for g in strings(&rule["apiGroups"]) {
+            for r in strings(&rule["resources"]) {
+                for v in strings(&rule["verbs"]) {
+                    out.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The least-privilege manifests for `namespaces`: a ServiceAccount (in the first namespace),
 /// and a Role and RoleBinding in each namespace. Ready for `kubectl apply -f -`.
 pub fn manifests(namespaces: &[String]) -> String {
@@ -428,24 +452,6 @@ mod tests {
         serde_yaml::Deserializer::from_str(yaml)
             .map(|d| Value::deserialize(d).unwrap())
             .collect()
-    }
-
-    fn granted(doc: &Value) -> BTreeSet<(String, String, String)> {
-        let mut out = BTreeSet::new();
-        for rule in doc["rules"].as_array().unwrap() {
-            for g in rule["apiGroups"].as_array().unwrap() {
-                for r in rule["resources"].as_array().unwrap() {
-                    for v in rule["verbs"].as_array().unwrap() {
-                        out.insert((
-                            g.as_str().unwrap().to_owned(),
-                            r.as_str().unwrap().to_owned(),
-                            v.as_str().unwrap().to_owned(),
-                        ));
-                    }
-                }
-            }
-        }
-        out
     }
 
     fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
