@@ -21,7 +21,7 @@ use crate::{Approve, EXIT_OK, Failure, RiskArg};
 /// Who approves a write for a client that cannot be asked through elicitation.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum McpApprove {
-    /// Approve automatically within limits (opt-in; at most --max-writes per session, default 3,
+    /// Approve automatically within limits (opt-in; at most --max-writes per server, default 3,
     /// risk up to medium, images from the repository each container runs now).
     Auto,
     /// Deny every write such a client asks for.
@@ -68,7 +68,8 @@ pub(crate) struct McpArgs {
     /// How long a previewed plan stays valid; an approval after that applies nothing.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     approval_ttl: Duration,
-    /// Applied writes at most per client session (with --approve auto: default 3).
+    /// Applied writes at most by this server process, all sessions together (with --approve auto:
+    /// default 3).
     #[arg(long, value_name = "N")]
     max_writes: Option<usize>,
     /// Deny writes riskier than this without asking (with --approve auto: default medium).

@@ -1059,7 +1059,7 @@ impl Run<'_> {
             Ruling::Decided(decision) => decision,
             Ruling::Park => {
                 // The gate keeps nothing for a parked write: on resume it plans again.
-                self.agent.gate.withdraw(&planned.action);
+                self.agent.gate.withdraw(&planned);
                 let ttl = self.agent.gate.ttl();
                 let expires = SystemTime::now() + ttl;
                 let expires_at_ms = now_unix_ms().saturating_add(millis(ttl));
@@ -1096,7 +1096,7 @@ impl Run<'_> {
         });
         let by = match decision {
             Decision::Denied { by, reason } => {
-                self.agent.gate.withdraw(&planned.action);
+                self.agent.gate.withdraw(planned);
                 let text = format!(
                     "denied by {by}: {reason}. Nothing was changed. Do not retry this write; \
                      report what you would have done and why."

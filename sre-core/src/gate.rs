@@ -61,6 +61,9 @@ pub struct Planned {
     pub action: String,
     /// How long the plan stays valid.
     pub expires_in: Duration,
+    /// This plan among identical ones (the same action planned by two callers at once): a
+    /// [withdrawal](Gate::withdraw) drops only its own.
+    pub ticket: u64,
 }
 
 /// Why the gate did not apply a write. Nothing was applied.
@@ -96,6 +99,7 @@ pub enum GateError {
 }
 
 struct Pending {
+    ticket: u64,
     tool: String,
     args: Value,
     plan: Preview,
@@ -105,7 +109,10 @@ struct Pending {
 struct Inner {
     redactor: Redactor,
     ttl_ms: AtomicU64,
-    pending: Mutex<HashMap<String, Pending>>,
+    /// The plans waiting for a decision, by action fingerprint; several callers may have planned
+    /// the same action, each with its own ticket.
+    pending: Mutex<HashMap<String, Vec<Pending>>>,
+    tickets: AtomicU64,
 }
 
 /// The one safety gate of every write path. Cheap to clone; clones share their plans.
@@ -170,6 +177,7 @@ impl Gate {
                 redactor,
                 ttl_ms: AtomicU64::new(millis(ttl)),
                 pending: Mutex::new(HashMap::new()),
+                tickets: AtomicU64::new(0),
             }),
         }
     }
@@ -189,7 +197,7 @@ impl Gate {
         self.inner.ttl_ms.store(millis(ttl), Ordering::Relaxed);
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, Vec<Pending>>> {
         self.inner
             .pending
             .lock()
@@ -218,27 +226,38 @@ impl Gate {
         let action = plan.action_fingerprint(&name, args);
         let ttl = self.ttl();
         let now = Instant::now();
+        let ticket = self.inner.tickets.fetch_add(1, Ordering::Relaxed);
         let mut pending = self.pending();
-        pending.retain(|_, p| p.expires > now);
-        pending.insert(
-            action.clone(),
-            Pending {
-                tool: name,
-                args: args.clone(),
-                plan: plan.clone(),
-                expires: now + ttl,
-            },
-        );
+        pending.retain(|_, plans| {
+            plans.retain(|p| p.expires > now);
+            !plans.is_empty()
+        });
+        pending.entry(action.clone()).or_default().push(Pending {
+            ticket,
+            tool: name,
+            args: args.clone(),
+            plan: plan.clone(),
+            expires: now + ttl,
+        });
         Ok(Planned {
             plan,
             action,
             expires_in: ttl,
+            ticket,
         })
     }
 
-    /// Drops a plan that was denied (or abandoned); a later [`Gate::authorize`] for it fails.
-    pub fn withdraw(&self, action: &str) {
-        self.pending().remove(action);
+    /// Drops a plan that was denied (or abandoned); a later [`Gate::authorize`] for it fails. Only
+    /// this plan: another caller's plan of the same action stays for its own decision (a decline
+    /// in one MCP session or run cannot cancel what another approved).
+    pub fn withdraw(&self, planned: &Planned) {
+        let mut pending = self.pending();
+        if let Some(plans) = pending.get_mut(&planned.action) {
+            plans.retain(|p| p.ticket != planned.ticket);
+            if plans.is_empty() {
+                pending.remove(&planned.action);
+            }
+        }
     }
 
     /// Redeems a decision of `approved_by` for the planned `action` of `tool` with `args`: the
@@ -259,18 +278,21 @@ impl Gate {
         let name = tool.spec().name.clone();
         let pending = {
             let mut map = self.pending();
-            match map.get(action) {
-                None => return Err(GateError::NotPlanned(action.to_owned())),
-                Some(p) if p.tool != name || p.args != *args => {
-                    return Err(GateError::OtherAction {
-                        action: action.to_owned(),
-                        tool: p.tool.clone(),
-                    });
-                }
-                Some(_) => map
-                    .remove(action)
-                    .ok_or_else(|| GateError::NotPlanned(action.to_owned()))?,
+            let Some(plans) = map.get_mut(action).filter(|plans| !plans.is_empty()) else {
+                return Err(GateError::NotPlanned(action.to_owned()));
+            };
+            if let Some(p) = plans.iter().find(|p| p.tool != name || p.args != *args) {
+                return Err(GateError::OtherAction {
+                    action: action.to_owned(),
+                    tool: p.tool.clone(),
+                });
             }
+            // One decision redeems one plan: the oldest of identical ones.
+            let taken = plans.remove(0);
+            if plans.is_empty() {
+                map.remove(action);
+            }
+            taken
         };
         let left = pending.expires.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -475,6 +497,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_withdrawal_drops_only_its_own_plan_of_an_action() {
+        let gate = Gate::default();
+        let scale = ScaleTool::default();
+        let ctx = ToolContext::default();
+        let mine = gate.plan(&scale, &args(3), &ctx).await.unwrap();
+        let theirs = gate.plan(&scale, &args(3), &ctx).await.unwrap();
+        assert_eq!(mine.action, theirs.action);
+        assert_ne!(mine.ticket, theirs.ticket);
+        // They decline; my approval still redeems my plan — once.
+        gate.withdraw(&theirs);
+        gate.authorize(&scale, &args(3), &mine.action, "alice", "c1")
+            .await
+            .unwrap();
+        let again = gate
+            .authorize(&scale, &args(3), &mine.action, "alice", "c2")
+            .await
+            .unwrap_err();
+        assert!(matches!(again, GateError::NotPlanned(_)), "{again}");
+    }
+
+    #[tokio::test]
     async fn a_withdrawn_plan_cannot_be_authorized() {
         let gate = Gate::default();
         let scale = ScaleTool::default();
@@ -482,7 +525,7 @@ mod tests {
             .plan(&scale, &args(3), &ToolContext::default())
             .await
             .unwrap();
-        gate.withdraw(&planned.action);
+        gate.withdraw(&planned);
         assert!(
             gate.authorize(&scale, &args(3), &planned.action, "alice", "c1")
                 .await

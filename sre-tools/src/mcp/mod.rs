@@ -123,12 +123,14 @@ struct Shared {
     /// One write is authorized and applied at a time.
     applying: tokio::sync::Mutex<()>,
     sessions: AtomicU64,
+    /// Writes applied by this server, whatever the session: the rules' limit counts these (a
+    /// client that reconnects does not start again from zero).
+    writes: AtomicUsize,
 }
 
-/// One client's session: its applied writes count against the rules' limit.
+/// One client's session.
 struct Session {
     id: u64,
-    writes: AtomicUsize,
 }
 
 /// The MCP server: an [`rmcp::ServerHandler`] over a set of tools. Cheap to clone; clones share
@@ -217,6 +219,7 @@ impl McpServer {
             config,
             applying: tokio::sync::Mutex::new(()),
             sessions: AtomicU64::new(0),
+            writes: AtomicUsize::new(0),
         });
         Ok(Self::with_session(shared))
     }
@@ -225,10 +228,7 @@ impl McpServer {
         let id = shared.sessions.fetch_add(1, Ordering::Relaxed);
         Self {
             shared,
-            session: Arc::new(Session {
-                id,
-                writes: AtomicUsize::new(0),
-            }),
+            session: Arc::new(Session { id }),
         }
     }
 
@@ -374,12 +374,12 @@ impl McpServer {
             rollback_on_failure: !planned.plan.undo.is_null(),
             preview: planned.plan.clone(),
             incident: String::new(),
-            writes_so_far: self.session.writes.load(Ordering::SeqCst),
+            writes_so_far: self.shared.writes.load(Ordering::SeqCst),
         };
         let by = match self.decide(&request, &planned, elicit, context).await {
             Decision::Approved { by } => by,
             denied @ Decision::Denied { .. } => {
-                gate.withdraw(&planned.action);
+                gate.withdraw(&planned);
                 let (by, reason) = match &denied {
                     Decision::Denied { by, reason } => (by.as_str(), reason.as_str()),
                     Decision::Approved { by } => (by.as_str(), ""),
@@ -392,7 +392,8 @@ impl McpServer {
                 );
             }
         };
-        self.apply(tool, args, call_id, &planned, &by).await
+        self.apply(tool, args, &request, &planned, &by, elicit)
+            .await
     }
 
     /// Redeems the approval of `by` for exactly `planned`, then applies, verifies and (when
@@ -401,13 +402,32 @@ impl McpServer {
         &self,
         tool: &dyn Tool,
         args: &Value,
-        call_id: &str,
+        request: &ApprovalRequest,
         planned: &Planned,
         by: &str,
+        elicited: bool,
     ) -> CallToolResult {
         let name = tool.spec().name.as_str();
+        let call_id = request.call_id.as_str();
         let gate = &self.shared.gate;
         let _one_at_a_time = self.shared.applying.lock().await;
+        // The limits again, now that no other write can be applied meanwhile: writes approved
+        // in parallel each saw the count from before the others were applied.
+        if let Some(denied) = self.recheck(request, elicited).await {
+            gate.withdraw(planned);
+            return not_applied(
+                name,
+                Some(planned),
+                format!(
+                    "approved by {by} but refused on a second look: {}; nothing was applied",
+                    match &denied {
+                        Decision::Denied { reason, .. } => reason.as_str(),
+                        Decision::Approved { .. } => "",
+                    }
+                ),
+                json!({"stage": "authorize", "decision": denied}),
+            );
+        }
         let grant = match gate
             .authorize(tool, args, &planned.action, by, call_id)
             .await
@@ -437,7 +457,7 @@ impl McpServer {
                 );
             }
         };
-        self.session.writes.fetch_add(1, Ordering::SeqCst);
+        self.shared.writes.fetch_add(1, Ordering::SeqCst);
         let mut text = format!(
             "applied {name} (approved by {by}): {}\n{}",
             planned.plan.summary, applied.output.content
@@ -471,6 +491,26 @@ impl McpServer {
             "rolled_back": applied.rollback,
         });
         result(text, Some(data), failed_check)
+    }
+
+    /// The rules (and, when it decided, the fallback policy) applied again to `request` with the
+    /// writes applied so far: a denial, or `None`.
+    async fn recheck(&self, request: &ApprovalRequest, elicited: bool) -> Option<Decision> {
+        let config = &self.shared.config;
+        let mut now = request.clone();
+        now.writes_so_far = self.shared.writes.load(Ordering::SeqCst);
+        let policies = [
+            config.rules.as_ref(),
+            config.fallback.as_ref().filter(|_| !elicited),
+        ];
+        for policy in policies.into_iter().flatten() {
+            if let Some(denied) = policy.recheck(&now).await
+                && !denied.is_approved()
+            {
+                return Some(denied);
+            }
+        }
+        None
     }
 
     /// The decision on a planned write: the rules first, then the client (elicitation) when
