@@ -165,6 +165,21 @@ def test_an_image_with_terminal_sequences_is_refused_before_anyone_is_asked():
         tk.native.close()
 
 
+def _settle(tk, namespace, name):
+    """Waits until the simulator's controllers are done with a deployment (resourceVersion the same
+    over five reads): a plan made while they still write its status is rightly refused as stale."""
+    url = f"{tk.native.url}/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+    last, same = None, 0
+    for _ in range(400):
+        version = json.loads(urllib.request.urlopen(url).read())["metadata"].get("resourceVersion")
+        same = same + 1 if version == last else 0
+        if same >= 5:
+            return
+        last = version
+        time.sleep(0.05)
+    raise AssertionError(f"{namespace}/{name} did not settle")
+
+
 def test_two_writes_in_one_step_never_share_a_human_answer():
     # Regression: LangGraph hands a resume value to whichever call asks first, so approving the
     # restart a human saw could apply a scale to zero nobody saw.
@@ -173,6 +188,7 @@ def test_two_writes_in_one_step_never_share_a_human_answer():
     for trial in range(6):
         tk = SreToolkit(simulator="healthy")
         try:
+            _settle(tk, "shop", "web")
             calls = (restart, zero) if trial % 2 == 0 else (zero, restart)
             graph = graph_calling(tk, *calls)
             config = {"configurable": {"thread_id": f"two-{trial}"}}
