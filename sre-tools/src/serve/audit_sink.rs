@@ -156,7 +156,7 @@ pub struct AuditSinkConfig {
     pub kind: SinkKind,
     /// The Elasticsearch index (unused for HEC).
     pub index: String,
-    /// The HEC token or Elasticsearch API key (of kind [`SINK_TOKEN`]).
+    /// The HEC token or Elasticsearch API key (of kind [`SINK_TOKEN`](super::secret::SINK_TOKEN)).
     pub token: Option<ServiceSecret>,
     /// The `host` of every event (default: `$HOSTNAME`, the pod's name, else `sre-agent`).
     pub host: String,

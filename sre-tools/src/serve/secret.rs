@@ -2,7 +2,7 @@
 //! the Teams app password and webhook URL, the audit sink's token — taken by reference
 //! (`file:/var/run/secrets/…`, `env:NAME`, `vault:secret/data/sre#slack`, `aws-sm:prod/sre#hec`)
 //! through one type, [`ServiceSecret`]: fetched on use through a cached
-//! [`SecretHandle`](sre_core::secret::SecretHandle), checked against the shape its kind must have
+//! [`SecretHandle`], checked against the shape its kind must have
 //! ([`Rule`]), and never shown: `Debug` and every error name the reference and the kind, not the
 //! value.
 

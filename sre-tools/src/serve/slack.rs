@@ -152,9 +152,9 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> SlackConfigError
 pub struct SlackConfig {
     /// The Web API base (default [`DEFAULT_API_URL`]; a proxy or a test server otherwise).
     pub api_url: Url,
-    /// The bot token (`xoxb-…`, of kind [`SLACK_BOT_TOKEN`]), sent as `Authorization: Bearer`.
+    /// The bot token (`xoxb-…`, of kind [`SLACK_BOT_TOKEN`](super::secret::SLACK_BOT_TOKEN)), sent as `Authorization: Bearer`.
     pub bot_token: ServiceSecret,
-    /// The app's signing secret (of kind [`SLACK_SIGNING_SECRET`]), which verifies interaction
+    /// The app's signing secret (of kind [`SLACK_SIGNING_SECRET`](super::secret::SLACK_SIGNING_SECRET)), which verifies interaction
     /// requests.
     pub signing_secret: ServiceSecret,
     /// Where questions are posted: a channel id (`C…`, `G…`) or name.

@@ -156,7 +156,7 @@ pub struct TeamsConfig {
     /// The bot's Microsoft App ID (a GUID): the audience of incoming tokens, the client id of
     /// outgoing ones.
     pub app_id: String,
-    /// The bot's client secret (of kind [`TEAMS_APP_PASSWORD`]).
+    /// The bot's client secret (of kind [`TEAMS_APP_PASSWORD`](super::secret::TEAMS_APP_PASSWORD)).
     pub app_password: ServiceSecret,
     /// The AAD (Entra ID) object ids of the users who may decide (GUIDs, case-insensitive).
     pub approvers: Vec<String>,
