@@ -13,7 +13,6 @@ use sre_tools::k8s::{preflight, rbac};
 use sre_tools::mcp::clients::{self, Client, Launch};
 use sre_tools::mcp::{McpConfig, McpServer};
 use sre_tools::serve::api::ApiToken;
-use sre_tools::serve::secret::ServiceSecret;
 use sre_tools::sim::Simulator;
 
 use crate::{Approve, EXIT_OK, Failure, RiskArg};
@@ -242,16 +241,12 @@ async fn serve_http(
 /// The bearer token `reference` names, fetched and checked once now, so a missing or malformed
 /// token stops the start with an error naming the flag (never the value).
 async fn token(reference: &str) -> Result<ApiToken, Failure> {
+    // serve's own path: the same checks at start, and the same rotation policy (a rotated token
+    // stops working at once from a file or the environment).
     let secrets = crate::secrets::registry()?;
-    let handle = secrets
-        .handle(reference)
-        .map_err(|e| Failure(format!("--token: {e}")))?;
-    let token = ApiToken::new(ServiceSecret::new(&sre_tools::mcp::http::TOKEN, handle));
-    token
-        .check()
+    crate::serve_cmd::secret(&secrets, "--token", reference, &sre_tools::mcp::http::TOKEN)
         .await
-        .map_err(|e| Failure(format!("--token: {e}")))?;
-    Ok(token)
+        .map(ApiToken::new)
 }
 
 /// This command's own arguments without `--print-config CLIENT`: what the client should run.

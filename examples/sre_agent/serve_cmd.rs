@@ -335,7 +335,7 @@ fn identity(arg: Option<String>) -> String {
 
 /// The service secret `reference` names, fetched and checked once now, so a missing or malformed
 /// secret stops the start with an error naming the flag (never the value).
-async fn secret(
+pub(crate) async fn secret(
     secrets: &Secrets,
     flag: &str,
     reference: &str,
