@@ -1237,6 +1237,7 @@ impl Run<'_> {
                         let verification = Verification {
                             passed: v.passed,
                             detail: this.redact(v.detail.clone()),
+                            security: v.security.clone(),
                         };
                         this.emit(|run_id| Event::Verified {
                             run_id,

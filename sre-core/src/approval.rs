@@ -90,6 +90,12 @@ impl ApprovalRequest {
                 e(&c.after)
             );
         }
+        if let Some(evidence) = self.preview.evidence.as_ref().filter(|e| !e.is_empty()) {
+            // Already escaped line by line.
+            for line in evidence.render().lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         if !self.incident.is_empty() {
             let _ = writeln!(out, "  incident:  {}", e(first_line(&self.incident)));
         }

@@ -46,13 +46,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::approval::Grant;
+use crate::evidence::Evidence;
 use crate::outcome::RollbackRecord;
 use crate::plan::{Preview, Verification};
 use crate::redact::Redactor;
 use crate::tool::{Tool, ToolContext, ToolError, ToolOutput};
 
 /// A previewed write plan waiting for a decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
     /// The plan, with what a human sees (summary, diff, warning) redacted. Its payload is the
     /// tool's and is applied as it is.
@@ -208,6 +209,26 @@ impl Gate {
         self.inner.redactor.redact(text).into_owned()
     }
 
+    /// Evidence quotes logs and events: every string in it is redacted like a tool result.
+    fn redact_evidence(&self, mut evidence: Evidence) -> Evidence {
+        if let Some(c) = &mut evidence.crash {
+            for s in c
+                .last_log_lines
+                .iter_mut()
+                .chain(c.events.iter_mut())
+                .chain([&mut c.reason, &mut c.pod, &mut c.container, &mut c.image])
+            {
+                *s = self.redact(s);
+            }
+        }
+        if let Some(v) = &mut evidence.vulnerabilities {
+            for scan in [&mut v.current, &mut v.candidate] {
+                scan.image = self.redact(&scan.image);
+            }
+        }
+        evidence
+    }
+
     /// Previews `tool` with `args` (side-effect free) and keeps the plan for a decision.
     ///
     /// # Errors
@@ -222,6 +243,7 @@ impl Gate {
         plan.summary = self.redact(&plan.summary);
         plan.diff = self.redact(&plan.diff);
         plan.warning = plan.warning.map(|w| self.redact(&w));
+        plan.evidence = plan.evidence.map(|e| self.redact_evidence(e));
         let name = tool.spec().name.clone();
         let action = plan.action_fingerprint(&name, args);
         let ttl = self.ttl();
@@ -343,12 +365,7 @@ impl Gate {
         let verification = AssertUnwindSafe(tool.verify(args, &output, &ctx))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| {
-                Some(Verification {
-                    passed: false,
-                    detail: "the verification panicked".into(),
-                })
-            })
+            .unwrap_or_else(|_| Some(Verification::new(false, "the verification panicked")))
             .map(|mut v| {
                 v.detail = self.redact(&v.detail);
                 v

@@ -53,6 +53,7 @@ pub mod audit;
 mod canon;
 mod error;
 pub mod event;
+pub mod evidence;
 pub mod gate;
 pub mod image;
 pub mod llm;

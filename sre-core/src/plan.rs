@@ -6,6 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::evidence::{Evidence, SecurityCheck};
+
 /// How risky a write is, as the tool judges it. Policies may use it.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -68,7 +70,7 @@ impl ImageChange {
 /// `payload` and `undo` are the tool's own (e.g. the patch it sends and the JSON patch that
 /// reverts it); the agent never reads them, it only carries them from the approval to the apply,
 /// so a write cannot be re-planned between the two.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preview {
     /// One line, e.g. `deployment shop/web: container web image nginx:1.25.3 -> nginx:1.25.5`.
     pub summary: String,
@@ -96,6 +98,10 @@ pub struct Preview {
     /// How the tool undoes the applied change if verification fails (tool-specific).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub undo: Value,
+    /// Why the write is proposed, gathered by the tool (scans, the crash); shown to every
+    /// approver. Not part of the action fingerprint (see [`crate::evidence`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 impl Preview {
@@ -116,6 +122,7 @@ impl Preview {
             warning: None,
             payload: Value::Null,
             undo: Value::Null,
+            evidence: None,
         }
     }
 
@@ -150,4 +157,18 @@ pub struct Verification {
     pub passed: bool,
     /// What was observed.
     pub detail: String,
+    /// For an image patch with vulnerability evidence: the re-scan of what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityCheck>,
+}
+
+impl Verification {
+    /// A verification without a security check.
+    pub fn new(passed: bool, detail: impl Into<String>) -> Self {
+        Self {
+            passed,
+            detail: detail.into(),
+            security: None,
+        }
+    }
 }

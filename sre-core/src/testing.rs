@@ -300,15 +300,9 @@ impl Tool for ScaleTool {
         _ctx: &ToolContext,
     ) -> Option<Verification> {
         Some(if self.fail_verification {
-            Verification {
-                passed: false,
-                detail: "0 of the new replicas became ready".into(),
-            }
+            Verification::new(false, "0 of the new replicas became ready")
         } else {
-            Verification {
-                passed: true,
-                detail: "all replicas ready".into(),
-            }
+            Verification::new(true, "all replicas ready")
         })
     }
 

@@ -590,18 +590,15 @@ impl WriteTool {
             Ok(dep) => {
                 let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let running = dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                Verification {
-                    passed: desired == 0,
-                    detail: format!(
+                Verification::new(
+                    desired == 0,
+                    format!(
                         "{what} is scaled to zero ({desired} desired, {running} pods still terminating): \
                          it serves nothing — not healthy, a human must decide when it comes back"
                     ),
-                }
+                )
             }
-            Err(e) => Verification {
-                passed: false,
-                detail: format!("could not read {what}: {e}"),
-            },
+            Err(e) => Verification::new(false, format!("could not read {what}: {e}")),
         }
     }
 }
@@ -702,18 +699,9 @@ impl Tool for WriteTool {
         }
         Some(
             match wait_rollout(&self.inner, &ns, &name, self.inner.limits.rollout_timeout).await {
-                Ok((Rollout::Complete, text)) => Verification {
-                    passed: true,
-                    detail: text,
-                },
-                Ok((_, text)) => Verification {
-                    passed: false,
-                    detail: text,
-                },
-                Err(e) => Verification {
-                    passed: false,
-                    detail: format!("could not read the rollout: {e}"),
-                },
+                Ok((Rollout::Complete, text)) => Verification::new(true, text),
+                Ok((_, text)) => Verification::new(false, text),
+                Err(e) => Verification::new(false, format!("could not read the rollout: {e}")),
             },
         )
     }
