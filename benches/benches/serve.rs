@@ -43,7 +43,7 @@ use sre_core::testing::answer;
 use sre_core::{
     Agent, ChatRequest, ChatResponse, LlmError, LlmProvider, Park, Rules, Stop, TracingObserver,
 };
-use sre_tools::k8s::{K8s, Scope};
+use sre_tools::k8s::{Limits, Scope};
 use sre_tools::serve::metrics::Metrics;
 use sre_tools::serve::watch::WorkloadRef;
 use sre_tools::serve::{
@@ -51,7 +51,6 @@ use sre_tools::serve::{
     SqliteStore, Trigger, Triggers,
 };
 use sre_tools::sim::Simulator;
-use sre_tools::trivy::Trivy;
 use sre_tools::trivy::registry::{RegistryClient, TagLister};
 use sre_tools::trivy::scanner::{ImageScanner, TrivyCli};
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -110,9 +109,7 @@ fn factory(build: Build, brain: Arc<dyn LlmProvider>, sim: &Simulator) -> AgentF
             let scanner: Arc<dyn ImageScanner> = Arc::new(TrivyCli::default());
             let tags: Arc<dyn TagLister> = Arc::new(RegistryClient::new());
             let scope = Scope::namespaces([NAMESPACE]);
-            let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-            let trivy = Trivy::new(scanner, tags, Some((client, scope)));
-            tools.extend(trivy.tools());
+            let tools = sre_tools::toolset(client, scope, Limits::default(), scanner, tags);
             builder
                 .tools(tools)
                 .policy(

@@ -33,7 +33,6 @@ use sre_tools::k8s::analyze::Triage;
 use sre_tools::k8s::{K8s, Limits, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::sim::{Scenario, Simulator};
-use sre_tools::trivy::Trivy;
 use sre_tools::trivy::registry::RegistryClient;
 use sre_tools::trivy::report::Report;
 use sre_tools::trivy::scanner::{ImageScanner, TrivyCli};
@@ -513,22 +512,36 @@ async fn after(tools: &[Arc<dyn Tool>]) -> Option<After> {
     })
 }
 
-/// CRITICAL vulnerabilities the run saw (the typed data of `trivy_vulnerability_reports` results)
-/// in a container that no applied, verified image patch replaced.
+/// CRITICAL vulnerabilities left: the security re-scan after an applied image patch found some in
+/// what now runs, or the run saw some (the typed data of `trivy_vulnerability_reports` results)
+/// in a container that no applied, verified image patch replaced. A patch with a security check
+/// clears the container it checked only when that check passed with no CRITICAL left; a patch
+/// without one clears the containers it changed when its verification passed (or there was none).
 fn criticals_left(report: &RunReport) -> bool {
-    let patched: Vec<(String, String, String)> = report
-        .applied()
-        .filter(|a| a.verification.as_ref().is_none_or(|v| v.passed))
-        .filter_map(|a| a.preview.as_ref())
-        .flat_map(|p| {
-            let target = p.target.clone();
-            p.changed_images().filter_map(move |c| {
-                target
-                    .as_ref()
-                    .map(|t| (t.namespace.clone(), t.name.clone(), c.container.clone()))
-            })
-        })
-        .collect();
+    let mut patched: Vec<(&str, &str, &str)> = Vec::new();
+    for a in report.applied() {
+        let security = a.verification.as_ref().and_then(|v| v.security.as_deref());
+        if security.is_some_and(|s| s.after.critical > 0) {
+            return true;
+        }
+        let verified = a.verification.as_ref().is_none_or(|v| v.passed);
+        let Some(target) = a.preview.as_ref().and_then(|p| p.target.as_ref()) else {
+            continue;
+        };
+        if !verified {
+            continue;
+        }
+        let (ns, name) = (target.namespace.as_str(), target.name.as_str());
+        if let Some(s) = security.filter(|s| s.passed) {
+            patched.push((ns, name, s.container.as_str()));
+        }
+        // Containers the security check did not look at: the verification's word.
+        for c in a.preview.iter().flat_map(sre_core::Preview::changed_images) {
+            if security.is_none_or(|s| s.container != c.container) {
+                patched.push((ns, name, c.container.as_str()));
+            }
+        }
+    }
     report
         .transcript
         .iter()
@@ -540,7 +553,7 @@ fn criticals_left(report: &RunReport) -> bool {
             r.critical > 0
                 && !patched
                     .iter()
-                    .any(|(ns, name, c)| *ns == r.namespace && *name == r.name && *c == r.container)
+                    .any(|&(ns, name, c)| ns == r.namespace && name == r.name && c == r.container)
         })
 }
 
@@ -604,14 +617,13 @@ fn sim_tools(sim: &Simulator) -> Result<Vec<Arc<dyn Tool>>, Failure> {
 /// `mcp`).
 fn cluster_tools(client: &kube::Client, namespaces: &[String]) -> Vec<Arc<dyn Tool>> {
     let scope = Scope::namespaces(namespaces.to_vec());
-    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-    let trivy = Trivy::new(
+    sre_tools::toolset(
+        client.clone(),
+        scope,
+        Limits::default(),
         Arc::new(TrivyCli::default()),
         Arc::new(RegistryClient::new()),
-        Some((client.clone(), scope)),
-    );
-    tools.extend(trivy.tools());
-    tools
+    )
 }
 
 async fn demo(scenario: &str, opts: &RunOptions) -> Result<u8, Failure> {

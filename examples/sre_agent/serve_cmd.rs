@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sre_core::secret::Secrets;
 use sre_core::{Agent, Stop, TracingObserver};
-use sre_tools::k8s::{K8s, Scope, preflight, rbac};
+use sre_tools::k8s::{Limits, Scope, preflight, rbac};
 use sre_tools::playbook::Playbook;
 use sre_tools::serve::api::{self, ApiState, ApiToken};
 use sre_tools::serve::audit_sink::{AuditSink, AuditSinkConfig};
@@ -28,7 +28,6 @@ use sre_tools::serve::{
     AgentFactory, Health, KubeStore, Queue, RunStore, Service, ServiceConfig, SqliteStore,
     Triggers, alertmanager, watch,
 };
-use sre_tools::trivy::Trivy;
 use sre_tools::trivy::registry::RegistryClient;
 use sre_tools::trivy::registry::TagLister;
 use sre_tools::trivy::scanner::{ImageScanner, TrivyCli};
@@ -463,14 +462,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<u8, Failure> {
                 Some(b) => Arc::clone(b),
                 None => Arc::new(Playbook::new([ns.clone()])),
             };
-            let scope = Scope::namespaces([ns.clone()]);
-            let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-            let trivy = Trivy::new(
+            let tools = sre_tools::toolset(
+                client.clone(),
+                Scope::namespaces([ns.clone()]),
+                Limits::default(),
                 Arc::clone(&scanner),
                 Arc::clone(&tags),
-                Some((client.clone(), scope)),
             );
-            tools.extend(trivy.tools());
             let mut builder = Agent::builder_arc(brain)
                 .tools(tools)
                 .policy_arc(crate::policy(mode, std::slice::from_ref(ns), opts).0)

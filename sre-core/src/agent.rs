@@ -22,7 +22,7 @@ pub use crate::outcome::{ActionStatus, Outcome, RollbackRecord};
 use crate::park::{Answer, ParkReason, ParkedRun, ParkedTurn, PendingApproval, Stop, now_unix_ms};
 use crate::redact::Redactor;
 pub use crate::report::{ActionRecord, RunReport};
-use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolOutput, ToolSet, Verification};
+use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolOutput, ToolSet};
 
 /// The default system prompt: an SRE that investigates before it acts.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a careful Kubernetes SRE agent. Investigate with the read tools before \
@@ -429,7 +429,8 @@ impl Agent {
 
     /// Runs the agent on `task` until a final answer or a budget ends it.
     pub async fn run(&self, task: &str) -> RunReport {
-        self.run_messages(vec![Message::user(task)]).await
+        // Boxed: a run's state machine is large (plans, evidence, transcript).
+        Box::pin(self.run_messages(vec![Message::user(task)])).await
     }
 
     /// Runs the agent on a conversation. The system prompt is added in front unless the
@@ -437,7 +438,9 @@ impl Agent {
     /// [parks](crate::approval::Ruling::Park) ends the run with [`Outcome::Parked`]; use
     /// [`start`](Self::start) to keep such a run and resume it.
     pub async fn run_messages(&self, messages: Vec<Message>) -> RunReport {
-        self.start(messages, &Stop::new()).await.into_report()
+        Box::pin(self.start(messages, &Stop::new()))
+            .await
+            .into_report()
     }
 
     /// Runs the agent on a conversation until a final answer, a budget, a write that waits for
@@ -541,10 +544,7 @@ impl Agent {
             ..ChatRequest::default()
         };
         if let Some(turn) = turn {
-            match run
-                .finish_turn(turn, approval, answer, &mut request.messages)
-                .await
-            {
+            match Box::pin(run.finish_turn(turn, approval, answer, &mut request.messages)).await {
                 Turn::Continue => {}
                 Turn::Stop(outcome) => return run.end(request, Ok((outcome, None))),
                 Turn::Park(parking) => return run.end(request, Err(parking)),
@@ -871,8 +871,7 @@ impl Run<'_> {
         let end = match self.agent.tools.validate(&call.name, &call.arguments) {
             Ok(tool) => {
                 let tool = Arc::clone(tool);
-                self.resume_write(tool.as_ref(), call, approval, answer)
-                    .await
+                Box::pin(self.resume_write(tool.as_ref(), call, approval, answer)).await
             }
             Err(e) => WriteEnd::Done(self.reject(call, &e.to_string())),
         };
@@ -1234,11 +1233,8 @@ impl Run<'_> {
                         finished = Some(this.finished(call, result.clone(), started));
                     }
                     Step::Verified(v) => {
-                        let verification = Verification {
-                            passed: v.passed,
-                            detail: this.redact(v.detail.clone()),
-                            security: v.security.clone(),
-                        };
+                        let mut verification = v.clone();
+                        verification.detail = this.redact(verification.detail);
                         this.emit(|run_id| Event::Verified {
                             run_id,
                             call_id: call.id.clone(),

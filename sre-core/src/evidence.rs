@@ -172,7 +172,7 @@ impl ScanSource {
                 let age = age_seconds.map_or_else(String::new, |s| format!(", {} old", age(s)));
                 format!("Trivy Operator report {}{age}", escape_untrusted(report))
             }
-            Self::Simulated => "simulated catalogue (not a real scan)".into(),
+            Self::Simulated => "simulated catalogue, not a real scan".into(),
         }
     }
 }
@@ -486,7 +486,7 @@ mod tests {
         .render();
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
         assert!(text.contains("exit code 1, 7 restarts; 3 failing pod(s)"));
-        assert_eq!(ids(&["a\u{202e}b".to_owned()]).contains('\u{202e}'), false);
+        assert!(!ids(&["a\u{202e}b".to_owned()]).contains('\u{202e}'));
     }
 
     #[test]

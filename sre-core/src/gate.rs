@@ -210,14 +210,17 @@ impl Gate {
     }
 
     /// Evidence quotes logs and events: every string in it is redacted like a tool result.
-    fn redact_evidence(&self, mut evidence: Evidence) -> Evidence {
+    fn redact_evidence(&self, mut evidence: Box<Evidence>) -> Box<Evidence> {
         if let Some(c) = &mut evidence.crash {
-            for s in c
-                .last_log_lines
-                .iter_mut()
-                .chain(c.events.iter_mut())
-                .chain([&mut c.reason, &mut c.pod, &mut c.container, &mut c.image])
-            {
+            // As one text: a secret spread over lines (a PEM key in a log) is found whole.
+            let log = self.redact(&c.last_log_lines.join("\n"));
+            c.last_log_lines = log.lines().map(str::to_owned).collect();
+            for s in c.events.iter_mut().chain([
+                &mut c.reason,
+                &mut c.pod,
+                &mut c.container,
+                &mut c.image,
+            ]) {
                 *s = self.redact(s);
             }
         }
@@ -511,6 +514,50 @@ mod tests {
             "{e}"
         );
         assert_eq!(scale.state().writes, 0);
+    }
+
+    #[test]
+    fn a_private_key_spread_over_log_lines_is_redacted_whole() {
+        let gate = Gate::default();
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDtestonlykeymaterial";
+        let lines: Vec<String> = [
+            "loading key",
+            "-----BEGIN PRIVATE KEY-----",
+            body,
+            body,
+            "-----END PRIVATE KEY-----",
+            "panic: bad key",
+        ]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect();
+        let evidence = Evidence {
+            vulnerabilities: None,
+            crash: Some(crate::evidence::CrashEvidence {
+                pod: "web-1".into(),
+                container: "web".into(),
+                image: "web:2".into(),
+                reason: "CrashLoopBackOff".into(),
+                exit_code: Some(1),
+                restarts: 3,
+                failing_pods: 1,
+                last_log_lines: lines,
+                events: vec!["token=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into()],
+            }),
+        };
+        let out = gate.redact_evidence(Box::new(evidence));
+        let json = serde_json::to_string(&out).unwrap_or_default();
+        assert!(!json.contains("testonlykeymaterial"), "{json}");
+        assert!(!json.contains("ghp_0123456789"), "{json}");
+        let crash = out.crash.unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            crash.last_log_lines.first().map(String::as_str),
+            Some("loading key")
+        );
+        assert_eq!(
+            crash.last_log_lines.last().map(String::as_str),
+            Some("panic: bad key")
+        );
     }
 
     #[tokio::test]

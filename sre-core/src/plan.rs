@@ -100,8 +100,9 @@ pub struct Preview {
     pub undo: Value,
     /// Why the write is proposed, gathered by the tool (scans, the crash); shown to every
     /// approver. Not part of the action fingerprint (see [`crate::evidence`]).
+    /// Boxed: most plans have none, and a plan travels through many futures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Box<Evidence>>,
 }
 
 impl Preview {
@@ -159,7 +160,7 @@ pub struct Verification {
     pub detail: String,
     /// For an image patch with vulnerability evidence: the re-scan of what runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security: Option<SecurityCheck>,
+    pub security: Option<Box<SecurityCheck>>,
 }
 
 impl Verification {

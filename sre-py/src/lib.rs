@@ -30,7 +30,7 @@ use sre_core::{
     Agent, ApprovalRequest, Approver, ChatRequest, ChatResponse, Decision, LlmError, LlmProvider,
     Message, ReadOnly, Rules, Tool, ToolContext, ToolError, ToolSet,
 };
-use sre_tools::k8s::{K8s, Limits, Scope};
+use sre_tools::k8s::{Limits, Scope};
 use sre_tools::sim::Simulator;
 
 /// The import name of the Python package these bindings serve.
@@ -222,13 +222,13 @@ impl Tools {
                         Some(ns) => (Scope::namespaces(ns.clone()), ns),
                         None => (Scope::all(), vec![client.default_namespace().to_owned()]),
                     };
-                    let mut tools = K8s::new(client.clone(), scope.clone()).tools();
-                    let trivy = sre_tools::trivy::Trivy::new(
+                    let tools = sre_tools::toolset(
+                        client,
+                        scope,
+                        Limits::default(),
                         Arc::new(sre_tools::trivy::scanner::TrivyCli::default()),
                         Arc::new(sre_tools::trivy::registry::RegistryClient::new()),
-                        Some((client, scope)),
                     );
-                    tools.extend(trivy.tools());
                     Ok::<_, String>((tools, ns))
                 })
             })
@@ -317,9 +317,11 @@ impl Tools {
     }
 
     /// The side-effect-free plan of a write (a server-side dry run) as a dict `{"summary", "diff",
-    /// "fingerprint", "target_fingerprint", "risk", "target", "images", "warning", "expires_at"}`.
-    /// `fingerprint` is the action fingerprint: [`Tools::apply`] applies this plan, and only while
-    /// it is unexpired. What a human sees is redacted and escaped.
+    /// "fingerprint", "target_fingerprint", "risk", "target", "images", "warning", "evidence",
+    /// "evidence_text", "expires_at"}`. `fingerprint` is the action fingerprint: [`Tools::apply`]
+    /// applies this plan, and only while it is unexpired. `evidence` is why the write is proposed
+    /// (the scans or the crash, as a dict; `None` when the tool gave none) and `evidence_text` its
+    /// few lines for a human. What a human sees is redacted and escaped.
     fn preview(&self, py: Python<'_>, name: String, args: String) -> PyResult<Py<PyAny>> {
         let args: Value = serde_json::from_str(&args).map_err(|e| json_err(&e))?;
         let fut = plan(Arc::clone(&self.set), self.gate.clone(), name, args);
@@ -638,8 +640,18 @@ async fn plan(
         "target": plan.target,
         "images": plan.images,
         "warning": plan.warning.as_deref().map(show),
+        "evidence": plan.evidence,
+        "evidence_text": evidence_text(plan.evidence.as_deref()),
         "expires_at": expires_at.to_string(),
     }))
+}
+
+/// The evidence's lines for a human ([`Evidence::render`](sre_core::evidence::Evidence::render):
+/// escaped, lists cut), or `None` when there is none.
+fn evidence_text(evidence: Option<&sre_core::evidence::Evidence>) -> Option<String> {
+    evidence
+        .filter(|e| !e.is_empty())
+        .map(sre_core::evidence::Evidence::render)
 }
 
 /// Applies a planned, approved write through the gate.
@@ -753,6 +765,9 @@ impl LlmProvider for PyModel {
 }
 
 /// An approver from Python: `approve(request_json) -> {"type": "approve"} | {"type": "reject", "message"}`.
+/// The request carries `description` (what the terminal prompt shows, evidence included) and a
+/// `preview` with the plan as [`Tools::preview`] shows it, with `evidence` (why the write is
+/// proposed, typed; already redacted by the gate) and `evidence_text` (its lines).
 struct PyApprover {
     approve: Py<PyAny>,
 }
@@ -766,6 +781,8 @@ impl Approver for PyApprover {
         let shown = json!({
             "run_id": request.run_id,
             "tool": request.tool,
+            // The request as the terminal prompt shows it, evidence included (escaped).
+            "description": request.render(),
             "call_id": request.call_id,
             "arguments": request.arguments,
             "incident": show(&request.incident),
@@ -780,6 +797,8 @@ impl Approver for PyApprover {
                 "risk": p.risk,
                 "target": p.target,
                 "images": p.images,
+                "evidence": p.evidence,
+                "evidence_text": evidence_text(p.evidence.as_deref()),
             },
         });
         let body = shown.to_string();

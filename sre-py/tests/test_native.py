@@ -23,6 +23,42 @@ def test_the_offline_agent_with_an_approver_returns_the_report_as_a_dict():
     tools.close()
 
 
+CRITICAL_IDS = {"CVE-2024-45491", "CVE-2023-38545"}  # nginx:1.25.3-alpine in the critical-cve scenario
+
+
+def test_the_approver_sees_the_evidence_of_a_cve_patch():
+    # Needs the image-patch tool to fill the plan's evidence (issue 19).
+    tools = sre_agent.Tools.simulator("critical-cve")
+    seen = []
+
+    def approver(request):
+        seen.append(request)
+        return {"type": "approve"}
+
+    report = sre_agent.run(
+        "Check the shop namespace for security risks in running images and remediate critical ones.",
+        tools=tools,
+        approver=approver,
+    )
+    assert report["outcome"] == {"status": "completed"}
+    request = next(r for r in seen if r["tool"] == "k8s_patch_image")
+    evidence = request["preview"]["evidence"]
+    assert evidence is not None, "the patch came with no evidence"
+    vulns = evidence["vulnerabilities"]
+    assert vulns["container"] == "nginx"
+    current = vulns["current"]
+    assert current["counts"]["critical"] == 2, current["counts"]
+    assert {f["id"] for f in current["findings"] if f["severity"] == "CRITICAL"} == CRITICAL_IDS
+    assert vulns["candidate"]["counts"]["critical"] == 0, vulns["candidate"]
+    assert CRITICAL_IDS <= set(vulns["clears"]) and vulns["introduces"] == []
+    # What a human reads: the same facts, in the prompt's words.
+    for text in (request["description"], request["preview"]["evidence_text"]):
+        assert "2 CRITICAL" in text, text
+        for cve in CRITICAL_IDS:
+            assert cve in text, text
+    tools.close()
+
+
 def test_without_an_approver_writes_are_denied():
     tools = sre_agent.Tools.simulator("bad-release")
     report = sre_agent.run("fix shop/web", tools=tools)

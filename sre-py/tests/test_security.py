@@ -63,7 +63,10 @@ def test_hostile_names_never_reach_the_api_server(cve, name):
 def test_a_plan_applies_only_as_previewed(cve):
     plan = cve.native.preview("k8s_patch_image", json.dumps(PATCH))
     assert plan["fingerprint"].startswith("sha256:")
-    assert plan["images"] == [{"container": "nginx", "before": "nginx:1.25.3-alpine", "after": "nginx:1.25.5-alpine"}]
+    # Pinned to the digest the (simulated) registry serves: what was scanned is what runs.
+    [change] = plan["images"]
+    assert (change["container"], change["before"]) == ("nginx", "nginx:1.25.3-alpine")
+    assert change["after"].startswith("nginx:1.25.5-alpine@sha256:"), change
     other = dict(PATCH, image="nginx:1.26.2-alpine")
     with pytest.raises(sre_agent.ApprovalDenied):
         cve.native.apply("k8s_patch_image", json.dumps(other), plan["fingerprint"], "mallory")
@@ -98,7 +101,7 @@ def test_interrupt_then_target_changes_then_approve_applies_nothing_and_asks_aga
     state = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
     last = state["messages"][-1]
     assert isinstance(last, ToolMessage) and last.status != "error", last.content
-    assert image(cve, "shop", "frontend") == "nginx:1.25.5-alpine"
+    assert image(cve, "shop", "frontend").split("@")[0] == "nginx:1.25.5-alpine"
 
 
 def test_an_interrupt_answered_after_it_expired_denies():
@@ -146,7 +149,7 @@ def test_parallel_writes_roll_back_only_the_one_that_failed(tmp_path):
         failed = json.loads(results["c1"].content)
         assert failed["verification"]["passed"] is False
         assert failed["rolled_back"]["ok"] is True, failed
-        assert image(tk, "shop", "a") == "nginx:1.25.5-alpine", "the good write kept"
+        assert image(tk, "shop", "a").split("@")[0] == "nginx:1.25.5-alpine", "the good write kept"
         assert image(tk, "shop", "b") == "nginx:1.25.3-alpine", "the failed write undone"
     finally:
         tk.native.close()
@@ -303,4 +306,4 @@ def test_the_async_path_binds_interrupts_the_same_way(cve):
     last = state["messages"][-1]
     assert isinstance(last, ToolMessage) and last.status != "error", last.content
     assert last.artifact["verification"]["passed"] is True
-    assert image(cve, "shop", "frontend") == "nginx:1.25.5-alpine"
+    assert image(cve, "shop", "frontend").split("@")[0] == "nginx:1.25.5-alpine"

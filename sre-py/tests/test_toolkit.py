@@ -128,7 +128,43 @@ def test_interrupt_then_approve_resumes_and_applies_exactly_the_change(cve):
     state = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
     last = state["messages"][-1]
     assert isinstance(last, ToolMessage) and last.status != "error", last.content
-    assert image(cve, "shop", "frontend") == "nginx:1.25.5-alpine"
+    # The approved tag, pinned to the digest that was scanned when the registry gives one.
+    assert image(cve, "shop", "frontend").split("@")[0] == "nginx:1.25.5-alpine"
+
+
+CRITICAL_IDS = {"CVE-2024-45491", "CVE-2023-38545"}  # nginx:1.25.3-alpine in the critical-cve scenario
+PATCH = {"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "nginx:1.25.5-alpine"}
+
+
+def critical_ids(evidence):
+    return {f["id"] for f in evidence["vulnerabilities"]["current"]["findings"] if f["severity"] == "CRITICAL"}
+
+
+def test_a_preview_carries_the_evidence_as_a_dict_and_as_text(cve):
+    # Needs the image-patch tool to fill the plan's evidence (issue 19).
+    plan = cve.native.preview("k8s_patch_image", json.dumps(PATCH))
+    evidence = plan["evidence"]
+    assert isinstance(evidence, dict), plan
+    assert critical_ids(evidence) == CRITICAL_IDS
+    assert evidence["vulnerabilities"]["current"]["counts"]["critical"] == 2
+    assert evidence["vulnerabilities"]["candidate"]["counts"]["critical"] == 0
+    assert CRITICAL_IDS <= set(evidence["vulnerabilities"]["clears"])
+    for cve_id in CRITICAL_IDS:
+        assert cve_id in plan["evidence_text"], plan["evidence_text"]
+    assert image(cve, "shop", "frontend") == "nginx:1.25.3-alpine", "a preview changes nothing"
+
+
+def test_the_interrupt_request_carries_the_evidence(cve):
+    # Needs the image-patch tool to fill the plan's evidence and sre_agent.langchain to put it in
+    # the request (issue 19).
+    graph = graph_with(cve)
+    config = {"configurable": {"thread_id": "t-evidence"}}
+    state = graph.invoke({"messages": [HumanMessage("fix CVEs")]}, config)
+    action = state["__interrupt__"][0].value["action_requests"][0]
+    assert critical_ids(action["evidence"]) == CRITICAL_IDS
+    assert "2 CRITICAL" in action["description"], action["description"]
+    for cve_id in CRITICAL_IDS:
+        assert cve_id in action["description"], action["description"]
 
 
 def test_interrupt_then_reject_changes_nothing(cve):

@@ -63,4 +63,8 @@ pub struct RecommendationData {
     pub current: String,
     /// The recommended image, if one clears the threshold.
     pub recommended: Option<String>,
+    /// The recommended image pinned to the digest that was scanned (`repo:tag@sha256:…`), when
+    /// the scan named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_pinned: Option<String>,
 }

@@ -133,7 +133,12 @@ async fn critical_cves_are_patched_to_the_recommended_image() {
             "k8s_patch_image"
         ]
     );
-    assert_eq!(image(&sim, "shop", "frontend"), "nginx:1.25.5-alpine");
+    // Pinned to the digest that was scanned.
+    let digest = sim.catalogue().digest("nginx:1.25.5-alpine").unwrap();
+    assert_eq!(
+        image(&sim, "shop", "frontend"),
+        format!("nginx:1.25.5-alpine@{digest}")
+    );
     assert!(r.actions[0].verification.as_ref().unwrap().passed);
     let answer = r.answer.clone().unwrap();
     assert!(

@@ -817,3 +817,37 @@ async fn the_client_types_every_answer() {
     assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
     assert!(!format!("{e} {e:?}").contains(TOKEN));
 }
+
+#[tokio::test]
+async fn an_approval_carries_the_evidence_it_was_asked_with() {
+    let s = start(Some(TOKEN)).await;
+    let crash = sre_core::evidence::CrashEvidence {
+        pod: "web-7d4b9-x2x".into(),
+        container: "web".into(),
+        image: "nginx:1.25.3".into(),
+        reason: "CrashLoopBackOff (Error)".into(),
+        exit_code: Some(1),
+        restarts: 7,
+        failing_pods: 3,
+        last_log_lines: vec!["panic: DATABASE_URL is not set".into()],
+        events: vec!["BackOff: Back-off restarting failed container (x28)".into()],
+    };
+    let evidence = sre_core::evidence::Evidence {
+        vulnerabilities: None,
+        crash: Some(crash.clone()),
+    };
+    let web = parked::Sample::new("web", HOUR)
+        .plan_evidence(evidence)
+        .park(s.store.as_ref())
+        .await;
+    let one = s.get(&path(&web.approval.id), Some(&bearer())).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+    let body = one.json();
+    assert_eq!(body["evidence"]["crash"]["exit_code"], 1, "{body}");
+    let view: ApprovalView = serde_json::from_str(&one.text).unwrap();
+    assert_eq!(view.evidence.and_then(|e| e.crash), Some(crash));
+    // A plan without evidence says nothing about it.
+    let api = park(s.store.as_ref(), "api", HOUR).await;
+    let other = s.get(&path(&api.id), Some(&bearer())).await.json();
+    assert!(other.get("evidence").is_none(), "{other}");
+}

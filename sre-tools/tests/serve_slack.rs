@@ -10,7 +10,8 @@
 //! timestamp, altered body, missing headers, an oversized body, a user not on the allow-list)
 //! leaving the approval pending, a double click, an expired approval, the approver group, Slack
 //! API errors (`ratelimited` with `Retry-After`, `channel_not_found`, `invalid_auth`) and
-//! `settle`.
+//! `settle`; the tool's typed findings (scans, crash) shown with their ids and counts, hostile
+//! ids inert, long lists bounded.
 
 #![cfg(feature = "serve")]
 #![expect(
@@ -37,6 +38,9 @@ use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sre_core::approval::ApprovalRequest;
+use sre_core::evidence::{
+    CrashEvidence, Evidence, Finding, ImageScan, ScanSource, Severities, VulnerabilityEvidence,
+};
 use sre_core::plan::{ImageChange, Preview, Risk, Target};
 use sre_core::{Decision, Event, Observer, PendingApproval};
 use sre_tools::serve::api;
@@ -642,6 +646,32 @@ async fn the_documented_preview_is_what_ask_posts() {
         before: Some("nginx:1.25.3".into()),
         after: "nginx:1.25.5".into(),
     }]);
+    preview.evidence = Some(Box::new(scan_evidence(
+        vec![
+            finding(
+                "CVE-2024-123",
+                "CRITICAL",
+                "libexpat",
+                ("2.5.0-r1", "2.6.3-r0"),
+                9.8,
+            ),
+            finding(
+                "CVE-2024-45491",
+                "CRITICAL",
+                "libexpat",
+                ("2.5.0-r1", "2.6.3-r0"),
+                9.1,
+            ),
+            finding(
+                "CVE-2023-44487",
+                "HIGH",
+                "nghttp2-libs",
+                ("1.57.0-r0", "1.57.0-r1"),
+                7.5,
+            ),
+        ],
+        &["CVE-2024-123", "CVE-2024-45491", "CVE-2023-44487"],
+    )));
     let request = ApprovalRequest {
         run_id: "run-0001".into(),
         tool: "k8s_set_image".into(),
@@ -688,6 +718,262 @@ async fn the_documented_preview_is_what_ask_posts() {
         documented, rendered,
         "docs/slack-approval-blocks.json is out of date: run this test with SRE_BLESS=1"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tool's typed findings.
+
+/// A finding of `package` `installed`, fixed in `fixed`.
+fn finding(
+    id: &str,
+    severity: &str,
+    package: &str,
+    (installed, fixed): (&str, &str),
+    cvss: f64,
+) -> Finding {
+    Finding {
+        id: id.into(),
+        severity: severity.into(),
+        package: package.into(),
+        installed: installed.into(),
+        fixed: Some(fixed.into()),
+        cvss: Some(cvss),
+    }
+}
+
+/// nginx:1.25.3 (2 CRITICAL, 6 HIGH; `findings`) patched to nginx:1.25.5 (4 MEDIUM), clearing
+/// `clears`.
+fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
+    Evidence {
+        vulnerabilities: Some(VulnerabilityEvidence {
+            container: "web".into(),
+            current: ImageScan {
+                image: "nginx:1.25.3".into(),
+                digest: None,
+                counts: Severities {
+                    critical: 2,
+                    high: 6,
+                    ..Severities::default()
+                },
+                findings,
+                source: ScanSource::TrivyCli,
+            },
+            candidate: ImageScan {
+                image: "nginx:1.25.5".into(),
+                digest: Some(
+                    "sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31"
+                        .into(),
+                ),
+                counts: Severities {
+                    medium: 4,
+                    ..Severities::default()
+                },
+                findings: vec![],
+                source: ScanSource::TrivyCli,
+            },
+            clears: clears.iter().map(|&c| c.to_owned()).collect(),
+            remains: vec![],
+            introduces: vec![],
+        }),
+        crash: None,
+    }
+}
+
+/// The typed-findings block of `blocks`: (its label and counts, the lines, the cut note).
+fn scan_block(blocks: &Value) -> (String, String, Option<String>) {
+    let b = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["block_id"] == slack::SCAN_BLOCK)
+        .unwrap_or_else(|| panic!("no {} block: {blocks}", slack::SCAN_BLOCK));
+    assert_eq!(b["type"], "rich_text");
+    let head = &b["elements"][0];
+    assert_eq!(head["type"], "rich_text_section");
+    assert_eq!(head["elements"][0]["style"]["bold"], true);
+    let label = format!(
+        "{}{}",
+        head["elements"][0]["text"].as_str().unwrap(),
+        head["elements"][1]["text"].as_str().unwrap()
+    );
+    assert_eq!(b["elements"][1]["type"], "rich_text_preformatted");
+    let lines = b["elements"][1]["elements"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let note = b["elements"][2]["elements"][0]["text"]
+        .as_str()
+        .map(str::to_owned);
+    (label, lines, note)
+}
+
+#[tokio::test]
+async fn ask_shows_the_scan_findings_with_hostile_ids_inert() {
+    let env = setup().await;
+    let mut a = park_plain(env.store.as_ref(), "web", HOUR).await;
+    let ids = [
+        "CVE-2024-0001",
+        "<!channel>",
+        "*bold* & <@U0BOSS>",
+        "CVE-9\u{1b}[2J\u{202e}",
+        "CVE-2024-0002",
+    ];
+    let findings = ids
+        .iter()
+        .map(|id| finding(id, "CRITICAL", "openssl", ("3.1.4-r0", "3.1.4-r5"), 9.8))
+        .collect();
+    a.approval.request.preview.evidence = Some(Box::new(scan_evidence(findings, &ids)));
+    let (_, blocks) = ask(&env, &a).await;
+    let body = env.fake.calls("chat.postMessage").pop().unwrap().body;
+
+    let (label, lines, note) = scan_block(&blocks);
+    assert_eq!(
+        label,
+        "Findings: 2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 5, remains 0"
+    );
+    assert_eq!(note, None);
+    for shown in [
+        "now:       nginx:1.25.3 — 2 CRITICAL, 6 HIGH (trivy CLI scan)",
+        "CRITICAL CVE-2024-0001 openssl 3.1.4-r0 -> 3.1.4-r5 (CVSS 9.8)",
+        "candidate: nginx:1.25.5 (sha256:0d17b565",
+        "— 4 MEDIUM (trivy CLI scan)",
+        // Rich text is never parsed as markup: the hostile ids are shown as they are, and
+        // their control characters visibly escaped.
+        "CRITICAL <!channel> openssl",
+        "CRITICAL *bold* & <@U0BOSS> openssl",
+        "CRITICAL CVE-9\\e[2J\\u{202e} openssl",
+        "clears:    CVE-2024-0001, <!channel>, *bold* & <@U0BOSS>, CVE-9\\e[2J\\u{202e}, CVE-2024-0002",
+    ] {
+        assert!(lines.contains(shown), "missing {shown:?} in:\n{lines}");
+    }
+    let serialized = body.to_string();
+    assert!(
+        !serialized.contains('\u{1b}') && !serialized.contains('\u{202e}'),
+        "{serialized}"
+    );
+    // Where mrkdwn is parsed (sections, context, the notification text), nothing of the ids.
+    for b in blocks.as_array().unwrap() {
+        if b["type"] == "section" || b["type"] == "context" {
+            let json = b.to_string();
+            assert!(
+                !json.contains("<!channel>")
+                    && !json.contains("<@U0BOSS>")
+                    && !json.contains("*bold*"),
+                "{json}"
+            );
+        }
+    }
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "(2 CRITICAL, 6 HIGH now -&gt; 4 MEDIUM in the candidate; clears 5, remains 0)"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("bold"),
+        "{text}"
+    );
+
+    // Between the plan and the diff.
+    let at = |id: &str| {
+        blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|b| b["block_id"] == id)
+            .unwrap()
+    };
+    assert!(at(slack::SCAN_BLOCK) < at("sre_diff"));
+
+    // The settled message keeps the findings.
+    env.slack
+        .settle(&Settled {
+            approval: a.approval.clone(),
+            incident: a.incident.clone(),
+            ending: Ending::Expired,
+        })
+        .await
+        .unwrap();
+    let update = env.fake.calls("chat.update").pop().unwrap().body;
+    assert_eq!(scan_block(&update["blocks"]).1, lines);
+}
+
+#[tokio::test]
+async fn long_findings_are_bounded_with_a_note() {
+    let env = setup().await;
+    let mut a = park_plain(env.store.as_ref(), "web", HOUR).await;
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("CVE-{i:04}-{}", "9".repeat(400)))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let findings = ids
+        .iter()
+        .map(|id| finding(id, "CRITICAL", "openssl", ("3.1.4-r0", "3.1.4-r5"), 9.8))
+        .collect();
+    a.approval.request.preview.evidence = Some(Box::new(scan_evidence(findings, &refs)));
+    let (_, blocks) = ask(&env, &a).await;
+    let (label, lines, note) = scan_block(&blocks);
+    assert!(label.contains("clears 40, remains 0"), "{label}");
+    assert!(
+        lines.chars().count() <= slack::SCAN_LIMIT,
+        "{}",
+        lines.len()
+    );
+    for line in lines.lines() {
+        assert!(line.chars().count() <= slack::SCAN_LINE_LIMIT, "{line}");
+    }
+    assert!(
+        lines.starts_with("now:       nginx:1.25.3 — 2 CRITICAL, 6 HIGH"),
+        "{lines}"
+    );
+    assert!(lines.contains("CRITICAL CVE-0000-999"), "{lines}");
+    let note = note.unwrap();
+    assert!(
+        note.starts_with(&format!("evidence cut: {} of ", lines.lines().count()))
+            && note.contains("--json"),
+        "{note}"
+    );
+    for b in blocks.as_array().unwrap() {
+        if let Some(t) = b["text"]["text"].as_str() {
+            assert!(t.chars().count() <= 3000);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_shows_the_crash() {
+    let env = setup().await;
+    let mut a = park_plain(env.store.as_ref(), "web", HOUR).await;
+    a.approval.request.preview.evidence = Some(Box::new(Evidence {
+        vulnerabilities: None,
+        crash: Some(CrashEvidence {
+            pod: "web-7d9f-abcde".into(),
+            container: "web".into(),
+            image: "ghcr.io/acme/shop-web:1.5.0".into(),
+            reason: "CrashLoopBackOff".into(),
+            exit_code: Some(1),
+            restarts: 7,
+            failing_pods: 3,
+            last_log_lines: vec!["panic: missing DATABASE_URL <!here>".into()],
+            events: vec!["BackOff: Back-off restarting failed container (×12)".into()],
+        }),
+    }));
+    let (_, blocks) = ask(&env, &a).await;
+    let (label, lines, _) = scan_block(&blocks);
+    assert_eq!(
+        label,
+        "Findings: crash: exit code 1, 7 restarts, 3 failing pod(s)"
+    );
+    assert!(
+        lines.contains("CrashLoopBackOff, exit code 1, 7 restarts; 3 failing pod(s)"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("log:     panic: missing DATABASE_URL <!here>"),
+        "{lines}"
+    );
+    assert!(lines.contains("event:   BackOff"), "{lines}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 //! wrong-audience, wrong-issuer, unsigned, misaddressed and unknown-key tokens, key rotation, a
 //! user not on the allow-list, a double click and an expired approval — each leaving the approval
 //! as it was; `ask` posting the card with the bot token and only the id in the buttons; `settle`
-//! replacing it; and the Workflows webhook fallback.
+//! replacing it; the Workflows webhook fallback; and the tool's typed findings (scans, crash) on
+//! the card with their ids and counts, as plain text, bounded; `docs/teams-approval-card.json` is
+//! the card [`teams::ask_card`] builds.
 
 #![cfg(feature = "serve")]
 #![expect(
@@ -33,14 +35,19 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use sre_core::{Decision, Event, Observer};
+use sre_core::approval::ApprovalRequest;
+use sre_core::evidence::{
+    CrashEvidence, Evidence, Finding, ImageScan, ScanSource, Severities, VulnerabilityEvidence,
+};
+use sre_core::plan::{ImageChange, Preview, Risk, Target};
+use sre_core::{Decision, Event, Observer, PendingApproval};
 use sre_tools::serve::channel::{Ask, Channel, DecisionSink, Ending, Settled};
 use sre_tools::serve::metrics::Metrics;
 use sre_tools::serve::secret::{ServiceSecret, TEAMS_APP_PASSWORD};
 use sre_tools::serve::teams::{
     self, Teams, TeamsConfig, TeamsError, TeamsWebhook, VERB_APPROVE, VERB_REJECT,
 };
-use sre_tools::serve::{ApprovalState, RunStore, SqliteStore, Trigger};
+use sre_tools::serve::{ApprovalState, Incident, RunStore, SqliteStore, Trigger};
 use tokio::sync::{Notify, oneshot};
 
 const APP_ID: &str = "00000000-0000-0000-0000-00000000b07a";
@@ -823,7 +830,8 @@ async fn unknown_approvals_verbs_and_activities_decide_nothing() {
 async fn ask_posts_the_card_with_the_bot_token_and_only_the_id() {
     let w = world().await;
     let parked = park(w.store.as_ref(), "web", HOUR).await;
-    let ask = ask_of(w.store.as_ref(), &parked).await;
+    let mut ask = ask_of(w.store.as_ref(), &parked).await;
+    ask.approval.request.preview.evidence = Some(Box::new(documented_findings()));
     w.teams.ask(&ask).await.unwrap();
     w.teams.ask(&ask).await.unwrap();
 
@@ -884,10 +892,15 @@ async fn ask_posts_the_card_with_the_bot_token_and_only_the_id() {
         "deployments.apps/shop/web@resourceVersion=41",
         &ask.approval.expires_at,
         &parked.id,
+        "Findings: ",
+        "2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 3, remains 0",
+        "CRITICAL CVE-2024-123 libexpat 2.5.0-r1 -> 2.6.3-r0 (CVSS 9.8)",
+        "clears:    CVE-2024-123, CVE-2024-45491, CVE-2023-44487",
     ] {
         assert!(text.contains(shown), "the card shows {shown}: {text}");
     }
-    // docs/teams-approval-card.json (pasted into the Adaptive Cards Designer) is this card.
+    // docs/teams-approval-card.json (pasted into the Adaptive Cards Designer) has this card's
+    // shape (its text is the_documented_card_is_what_ask_card_builds').
     let documented: Value =
         serde_json::from_str(include_str!("../../docs/teams-approval-card.json")).unwrap();
     assert_eq!(
@@ -903,6 +916,303 @@ async fn ask_posts_the_card_with_the_bot_token_and_only_the_id() {
         Some(ACTIVITY_ID)
     );
     assert!(!format!("{:?}", w.teams).contains(APP_PASSWORD));
+}
+
+// ----- the tool's typed findings --------------------------------------------------------
+
+/// A finding of `package` `installed`, fixed in `fixed`.
+fn finding(
+    id: &str,
+    severity: &str,
+    package: &str,
+    (installed, fixed): (&str, &str),
+    cvss: f64,
+) -> Finding {
+    Finding {
+        id: id.into(),
+        severity: severity.into(),
+        package: package.into(),
+        installed: installed.into(),
+        fixed: Some(fixed.into()),
+        cvss: Some(cvss),
+    }
+}
+
+/// nginx:1.25.3 (2 CRITICAL, 6 HIGH; `findings`) patched to nginx:1.25.5 (4 MEDIUM), clearing
+/// `clears`.
+fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
+    Evidence {
+        vulnerabilities: Some(VulnerabilityEvidence {
+            container: "web".into(),
+            current: ImageScan {
+                image: "nginx:1.25.3".into(),
+                digest: None,
+                counts: Severities {
+                    critical: 2,
+                    high: 6,
+                    ..Severities::default()
+                },
+                findings,
+                source: ScanSource::TrivyCli,
+            },
+            candidate: ImageScan {
+                image: "nginx:1.25.5".into(),
+                digest: Some(
+                    "sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31"
+                        .into(),
+                ),
+                counts: Severities {
+                    medium: 4,
+                    ..Severities::default()
+                },
+                findings: vec![],
+                source: ScanSource::TrivyCli,
+            },
+            clears: clears.iter().map(|&c| c.to_owned()).collect(),
+            remains: vec![],
+            introduces: vec![],
+        }),
+        crash: None,
+    }
+}
+
+/// The findings of the documented card.
+fn documented_findings() -> Evidence {
+    scan_evidence(
+        vec![
+            finding(
+                "CVE-2024-123",
+                "CRITICAL",
+                "libexpat",
+                ("2.5.0-r1", "2.6.3-r0"),
+                9.8,
+            ),
+            finding(
+                "CVE-2024-45491",
+                "CRITICAL",
+                "libexpat",
+                ("2.5.0-r1", "2.6.3-r0"),
+                9.1,
+            ),
+            finding(
+                "CVE-2023-44487",
+                "HIGH",
+                "nghttp2-libs",
+                ("1.57.0-r0", "1.57.0-r1"),
+                7.5,
+            ),
+        ],
+        &["CVE-2024-123", "CVE-2024-45491", "CVE-2023-44487"],
+    )
+}
+
+/// A fixed ask (no clock, no store): the one `docs/teams-approval-card.json` shows.
+fn documented_ask() -> Ask {
+    let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let mut preview = Preview::new(
+        "deployment shop/web: container web image nginx:1.25.3 -> nginx:1.25.5",
+        "-  image: nginx:1.25.3\n+  image: nginx:1.25.5\n",
+        "deployments.apps/shop/web@41",
+        Risk::Medium,
+    );
+    preview.target = Some(Target {
+        kind: "deployments.apps".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+        resource_version: "41".into(),
+    });
+    preview.images = Some(vec![ImageChange {
+        container: "web".into(),
+        before: Some("nginx:1.25.3".into()),
+        after: "nginx:1.25.5".into(),
+    }]);
+    preview.warning = Some("pods restart one at a time".into());
+    preview.evidence = Some(Box::new(documented_findings()));
+    let request = ApprovalRequest {
+        run_id: "run-0001".into(),
+        tool: "k8s_patch_image".into(),
+        call_id: "call-1".into(),
+        arguments: json!({"namespace": "shop", "deployment": "web", "container": "web", "image": "nginx:1.25.5"}),
+        preview,
+        incident: "deployment shop/web: CVE-2024-123 (critical) in nginx:1.25.3".into(),
+        writes_so_far: 0,
+        rollback_on_failure: true,
+    };
+    let action = request.action_fingerprint();
+    let at = |ms: u64| {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    };
+    Ask {
+        incident: Incident {
+            key: "shop/deployment/web/vulnerabilities".into(),
+            trigger: Trigger::Trivy,
+            namespace: "shop".into(),
+            workload: "web".into(),
+            summary: request.incident.clone(),
+        },
+        approval: PendingApproval {
+            id: PendingApproval::id_for("run-0001", "call-1", &action),
+            request,
+            action,
+            requested_at: at(now),
+            expires_at: at(now + 3_600_000),
+            expires_at_ms: now + 3_600_000,
+        },
+    }
+}
+
+#[test]
+fn the_documented_card_is_what_ask_card_builds() {
+    let card = teams::ask_card(&documented_ask());
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/teams-approval-card.json"
+    );
+    let rendered = format!("{}\n", serde_json::to_string_pretty(&card).unwrap());
+    if std::env::var_os("SRE_BLESS").is_some() {
+        std::fs::write(path, &rendered).unwrap();
+    }
+    let documented = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run with SRE_BLESS=1 to write it)"));
+    assert_eq!(
+        documented, rendered,
+        "docs/teams-approval-card.json is out of date: run this test with SRE_BLESS=1"
+    );
+}
+
+/// The findings on `card`: (the label's value, the monospace lines, the cut note).
+fn findings_of(card: &Value) -> (String, String, Option<String>) {
+    let body = card["body"].as_array().unwrap();
+    let at = body
+        .iter()
+        .position(|b| b["inlines"][0]["text"] == "Findings: ")
+        .unwrap_or_else(|| panic!("no findings on the card: {card}"));
+    assert_eq!(body[at]["type"], "RichTextBlock");
+    assert_eq!(body[at]["inlines"][0]["weight"], "Bolder");
+    let headline = body[at]["inlines"][1]["text"].as_str().unwrap().to_owned();
+    let container = &body[at + 1];
+    assert_eq!(container["type"], "Container");
+    let run = &container["items"][0]["inlines"][0];
+    assert_eq!(run["type"], "TextRun", "plain text, never Markdown");
+    assert_eq!(run["fontType"], "Monospace");
+    let note = container["items"][1]["inlines"][0]["text"]
+        .as_str()
+        .map(str::to_owned);
+    (headline, run["text"].as_str().unwrap().to_owned(), note)
+}
+
+#[test]
+fn the_card_shows_the_findings_as_plain_text_with_hostile_ids_inert() {
+    let mut ask = documented_ask();
+    let ids = [
+        "CVE-2024-0001",
+        "[click](https://evil.example)",
+        "<!channel> *bold*",
+        "CVE-9\u{1b}[2J\u{202e}",
+    ];
+    let findings = ids
+        .iter()
+        .map(|id| finding(id, "CRITICAL", "openssl", ("3.1.4-r0", "3.1.4-r5"), 9.8))
+        .collect();
+    ask.approval.request.preview.evidence = Some(Box::new(scan_evidence(findings, &ids)));
+    let card = teams::ask_card(&ask);
+    let (headline, lines, note) = findings_of(&card);
+    assert_eq!(
+        headline,
+        "2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 4, remains 0"
+    );
+    assert_eq!(note, None);
+    for shown in [
+        "now:       nginx:1.25.3 — 2 CRITICAL, 6 HIGH (trivy CLI scan)",
+        "CRITICAL CVE-2024-0001 openssl 3.1.4-r0 -> 3.1.4-r5 (CVSS 9.8)",
+        "CRITICAL [click](https://evil.example) openssl",
+        "CRITICAL <!channel> *bold* openssl",
+        "CRITICAL CVE-9\\e[2J\\u{202e} openssl",
+        "candidate: nginx:1.25.5 (sha256:0d17b565",
+    ] {
+        assert!(lines.contains(shown), "missing {shown:?} in:\n{lines}");
+    }
+    let serialized = card.to_string();
+    assert!(
+        !serialized.contains('\u{1b}') && !serialized.contains('\u{202e}'),
+        "{serialized}"
+    );
+    // The hostile ids appear only in TextRuns (plain text), never in a Markdown TextBlock.
+    for needle in ["[click]", "<!channel>"] {
+        assert_eq!(
+            find_run(&card, needle).unwrap()["type"],
+            "TextRun",
+            "{needle}"
+        );
+    }
+
+    // The settled card keeps them; a crash shows its exit code and restarts.
+    ask.approval.request.preview.evidence = Some(Box::new(Evidence {
+        vulnerabilities: None,
+        crash: Some(CrashEvidence {
+            pod: "web-7d9f-abcde".into(),
+            container: "web".into(),
+            image: "ghcr.io/acme/shop-web:1.5.0".into(),
+            reason: "CrashLoopBackOff".into(),
+            exit_code: Some(1),
+            restarts: 7,
+            failing_pods: 3,
+            last_log_lines: vec!["panic: missing DATABASE_URL".into()],
+            events: vec![],
+        }),
+    }));
+    let settled = teams::settled_card(&Settled {
+        approval: ask.approval.clone(),
+        incident: ask.incident.clone(),
+        ending: Ending::Expired,
+    });
+    let (headline, lines, _) = findings_of(&settled);
+    assert_eq!(headline, "crash: exit code 1, 7 restarts, 3 failing pod(s)");
+    assert!(
+        lines.contains("log:     panic: missing DATABASE_URL"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn long_findings_are_bounded_with_a_note() {
+    let mut ask = documented_ask();
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("CVE-{i:04}-{}", "9".repeat(400)))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let findings = ids
+        .iter()
+        .map(|id| finding(id, "CRITICAL", "openssl", ("3.1.4-r0", "3.1.4-r5"), 9.8))
+        .collect();
+    ask.approval.request.preview.evidence = Some(Box::new(scan_evidence(findings, &refs)));
+    let card = teams::ask_card(&ask);
+    let (headline, lines, note) = findings_of(&card);
+    assert!(headline.contains("clears 40, remains 0"), "{headline}");
+    assert!(
+        lines.chars().count() <= teams::MAX_FINDINGS,
+        "{}",
+        lines.len()
+    );
+    for line in lines.lines() {
+        // Cut lines say how much was cut.
+        assert!(
+            line.chars().count() <= teams::MAX_FINDINGS_LINE + 30,
+            "{line}"
+        );
+    }
+    assert!(lines.contains("more characters)"), "{lines}");
+    let note = note.unwrap();
+    assert!(
+        note.starts_with(&format!("findings cut: {} of ", lines.lines().count())),
+        "{note}"
+    );
+    // The whole card stays far below what Teams accepts in one message (about 28 KB).
+    assert!(
+        card.to_string().len() < 16 * 1024,
+        "{}",
+        card.to_string().len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

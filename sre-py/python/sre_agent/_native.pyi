@@ -22,9 +22,26 @@ class Tools:
     def specs(self) -> list[dict]: ...
     def call(self, name: str, args: str) -> tuple[str, Any]: ...
     async def call_async(self, name: str, args: str) -> tuple[str, Any]: ...
-    async def preview_async(self, name: str, args: str) -> dict: ...
+    async def preview_async(self, name: str, args: str) -> dict:
+        """:meth:`preview` as an awaitable."""
     async def apply_async(self, name: str, args: str, fingerprint: str, approved_by: str) -> dict: ...
-    def preview(self, name: str, args: str) -> dict: ...
+    def preview(self, name: str, args: str) -> dict:
+        """The plan of a write (a server-side dry run; nothing is changed), as a dict:
+        ``summary``, ``diff``, ``fingerprint`` (the action fingerprint :meth:`apply` needs),
+        ``target_fingerprint``, ``risk``, ``target``, ``images``, ``warning``, ``expires_at``, and
+        why the write is proposed:
+
+        - ``evidence``: ``None``, or a dict with ``vulnerabilities`` (for an image patch:
+          ``container``; ``current`` and ``candidate`` scans, each ``{"image", "digest",
+          "counts": {"critical", "high", "medium", "low", "unknown"}, "findings": [{"id",
+          "severity", "package", "installed", "fixed", "cvss"}], "source": {"kind": "trivy-cli" |
+          "trivy-operator" | "simulated", ...}}``; and the CRITICAL/HIGH ids it ``clears``, that
+          ``remains`` and that it ``introduces``) and/or ``crash`` (for a rollback: ``pod``,
+          ``container``, ``image``, ``reason``, ``exit_code``, ``restarts``, ``failing_pods``,
+          ``last_log_lines``, ``events``). Absent keys mean the tool did not say.
+        - ``evidence_text``: ``None``, or those facts in a few lines for a human (escaped; long
+          lists cut — the full lists are in ``evidence``).
+        """
     def apply(self, name: str, args: str, fingerprint: str, approved_by: str) -> dict: ...
     def hitl_claim(self, slot: str, key: str) -> str: ...
     def hitl_finish(self, slot: str, key: str, ok: bool, text: str) -> None: ...
@@ -42,7 +59,16 @@ def run_agent(
     max_steps: int = 10,
     system_prompt: Optional[str] = None,
     approve: Optional[Callable[[str], str]] = None,
-) -> dict: ...
+) -> dict:
+    """Runs the Rust agent loop with a Python-driven model; returns the run report as a dict.
+
+    ``approve`` gets each approval request as JSON: ``{"run_id", "tool", "call_id", "arguments",
+    "description", "incident", "writes_so_far", "rollback_on_failure", "preview"}``, where
+    ``description`` is the request as the terminal prompt shows it (evidence included) and
+    ``preview`` is the plan as :meth:`Tools.preview` shows it, with ``evidence`` and
+    ``evidence_text``. It answers ``{"type": "approve"}`` or ``{"type": "reject", "message"}``
+    as JSON.
+    """
 
 def run_task(
     tools: Tools,
@@ -56,4 +82,6 @@ def run_task(
     registries: Optional[list[str]] = None,
     max_writes: int = 3,
     max_risk: Optional[str] = None,
-) -> dict: ...
+) -> dict:
+    """Runs the agent on ``task`` with a provider by name; ``approve`` gets the same request as
+    :func:`run_agent`'s (``description`` and ``preview.evidence`` included)."""

@@ -34,8 +34,13 @@ Approver = Callable[[dict], dict]
 def _approval_request(name: str, args: dict, preview: dict) -> dict:
     warning = f"WARNING: {preview['warning']}\n" if preview.get("warning") else ""
     target = preview.get("target_fingerprint") or preview.get("fingerprint")
-    description = f"{warning}{preview['summary']} (risk {preview['risk']})\n{preview['diff']}\ntarget: {target}"
-    action = {"name": name, "args": args, "description": description}
+    # The evidence (the scans a CVE patch is based on, the crash behind a rollback) comes from the
+    # tool's structured data, never from the model's text.
+    evidence = f"\n{preview['evidence_text']}" if preview.get("evidence_text") else ""
+    description = (
+        f"{warning}{preview['summary']} (risk {preview['risk']}){evidence}\n{preview['diff']}\ntarget: {target}"
+    )
+    action = {"name": name, "args": args, "description": description, "evidence": preview.get("evidence")}
     if "fingerprint" in preview:
         action["fingerprint"] = preview["fingerprint"]
     if "expires_at" in preview:

@@ -15,10 +15,12 @@
 //! ```
 
 pub mod analyze;
+mod evidence;
 pub mod facts;
 pub mod names;
 pub mod rbac;
 mod read;
+mod security;
 mod write;
 
 use std::sync::Arc;
@@ -115,6 +117,16 @@ pub(crate) struct Inner {
     pub(crate) client: kube::Client,
     pub(crate) scope: Scope,
     pub(crate) limits: Limits,
+    /// The scanner and registry an image patch uses for its evidence, its digest pin and the
+    /// re-scan of what runs after it; `None`: image patches carry no vulnerability evidence.
+    pub(crate) security: Option<Security>,
+}
+
+/// What an image patch scans with ([`K8s::with_security`]).
+#[derive(Clone)]
+pub(crate) struct Security {
+    pub(crate) scanner: Arc<dyn crate::trivy::scanner::ImageScanner>,
+    pub(crate) tags: Arc<dyn crate::trivy::registry::TagLister>,
 }
 
 /// A Kubernetes connection with a scope: makes the tools.
@@ -145,6 +157,27 @@ impl K8s {
                 client,
                 scope,
                 limits,
+                security: None,
+            }),
+        }
+    }
+
+    /// These tools, with image patches that scan: the preview pins the new image to the digest
+    /// the registry serves for it and shows the current and the candidate image's scans (the
+    /// CRITICAL/HIGH ids it clears, keeps and adds); after the rollout, the verification scans
+    /// the digest the pods run and fails — rolling back — when it is worse than approved.
+    #[must_use]
+    pub fn with_security(
+        self,
+        scanner: Arc<dyn crate::trivy::scanner::ImageScanner>,
+        tags: Arc<dyn crate::trivy::registry::TagLister>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                scope: self.inner.scope.clone(),
+                limits: self.inner.limits.clone(),
+                security: Some(Security { scanner, tags }),
             }),
         }
     }

@@ -345,7 +345,7 @@ fn container_state(s: Option<&k8s_openapi::api::core::v1::ContainerState>) -> St
     "unknown".into()
 }
 
-async fn warning_events(
+pub(crate) async fn warning_events(
     inner: &Inner,
     ns: &str,
     name: &str,
@@ -377,7 +377,7 @@ fn event_time(e: &Event) -> i64 {
         .unwrap_or(0)
 }
 
-fn sort_events(items: &mut [Event]) {
+pub(crate) fn sort_events(items: &mut [Event]) {
     items.sort_by_key(|e| (e.type_.as_deref() != Some("Warning"), -event_time(e)));
 }
 
@@ -574,18 +574,7 @@ pub(crate) async fn revisions(
     let name = dep.metadata.name.clone().unwrap_or_default();
     let uid = dep.metadata.uid.clone();
     let api: Api<ReplicaSet> = Api::namespaced(inner.client.clone(), &ns);
-    let selector = dep
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.as_ref())
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    let lp = ListParams::default().labels(&selector);
+    let lp = ListParams::default().labels(&selector_of(dep));
     let sets = api
         .list(&lp)
         .await
@@ -612,6 +601,20 @@ pub(crate) async fn revisions(
         out.insert(rev, rs);
     }
     Ok(out)
+}
+
+/// The deployment's `matchLabels` as a label selector (`a=b,c=d`).
+pub(crate) fn selector_of(dep: &Deployment) -> String {
+    dep.spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn revision_of(

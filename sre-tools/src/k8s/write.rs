@@ -16,6 +16,7 @@ use kube::api::{Patch, PatchParams};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sre_core::evidence::Evidence;
 use sre_core::{
     Effect, ImageChange, Preview, Risk, Target, Tool, ToolContext, ToolError, ToolOutput, ToolSpec,
     Verification, parse_args, spec_for,
@@ -77,6 +78,8 @@ struct Plan {
     /// Other objects the change copies from, with their versions (part of the fingerprint).
     reads: Vec<String>,
     warning: Option<String>,
+    /// Why the write is proposed (scans, the crash).
+    evidence: Evidence,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -363,6 +366,30 @@ impl WriteTool {
                         a.container
                     )));
                 }
+                // Pinned to the digest the registry serves now, and scanned: what the approver
+                // sees scanned is what will run.
+                let mut evidence = Evidence::default();
+                let mut notes = String::new();
+                let pinned = match &self.inner.security {
+                    Some(security) => {
+                        let p = super::security::plan_patch(
+                            &self.inner,
+                            security,
+                            dep,
+                            a.container.as_str(),
+                            &old,
+                            image,
+                        )
+                        .await;
+                        evidence.vulnerabilities = p.evidence;
+                        if !p.notes.is_empty() {
+                            notes = format!(" ({})", p.notes.join("; "));
+                        }
+                        p.image
+                    }
+                    None => image.to_owned(),
+                };
+                let image = pinned.as_str();
                 let path = format!("/spec/template/spec/containers/{index}/image");
                 let mut images = unchanged();
                 if let Some(c) = images
@@ -372,7 +399,10 @@ impl WriteTool {
                     image.clone_into(&mut c.after);
                 }
                 Plan {
-                    summary: format!("{what}: container {} image {old} -> {image}", a.container),
+                    summary: format!(
+                        "{what}: container {} image {old} -> {image}{notes}",
+                        a.container
+                    ),
                     patch: PatchDoc::Strategic(
                         json!({"spec": {"template": {"spec": {"containers": [{"name": a.container.as_str(), "image": image}]}}}}),
                     ),
@@ -384,6 +414,7 @@ impl WriteTool {
                     images,
                     reads: Vec::new(),
                     warning: None,
+                    evidence,
                 }
             }
             Kind::Scale => {
@@ -431,6 +462,7 @@ impl WriteTool {
                             "this scales {what} to ZERO replicas: all {old} pods stop and it serves no traffic until someone scales it up again"
                         )
                     }),
+                    evidence: Evidence::default(),
                 }
             }
             Kind::Restart => {
@@ -446,6 +478,7 @@ impl WriteTool {
                     images: unchanged(),
                     reads: Vec::new(),
                     warning: None,
+                    evidence: Evidence::default(),
                 }
             }
             Kind::Rollback => {
@@ -508,6 +541,7 @@ impl WriteTool {
                             other.join(", ")
                         )
                     }),
+                    evidence: Evidence::default(),
                 }
             }
         })
@@ -584,6 +618,56 @@ impl WriteTool {
         Ok(out)
     }
 
+    /// After a healthy rollout of an image patch that came with vulnerability evidence: the
+    /// re-scan of what runs. A check that fails fails the verification (and the gate rolls the
+    /// patch back); a re-scan that cannot be made leaves the rollout's verdict and says so.
+    async fn verify_security(
+        &self,
+        ns: &str,
+        name: &str,
+        args: &Value,
+        ctx: &ToolContext,
+        mut rollout: Verification,
+    ) -> Verification {
+        let (Some(sec), Ok(plan)) = (
+            &self.inner.security,
+            ctx.approved_plan(&self.spec.name, args),
+        ) else {
+            return rollout;
+        };
+        let Some(ev) = plan
+            .evidence
+            .as_ref()
+            .and_then(|e| e.vulnerabilities.as_ref())
+        else {
+            return rollout;
+        };
+        let Some(applied) = plan
+            .images
+            .iter()
+            .flatten()
+            .find(|c| c.container == ev.container)
+            .map(|c| c.after.clone())
+        else {
+            return rollout;
+        };
+        let checked = match self.fetch(ns, name).await {
+            Ok(dep) => super::security::verify_patch(&self.inner, sec, &dep, &applied, ev).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match checked {
+            Ok(check) => {
+                let _ = write!(rollout.detail, "; {}", check.render());
+                rollout.passed = check.passed;
+                rollout.security = Some(Box::new(check));
+            }
+            Err(e) => {
+                let _ = write!(rollout.detail, "; security not re-checked: {e}");
+            }
+        }
+        rollout
+    }
+
     async fn verify_scale_to_zero(&self, ns: &str, name: &str) -> Verification {
         let what = format!("deployment {ns}/{name}");
         match self.fetch(ns, name).await {
@@ -642,6 +726,12 @@ impl Tool for WriteTool {
         preview.payload =
             serde_json::to_value(&plan.patch).map_err(|e| ToolError::Failed(e.to_string()))?;
         preview.undo = plan.undo.map_or(Value::Null, Value::Array);
+        let mut evidence = plan.evidence;
+        if matches!(self.kind, Kind::Rollback | Kind::Restart | Kind::PatchImage) {
+            // The crash that led here, as the cluster shows it (best effort: never blocks a plan).
+            evidence.crash = super::evidence::crash_evidence(&self.inner, &dep).await;
+        }
+        preview.evidence = (!evidence.is_empty()).then(|| Box::new(evidence));
         Ok(preview)
     }
 
@@ -689,7 +779,7 @@ impl Tool for WriteTool {
         &self,
         args: &Value,
         _output: &ToolOutput,
-        _ctx: &ToolContext,
+        ctx: &ToolContext,
     ) -> Option<Verification> {
         let (ns, name) = self.target(args).ok()?;
         if self.kind == Kind::Scale
@@ -697,13 +787,16 @@ impl Tool for WriteTool {
         {
             return Some(self.verify_scale_to_zero(&ns, &name).await);
         }
-        Some(
+        let rollout =
             match wait_rollout(&self.inner, &ns, &name, self.inner.limits.rollout_timeout).await {
                 Ok((Rollout::Complete, text)) => Verification::new(true, text),
                 Ok((_, text)) => Verification::new(false, text),
                 Err(e) => Verification::new(false, format!("could not read the rollout: {e}")),
-            },
-        )
+            };
+        if !rollout.passed || self.kind != Kind::PatchImage {
+            return Some(rollout);
+        }
+        Some(self.verify_security(&ns, &name, args, ctx, rollout).await)
     }
 
     async fn rollback(

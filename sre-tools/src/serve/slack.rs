@@ -3,7 +3,11 @@
 //!
 //! **Asking.** [`Channel::ask`] posts with `chat.postMessage` (`Authorization: Bearer <bot
 //! token>`): a header naming the tool and the target, the incident as quoted evidence, the plan,
-//! its risk and warning, the images before and after, the server-side dry-run diff in a code
+//! its risk and warning, the images before and after, the tool's typed evidence (for an image
+//! patch the current and the candidate image's scans and the CRITICAL/HIGH ids it clears, keeps
+//! and adds; for a rollback the crash) as a count line and the lines of
+//! [`Evidence::render`](sre_core::evidence::Evidence::render) (cut past [`SCAN_LIMIT`]
+//! characters), the server-side dry-run diff in a code
 //! block (cut with a note past [`DIFF_LIMIT`] characters), the expiry, and two buttons —
 //! Approve (`action_id` [`APPROVE_ACTION`], with a confirm dialog) and Reject
 //! ([`REJECT_ACTION`]) — whose `value` is the approval's id and nothing else. Every untrusted
@@ -73,6 +77,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use sre_core::evidence::Evidence;
 use sre_core::secret::{Secret, SecretError};
 use sre_core::text::{escape_untrusted, escape_untrusted_lines};
 use subtle::ConstantTimeEq as _;
@@ -104,6 +109,13 @@ pub const OUTCOME_BLOCK: &str = "sre_outcome";
 pub const DIFF_LIMIT: usize = 2800;
 /// The most characters of the incident's evidence shown.
 pub const EVIDENCE_LIMIT: usize = 1500;
+/// The most characters of the tool's typed evidence (scans, crash) shown; a longer one is cut
+/// at a line break, with a note. Each line is cut at [`SCAN_LINE_LIMIT`] characters first.
+pub const SCAN_LIMIT: usize = 2000;
+/// The most characters of one line of the typed evidence (a very long id or log line).
+pub const SCAN_LINE_LIMIT: usize = 300;
+/// The `block_id` of the typed evidence.
+pub const SCAN_BLOCK: &str = "sre_scan";
 /// The most posted messages remembered for an update; the oldest is forgotten first.
 pub const MAX_REMEMBERED: usize = 1024;
 
@@ -998,6 +1010,102 @@ fn diff_block(diff: &str) -> Value {
     json!({"type": "rich_text", "block_id": "sre_diff", "elements": elements})
 }
 
+/// The typed evidence in one line of counts (trusted data only: numbers and fixed words), e.g.
+/// `2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 2, remains 0`. Teams shows
+/// the same line.
+pub(super) fn evidence_headline(evidence: &Evidence) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = &evidence.vulnerabilities {
+        let mut s = format!(
+            "{} now -> {} in the candidate; clears {}, remains {}",
+            v.current.counts.render(),
+            v.candidate.counts.render(),
+            v.clears.len(),
+            v.remains.len()
+        );
+        if !v.introduces.is_empty() {
+            let _ = write!(s, ", INTRODUCES {}", v.introduces.len());
+        }
+        parts.push(s);
+    }
+    if let Some(c) = &evidence.crash {
+        let exit = c
+            .exit_code
+            .map_or_else(String::new, |code| format!("exit code {code}, "));
+        parts.push(format!(
+            "crash: {exit}{} restarts, {} failing pod(s)",
+            c.restarts, c.failing_pods
+        ));
+    }
+    parts.join("; ")
+}
+
+/// The lines of [`Evidence::render`] (already escaped for a terminal), each passed through
+/// `line` (which escapes and bounds it for the chat) and all at most `limit` characters, cut at
+/// a line break: the text, and how many of how many lines it holds. Teams cuts the same way.
+pub(super) fn evidence_lines(
+    evidence: &Evidence,
+    line: impl Fn(&str) -> String,
+    limit: usize,
+) -> (String, usize, usize) {
+    let rendered = evidence.render();
+    let lines: Vec<String> = rendered.lines().map(line).collect();
+    let mut shown = String::new();
+    let mut used = 0;
+    let mut kept = 0;
+    for l in &lines {
+        let extra = usize::from(kept > 0) + l.chars().count();
+        if used + extra > limit {
+            break;
+        }
+        if kept > 0 {
+            shown.push('\n');
+        }
+        shown.push_str(l);
+        used += extra;
+        kept += 1;
+    }
+    (shown, kept, lines.len())
+}
+
+/// The evidence's lines for Slack (each at most [`SCAN_LINE_LIMIT`] characters, all at most
+/// [`SCAN_LIMIT`]); the note says what was left out.
+fn evidence_text(evidence: &Evidence) -> (String, Option<String>) {
+    let (shown, kept, total) = evidence_lines(evidence, |l| plain(l, SCAN_LINE_LIMIT), SCAN_LIMIT);
+    let note = (kept < total).then(|| {
+        format!(
+            "evidence cut: {kept} of {total} lines shown; the approvals API and --json have it whole"
+        )
+    });
+    (shown, note)
+}
+
+/// The typed evidence as rich text (never parsed as markup): a bold label with the counts, the
+/// rendered lines in a code block, and the note when cut.
+fn evidence_block(evidence: &Evidence) -> Value {
+    let (lines, note) = evidence_text(evidence);
+    let mut elements = vec![
+        json!({
+            "type": "rich_text_section",
+            "elements": [
+                {"type": "text", "text": "Findings:", "style": {"bold": true}},
+                {"type": "text", "text": format!(" {}", evidence_headline(evidence))},
+            ],
+        }),
+        json!({
+            "type": "rich_text_preformatted",
+            "elements": [{"type": "text", "text": lines}],
+        }),
+    ];
+    if let Some(note) = note {
+        elements.push(json!({
+            "type": "rich_text_section",
+            "elements": [{"type": "text", "text": note, "style": {"italic": true}}],
+        }));
+    }
+    json!({"type": "rich_text", "block_id": SCAN_BLOCK, "elements": elements})
+}
+
 /// The Approve (with a confirm dialog) and Reject buttons; their value is the id alone.
 fn buttons(ask: &Ask) -> Value {
     let id = &ask.approval.id;
@@ -1069,6 +1177,9 @@ pub fn question_blocks(ask: &Ask, public_url: Option<&Url>) -> Vec<Value> {
     if let Some(images) = plan.images.as_ref().filter(|i| !i.is_empty()) {
         blocks.push(images_section(images));
     }
+    if let Some(evidence) = plan.evidence.as_deref().filter(|e| !e.is_empty()) {
+        blocks.push(evidence_block(evidence));
+    }
     blocks.push(section("*Dry-run diff*"));
     blocks.push(diff_block(&plan.diff));
     blocks.push(buttons(ask));
@@ -1104,10 +1215,19 @@ fn expiry_text(expires_at_ms: u64, expires_at: &str) -> String {
 }
 
 /// The `chat.postMessage` body asking about `ask` in `channel`: `text` (the notification
-/// fallback) and the [`question_blocks`]; links are not unfurled.
+/// fallback, with the evidence's counts) and the [`question_blocks`]; links are not unfurled.
 pub fn question_message(ask: &Ask, channel: &str, public_url: Option<&Url>) -> Value {
+    let counts = ask
+        .approval
+        .request
+        .preview
+        .evidence
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(|e| format!(" ({})", md(&evidence_headline(e), 500)))
+        .unwrap_or_default();
     let text = format!(
-        "{} — approval {} expires {}",
+        "{}{counts} — approval {} expires {}",
         header_text(ask),
         md(&ask.approval.id, MAX_ID),
         md(&ask.approval.expires_at, 64),

@@ -135,6 +135,9 @@ pub struct ApprovalView {
     /// Every container's image before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<ImageChange>>,
+    /// Why the write is proposed: the scans of a CVE patch, the crash behind a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<sre_core::evidence::Evidence>>,
     /// The action fingerprint a decision approves.
     pub action: String,
     /// When it was asked (RFC 3339).
@@ -191,6 +194,7 @@ impl ApprovalView {
             warning: plan.warning.clone(),
             target: plan.target.clone(),
             images: plan.images.clone(),
+            evidence: plan.evidence.clone(),
             action: pending.action.clone(),
             requested_at: pending.requested_at.clone(),
             expires_at: pending.expires_at.clone(),

@@ -5,7 +5,11 @@
 //! Microsoft Entra ID (client credentials, cached until shortly before it expires) and posts a
 //! message with an Adaptive Card (version [`CARD_VERSION`]) to the configured conversation:
 //! `POST {serviceUrl}/v3/conversations/{conversationId}/activities`. The card shows the evidence,
-//! the plan, its risk and warning, the dry-run diff (bounded), the target and the expiry, and two
+//! the plan, its risk and warning, the tool's typed findings (for an image patch the current and
+//! the candidate image's scans and the CRITICAL/HIGH ids it clears, keeps and adds; for a
+//! rollback the crash: a count line and the lines of
+//! [`Evidence::render`](sre_core::evidence::Evidence::render), bounded by [`MAX_FINDINGS`]),
+//! the dry-run diff (bounded), the target and the expiry, and two
 //! `Action.Execute` buttons whose `verb` is [`VERB_APPROVE`] or [`VERB_REJECT`] and whose `data`
 //! is `{"approval": "<id>"}` — the opaque id, never the change. The activity id the connector
 //! returns is remembered (in memory, at most [`MAX_REMEMBERED`]) so that
@@ -77,6 +81,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::{Method, Url};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use sre_core::evidence::Evidence;
 use sre_core::plan::{Risk, Target};
 use sre_core::secret::SecretError;
 use sre_core::text::{escape_untrusted, escape_untrusted_lines};
@@ -116,6 +121,11 @@ pub const MAX_REMEMBERED: usize = 1024;
 pub const MAX_EVIDENCE: usize = 1000;
 /// The most characters of the diff a card shows.
 pub const MAX_DIFF: usize = 4000;
+/// The most characters of the tool's typed findings (scans, crash) a card shows; longer ones
+/// are cut at a line break, with a note. Each line is cut at [`MAX_FINDINGS_LINE`] first.
+pub const MAX_FINDINGS: usize = 2000;
+/// The most characters of one line of the findings (a very long id or log line).
+pub const MAX_FINDINGS_LINE: usize = 300;
 /// The most characters of any other untrusted line a card shows.
 const MAX_LINE: usize = 500;
 /// The longest approval id accepted from a button, in bytes.
@@ -940,11 +950,58 @@ fn plain(text: &str, color: Option<&str>) -> Value {
     json!({ "type": "RichTextBlock", "inlines": [run] })
 }
 
+/// The tool's typed findings: a bold label with the counts (trusted data: numbers and fixed
+/// words), then the lines of [`Evidence::render`] (already escaped) in monospace, each at most
+/// [`MAX_FINDINGS_LINE`] characters and all at most [`MAX_FINDINGS`], cut at a line break with
+/// a note.
+fn findings(evidence: &Evidence) -> Vec<Value> {
+    let (shown, kept, total) = super::slack::evidence_lines(
+        evidence,
+        |l| bounded(&escape_untrusted(l), MAX_FINDINGS_LINE),
+        MAX_FINDINGS,
+    );
+    let attention = evidence
+        .vulnerabilities
+        .as_ref()
+        .is_some_and(|v| !v.introduces.is_empty());
+    let mut headline =
+        json!({ "type": "TextRun", "text": super::slack::evidence_headline(evidence) });
+    if let (true, Some(map)) = (attention, headline.as_object_mut()) {
+        map.insert("color".to_owned(), json!("Attention"));
+    }
+    let mut items = vec![json!({
+        "type": "RichTextBlock",
+        "inlines": [{ "type": "TextRun", "text": shown, "fontType": "Monospace" }],
+    })];
+    if kept < total {
+        items.push(json!({
+            "type": "RichTextBlock",
+            "inlines": [{
+                "type": "TextRun",
+                "text": format!("findings cut: {kept} of {total} lines shown; the approvals API and --json have them whole"),
+                "italic": true,
+            }],
+        }));
+    }
+    vec![
+        json!({
+            "type": "RichTextBlock",
+            "inlines": [
+                { "type": "TextRun", "text": "Findings: ", "weight": "Bolder" },
+                headline,
+            ],
+        }),
+        json!({ "type": "Container", "style": "emphasis", "items": items }),
+    ]
+}
+
 /// What a card shows about an approval.
 struct Details<'a> {
     id: &'a str,
     incident: &'a str,
     evidence: Option<&'a str>,
+    /// The tool's typed findings (only while the plan is at hand: an [`ApprovalView`] has none).
+    findings: Option<&'a Evidence>,
     tool: &'a str,
     summary: &'a str,
     diff: &'a str,
@@ -961,6 +1018,7 @@ impl<'a> Details<'a> {
             id: &ask.approval.id,
             incident: &ask.incident.key,
             evidence: Some(&ask.incident.summary),
+            findings: plan.evidence.as_deref().filter(|e| !e.is_empty()),
             tool: &ask.approval.request.tool,
             summary: &plan.summary,
             diff: &plan.diff,
@@ -976,6 +1034,7 @@ impl<'a> Details<'a> {
             id: &view.id,
             incident: &view.incident,
             evidence: None,
+            findings: None,
             tool: &view.tool,
             summary: &view.summary,
             diff: &view.diff,
@@ -986,7 +1045,7 @@ impl<'a> Details<'a> {
         }
     }
 
-    /// The body elements: evidence, plan, risk, warning, target, expiry, diff, id.
+    /// The body elements: evidence, plan, risk, warning, target, expiry, findings, diff, id.
     fn body(&self, with_diff: bool) -> Vec<Value> {
         let mut body = Vec::new();
         if let Some(evidence) = self.evidence {
@@ -1010,6 +1069,9 @@ impl<'a> Details<'a> {
             None => body.push(field("Target", "not named by the tool", MAX_LINE)),
         }
         body.push(field("Expires", self.expires_at, MAX_LINE));
+        if let Some(evidence) = self.findings {
+            body.extend(findings(evidence));
+        }
         if with_diff {
             body.push(json!({ "type": "TextBlock", "text": "Dry-run diff", "weight": "Bolder", "wrap": true }));
             let diff = if self.diff.trim().is_empty() {

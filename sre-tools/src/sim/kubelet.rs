@@ -54,12 +54,26 @@ fn ts(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The profile of an image missing from the catalogue: it cannot be pulled.
+/// The profile of an image missing from the catalogue (an unknown repository, tag or digest): it
+/// cannot be pulled, and containerd says so about the fully qualified reference (the tag dropped
+/// when a digest is given), e.g. `docker.io/library/nginx@sha256:…: not found`.
 pub fn missing_image(image: &str) -> ImageProfile {
+    let resolved = crate::trivy::registry::ImageRef::parse(image).map_or_else(
+        |_| image.to_owned(),
+        |r| match &r.digest {
+            Some(d) => format!("{}/{}@{d}", r.registry, r.repository),
+            None => format!(
+                "{}/{}:{}",
+                r.registry,
+                r.repository,
+                r.tag.as_deref().unwrap_or("latest")
+            ),
+        },
+    );
     ImageProfile {
         health: Health::Imagepull,
         message: Some(format!(
-            "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
+            "rpc error: code = NotFound desc = failed to pull and unpack image \"{resolved}\": failed to resolve reference \"{resolved}\": {resolved}: not found"
         )),
         ..ImageProfile::default()
     }
@@ -102,9 +116,13 @@ fn container<'a>(
             "previous terminated container \"{name}\" in pod \"{pod}\" not found"
         ))
     };
-    let image_id = format!(
-        "{image}@sha256:{}",
-        hex::encode(Sha256::digest(image.as_bytes()))
+    // What runs, by content: `<repo as written>@sha256:…`, as a kubelet reports it.
+    let image_id = super::trivy::repo_digest(
+        image,
+        &profile
+            .digest
+            .clone()
+            .unwrap_or_else(|| super::trivy::default_digest(image)),
     );
     let restarts = profile.restarts.unwrap_or(5);
     let mut events = Vec::new();
@@ -292,7 +310,9 @@ pub struct PodRef<'a> {
 }
 
 /// The status, logs and events of `pod` running `containers` (name, image), as of `now`.
-/// `profile` looks an image up in the catalogue; `unschedulable` is the scheduler's message when
+/// `profile` looks an image up in the catalogue ([`super::trivy::Catalogue::profile`]): its
+/// `digest` is what `imageID` reports (when it has none, the sha256 of the reference, as for a
+/// catalogue entry that names none); `unschedulable` is the scheduler's message when
 /// the pod cannot be placed.
 pub fn pod_view(
     pod: PodRef<'_>,

@@ -39,6 +39,7 @@ pub struct Simulator {
     addr: SocketAddr,
     scenario: Scenario,
     store: api::Shared,
+    catalogue: trivy::Catalogue,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -60,7 +61,8 @@ impl Simulator {
     pub async fn start(scenario: Scenario) -> Result<Self> {
         // Scenarios built in code get the same size limits as files, before anything is allocated.
         scenario.validate(&scenario.name)?;
-        let store = Arc::new(Mutex::new(store::Store::new(&scenario)));
+        let catalogue = trivy::Catalogue::from_images(&scenario.images);
+        let store = Arc::new(Mutex::new(store::Store::new(&scenario, catalogue.clone())));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::Simulator(format!("cannot bind 127.0.0.1: {e}")))?;
@@ -83,6 +85,7 @@ impl Simulator {
             addr,
             scenario,
             store,
+            catalogue,
             stop: Some(stop),
             task: Some(task),
         })
@@ -111,6 +114,12 @@ impl Simulator {
         &self.scenario
     }
 
+    /// The live image catalogue (shared: a [`trivy::Catalogue::push`] moves a tag for the
+    /// simulator's kubelet, scanner and tag lister at once). It starts as the scenario's `images`.
+    pub fn catalogue(&self) -> trivy::Catalogue {
+        self.catalogue.clone()
+    }
+
     /// A kube client configured for this simulator, with no kubeconfig on disk.
     ///
     /// # Errors
@@ -129,9 +138,10 @@ impl Simulator {
         kube::Client::try_from(config).map_err(Error::Kube)
     }
 
-    /// Every tool, wired to this simulator: the Kubernetes tools scoped to the scenario's
-    /// namespaces, and the Trivy tools with the scenario's image catalogue standing in for Trivy and
-    /// the registry (labelled simulated in their outputs).
+    /// Every tool, wired to this simulator ([`crate::toolset`]): the Kubernetes tools scoped to
+    /// the scenario's namespaces, and the Trivy tools, with the scenario's live image catalogue
+    /// standing in for Trivy and the registry (labelled simulated in their outputs) — image
+    /// patches pin digests and re-scan what runs against it too.
     ///
     /// # Errors
     /// When the client cannot be built.
@@ -139,20 +149,13 @@ impl Simulator {
         &self,
         limits: crate::k8s::Limits,
     ) -> Result<Vec<std::sync::Arc<dyn sre_core::Tool>>> {
-        let client = self.client()?;
-        let scope = crate::k8s::Scope::namespaces(self.scenario.all_namespaces());
-        let mut tools = crate::k8s::K8s::with_limits(client.clone(), scope.clone(), limits).tools();
-        let scanner = trivy::CatalogueScanner::new(self.scenario.images.clone());
-        let tags = trivy::CatalogueTags::new(self.scenario.images.keys().cloned());
-        tools.extend(
-            crate::trivy::Trivy::new(
-                std::sync::Arc::new(scanner),
-                std::sync::Arc::new(tags),
-                Some((client, scope)),
-            )
-            .tools(),
-        );
-        Ok(tools)
+        Ok(crate::toolset(
+            self.client()?,
+            crate::k8s::Scope::namespaces(self.scenario.all_namespaces()),
+            limits,
+            std::sync::Arc::new(trivy::CatalogueScanner::from(self.catalogue.clone())),
+            std::sync::Arc::new(trivy::CatalogueTags::from(self.catalogue.clone())),
+        ))
     }
 
     /// The stored object, read directly (for tests and the demo's "after" view).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::trivy::report::Severity;
 
 /// How an image behaves when a pod runs it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub enum Health {
     /// Exits soon after start: `CrashLoopBackOff`.
     Crashloop,
     /// Cannot be pulled: `ErrImagePull` / `ImagePullBackOff`. Images missing from the catalogue
-    /// behave like this too (`manifest unknown`).
+    /// (an unknown tag or digest) behave like this too, with containerd's `not found`.
     Imagepull,
     /// Killed for exceeding its memory limit: `OOMKilled`, then `CrashLoopBackOff`.
     Oom,
@@ -47,8 +48,169 @@ pub struct ImageProfile {
     pub restarts: Option<i32>,
     /// The kubelet's message for `imagepull` and `config-error`.
     pub message: Option<String>,
-    /// Vulnerabilities for the scenario's stand-in scanner (counts by severity).
+    /// Vulnerabilities for the scenario's stand-in scanner (counts by severity); each becomes a
+    /// generated finding with a `SIM-…` id.
     pub vulnerabilities: BTreeMap<String, u32>,
+    /// Explicit findings for the stand-in scanner, in addition to the generated ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<ImageFinding>,
+    /// The content digest (`sha256:` and 64 lower-case hex digits) the registry serves for this
+    /// image and pods report in `imageID`. Default: the digest in the reference when it has one,
+    /// else the sha256 of the reference string. In the catalogue's answers it is always set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl ImageProfile {
+    /// The number of findings the stand-in scanner makes for this image: the generated ones and
+    /// the explicit ones (saturating).
+    pub fn vulnerability_count(&self) -> u64 {
+        self.vulnerabilities
+            .values()
+            .map(|c| u64::from(*c))
+            .fold(count(self.findings.len()), u64::saturating_add)
+    }
+}
+
+/// One explicit vulnerability of an image, as Trivy would report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageFinding {
+    /// Vulnerability id, e.g. `CVE-2024-45491` or `GHSA-…`.
+    pub id: String,
+    /// `CRITICAL`, `HIGH`, `MEDIUM`, `LOW` or `UNKNOWN` (exactly; anything else is an error).
+    #[serde(deserialize_with = "strict_severity")]
+    pub severity: Severity,
+    /// The vulnerable package, e.g. `libexpat`.
+    pub package: String,
+    /// Its installed version, e.g. `2.5.0-r1`.
+    pub installed: String,
+    /// The first fixed version, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+    /// CVSS v3 base score (NVD), 0 to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvss: Option<f64>,
+    /// Short title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// A severity spelled exactly as Trivy does.
+fn strict_severity<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Severity, D::Error> {
+    let s = String::deserialize(d)?;
+    Severity::ALL
+        .into_iter()
+        .find(|sev| sev.to_string() == s)
+        .ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown severity {s:?}: expected CRITICAL, HIGH, MEDIUM, LOW or UNKNOWN"
+            ))
+        })
+}
+
+impl ImageFinding {
+    /// What is wrong with the finding, if anything.
+    fn check(&self) -> std::result::Result<(), String> {
+        let text = |field: &str, v: &str, max: usize, spaces: bool| {
+            if v.is_empty() || v.len() > max {
+                return Err(format!("{field} must have 1 to {max} characters"));
+            }
+            if let Some(c) = v
+                .chars()
+                .find(|c| c.is_control() || (!spaces && c.is_whitespace()))
+            {
+                return Err(format!(
+                    "{field} contains {}",
+                    sre_core::text::describe_char(c)
+                ));
+            }
+            Ok(())
+        };
+        if !self.id.is_empty()
+            && let Some(c) = self
+                .id
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        {
+            return Err(format!(
+                "id contains {} (letters, digits, '-', '_', '.' and ':' only)",
+                sre_core::text::describe_char(c)
+            ));
+        }
+        text("id", &self.id, 64, false)?;
+        text("package", &self.package, 128, false)?;
+        text("installed", &self.installed, 128, false)?;
+        if let Some(f) = &self.fixed {
+            text("fixed", f, 256, true)?;
+        }
+        if let Some(t) = &self.title {
+            text("title", t, 512, true)?;
+        }
+        if let Some(score) = self.cvss
+            && !(0.0..=10.0).contains(&score)
+        {
+            return Err(format!("cvss {score} is not a score from 0 to 10"));
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with the catalogue entry `image` (its reference and profile), if anything:
+/// the checks [`Scenario::validate`] makes on every image, also made on a profile pushed into a
+/// running simulator's catalogue.
+pub(crate) fn check_image(image: &str, p: &ImageProfile) -> std::result::Result<(), String> {
+    use limits::{MAX_LOG_BYTES, MAX_RESTARTS, MAX_VULNERABILITIES_PER_IMAGE};
+    if p.logs.len() > MAX_LOG_BYTES {
+        return Err(format!(
+            "image {image} has logs of {} bytes; the simulator allows at most {MAX_LOG_BYTES} \
+             bytes per image",
+            p.logs.len()
+        ));
+    }
+    let vulns = p.vulnerability_count();
+    if vulns > MAX_VULNERABILITIES_PER_IMAGE {
+        return Err(format!(
+            "image {image} has {vulns} vulnerabilities; the simulator allows at most \
+             {MAX_VULNERABILITIES_PER_IMAGE} per image"
+        ));
+    }
+    if let Some(r) = p.restarts
+        && !(0..=MAX_RESTARTS).contains(&r)
+    {
+        return Err(format!(
+            "image {image} has restarts {r}; the simulator allows 0 to {MAX_RESTARTS}"
+        ));
+    }
+    let reference = crate::trivy::registry::ImageRef::parse(image)
+        .map_err(|e| format!("image {image} is not an image reference: {e}"))?;
+    if let Some(d) = &p.digest {
+        crate::trivy::registry::check_digest(d)
+            .map_err(|e| format!("image {image}: digest {e}"))?;
+    }
+    if let Some(d) = &reference.digest {
+        crate::trivy::registry::check_digest(d)
+            .map_err(|e| format!("image {image}: the reference's digest {e}"))?;
+        if p.digest.as_ref().is_some_and(|given| given != d) {
+            return Err(format!(
+                "image {image}: digest {} differs from the digest in the reference",
+                p.digest.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in p.findings.iter().enumerate() {
+        f.check()
+            .map_err(|e| format!("image {image}: findings[{i}]: {e}"))?;
+        if !seen.insert((&f.id, &f.package)) {
+            return Err(format!(
+                "image {image}: findings[{i}]: {} in {} is listed twice (Trivy reports one entry \
+                 per vulnerability and package)",
+                f.id, f.package
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A container of a scenario deployment.
@@ -269,8 +431,8 @@ pub mod limits {
     /// Bytes of pod logs the simulator holds: each container of each pod keeps its image's log,
     /// current and previous (128 MiB).
     pub const MAX_POD_LOG_BYTES: u64 = 128 << 20;
-    /// Vulnerabilities of one image (summed over severities): the stand-in scanner makes one
-    /// finding each.
+    /// Vulnerabilities of one image (`vulnerabilities` summed over severities, plus `findings`):
+    /// the stand-in scanner makes one finding each.
     pub const MAX_VULNERABILITIES_PER_IMAGE: u64 = 10_000;
     /// `restarts` of one image.
     pub const MAX_RESTARTS: i32 = 100_000;
@@ -503,35 +665,29 @@ impl Scenario {
     }
 
     fn check_images(&self) -> std::result::Result<(), String> {
-        use limits::{MAX_IMAGES, MAX_LOG_BYTES, MAX_RESTARTS, MAX_VULNERABILITIES_PER_IMAGE};
+        use limits::MAX_IMAGES;
         if self.images.len() > MAX_IMAGES {
             return Err(format!(
                 "the image catalogue has {} images; the simulator allows at most {MAX_IMAGES}",
                 self.images.len()
             ));
         }
+        // One content per digest and repository: two references may name the same content (two
+        // tags of one build), but not the same digest with different content.
+        let mut contents: BTreeMap<(String, String), (&String, &ImageProfile)> = BTreeMap::new();
         for (image, p) in &self.images {
-            if p.logs.len() > MAX_LOG_BYTES {
-                return Err(format!(
-                    "image {image} has logs of {} bytes; the simulator allows at most \
-                     {MAX_LOG_BYTES} bytes per image",
-                    p.logs.len()
-                ));
-            }
-            let vulns: u64 = p.vulnerabilities.values().map(|c| u64::from(*c)).sum();
-            if vulns > MAX_VULNERABILITIES_PER_IMAGE {
-                return Err(format!(
-                    "image {image} has {vulns} vulnerabilities; the simulator allows at most \
-                     {MAX_VULNERABILITIES_PER_IMAGE} per image"
-                ));
-            }
-            if let Some(r) = p.restarts
-                && !(0..=MAX_RESTARTS).contains(&r)
+            check_image(image, p)?;
+            let digest = super::trivy::content_digest(image, p);
+            let repo = super::trivy::repository_key(image).unwrap_or_default();
+            if let Some((other, q)) = contents.get(&(repo.clone(), digest.clone()))
+                && !super::trivy::same_content(p, q)
             {
                 return Err(format!(
-                    "image {image} has restarts {r}; the simulator allows 0 to {MAX_RESTARTS}"
+                    "images {other} and {image} have the same digest {digest} but different \
+                     content: give one of them its own digest"
                 ));
             }
+            contents.insert((repo, digest), (image, p));
         }
         Ok(())
     }

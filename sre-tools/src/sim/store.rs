@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::kubelet;
 use super::scenario::{Access, ContainerSpec, DeploymentSpec, Health, ImageProfile, Scenario};
+use super::trivy::Catalogue;
+use crate::trivy::report::Severity;
 
 /// What the simulator knows about a resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +93,8 @@ pub(crate) struct Store {
     pub(crate) objects: BTreeMap<Key, Value>,
     /// (namespace, pod, container) → (current, previous).
     pub(crate) logs: HashMap<(String, String, String), (LogResult, LogResult)>,
-    pub(crate) images: BTreeMap<String, ImageProfile>,
+    /// The live image catalogue, shared with the simulator's scanner and tag lister.
+    pub(crate) catalogue: Catalogue,
     pub(crate) access: Access,
     unschedulable: HashMap<(String, String), String>,
     seq: u64,
@@ -133,7 +136,7 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 impl Store {
-    pub(crate) fn new(scenario: &Scenario) -> Self {
+    pub(crate) fn new(scenario: &Scenario, catalogue: Catalogue) -> Self {
         let mut access = scenario.access.clone();
         if access.namespaces.is_empty() {
             access.namespaces = scenario.all_namespaces();
@@ -142,7 +145,7 @@ impl Store {
             rv: 1000,
             objects: BTreeMap::new(),
             logs: HashMap::new(),
-            images: scenario.images.clone(),
+            catalogue,
             access,
             unschedulable: HashMap::new(),
             seq: 0,
@@ -259,11 +262,10 @@ impl Store {
         self.objects.get(&(plural, ns.to_owned(), name.to_owned()))
     }
 
+    /// What a pod starting now gets for `image`: a tag's current content, or the content a
+    /// digest names (pods keep what they got when they started).
     fn profile(&self, image: &str) -> ImageProfile {
-        self.images
-            .get(image)
-            .cloned()
-            .unwrap_or_else(|| kubelet::missing_image(image))
+        self.catalogue.profile(image)
     }
 
     fn create_deployment(&mut self, d: &DeploymentSpec) {
@@ -641,30 +643,39 @@ impl Store {
         let containers =
             container_images(rs.pointer("/spec/template/spec").unwrap_or(&Value::Null));
         for (container, image) in containers {
-            let Some(profile) = self.images.get(&image).cloned() else {
+            let Some(profile) = self.catalogue.resolve(&image) else {
                 continue;
             };
-            if profile.vulnerabilities.is_empty() {
+            let count = |s: Severity| super::trivy::severity_count(&profile, s);
+            if Severity::ALL.iter().all(|s| count(*s) == 0) {
                 continue;
             }
             let name = format!("replicaset-{rs_name}-{container}");
             if self.get("vulnerabilityreports", &ns, &name).is_some() {
                 continue;
             }
-            let count = |s: &str| profile.vulnerabilities.get(s).copied().unwrap_or(0);
-            let mut vulns = Vec::new();
-            for (sev, n) in &profile.vulnerabilities {
-                for i in 0..(*n).min(5) {
-                    vulns.push(json!({"vulnerabilityID": format!("SIM-{sev}-{:04}", i + 1), "resource": format!("sim-lib{}", i % 3),
-                        "installedVersion": "1.0.0", "fixedVersion": "1.0.1", "severity": sev,
-                        "score": if sev == "CRITICAL" { 9.8 } else if sev == "HIGH" { 7.5 } else { 5.0 },
-                        "title": format!("simulated {sev} finding {}", i + 1), "primaryLink": "", "links": [],
-                        "target": image.clone(), "publishedDate": "2026-01-01T00:00:00Z", "lastModifiedDate": "2026-01-01T00:00:00Z"}));
-                }
-            }
-            let (repo, tag) = image
-                .rsplit_once(':')
-                .map_or((image.as_str(), ""), |(r, t)| (r, t));
+            // The explicit findings and up to 5 generated ones per severity.
+            let vulns: Vec<Value> = super::trivy::vulnerabilities(&profile, 5)
+                .into_iter()
+                .map(|v| {
+                    let score = v.cvss.get("nvd").and_then(|c| c.v3_score).unwrap_or(0.0);
+                    json!({"vulnerabilityID": v.vulnerability_id, "resource": v.pkg_name,
+                        "installedVersion": v.installed_version, "fixedVersion": v.fixed_version.unwrap_or_default(),
+                        "severity": v.severity, "score": score, "title": v.title.unwrap_or_default(),
+                        "primaryLink": v.primary_url.clone().unwrap_or_default(),
+                        "links": v.primary_url.into_iter().collect::<Vec<_>>(),
+                        "target": image.clone(), "publishedDate": "2026-01-01T00:00:00Z", "lastModifiedDate": "2026-01-01T00:00:00Z"})
+                })
+                .collect();
+            let reference = crate::trivy::registry::ImageRef::parse(&image).ok();
+            let repo = reference
+                .as_ref()
+                .map_or(image.as_str(), |r| r.name.as_str());
+            let tag = reference.as_ref().and_then(|r| r.tag.clone());
+            let server = match reference.as_ref().map(|r| r.registry.as_str()) {
+                Some("docker.io") | None => "index.docker.io",
+                Some(other) => other,
+            };
             let report = json!({
                 "apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
                 "metadata": {"name": name, "namespace": ns, "labels": {
@@ -672,10 +683,12 @@ impl Store {
                     "trivy-operator.resource.namespace": ns, "trivy-operator.container.name": container},
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
                         "uid": str_at(rs, "/metadata/uid"), "controller": true, "blockOwnerDeletion": false}]},
-                "report": {"artifact": {"repository": repo, "tag": tag}, "registry": {"server": "index.docker.io"}, "os": {"family": "alpine", "name": "3.18"},
+                "report": {"artifact": {"repository": repo, "tag": tag, "digest": profile.digest},
+                    "registry": {"server": server}, "os": {"family": "alpine", "name": "3.18"},
                     "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "simulated"},
-                    "summary": {"criticalCount": count("CRITICAL"), "highCount": count("HIGH"), "mediumCount": count("MEDIUM"),
-                        "lowCount": count("LOW"), "unknownCount": count("UNKNOWN")},
+                    "summary": {"criticalCount": count(Severity::Critical), "highCount": count(Severity::High),
+                        "mediumCount": count(Severity::Medium), "lowCount": count(Severity::Low),
+                        "unknownCount": count(Severity::Unknown)},
                     "updateTimestamp": self.now(), "vulnerabilities": vulns}
             });
             self.put("vulnerabilityreports", report);

@@ -9,6 +9,7 @@
 //! assert_eq!(Summary::of(&report).entries.total(), 0);
 //! ```
 
+pub mod evidence;
 pub mod operator;
 pub mod recommend;
 pub mod registry;
@@ -202,6 +203,10 @@ impl Tool for TrivyTool {
                 let data = crate::data::RecommendationData {
                     current: r.current.image.clone(),
                     recommended: r.recommended.as_ref().map(|e| e.image.clone()),
+                    recommended_pinned: r
+                        .recommended
+                        .as_ref()
+                        .and_then(recommend::Evidence::pinned),
                 };
                 ToolOutput::with_data(r.render(), &data)
             }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::registry::{ImageRef, TagLister};
-use super::report::Severity;
+use super::report::{Report, Severity};
 use super::scanner::ImageScanner;
 use super::summary::{SeverityCounts, Summary};
 
@@ -86,6 +86,20 @@ pub struct Evidence {
     pub image: String,
     /// Unique vulnerability IDs by severity.
     pub unique: SeverityCounts,
+    /// The content digest the scan was of (`sha256:…`), when the report names it: pin it, so
+    /// that what was scanned is what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Evidence {
+    /// `image@digest` when the digest is known (and not already in the reference).
+    pub fn pinned(&self) -> Option<String> {
+        self.digest
+            .as_ref()
+            .filter(|d| !self.image.contains(d.as_str()))
+            .map(|d| format!("{}@{d}", self.image))
+    }
 }
 
 /// The outcome of a recommendation.
@@ -119,6 +133,9 @@ impl Recommendation {
                     line(r),
                     self.max_severity
                 );
+                if let Some(p) = r.pinned() {
+                    let _ = writeln!(out, "  pin: {p} (the scanned content)");
+                }
             }
             None => {
                 let _ = writeln!(
@@ -175,12 +192,13 @@ pub async fn recommend(
             "tag {tag:?} of {image} is not a version (floating tags like latest cannot be compared); pin a version first"
         ));
     }
-    let summary = |s: &Summary, img: &str| Evidence {
+    let summary = |report: &Report, img: &str| Evidence {
         image: img.to_owned(),
-        unique: s.unique,
+        unique: Summary::of(report).unique,
+        digest: super::evidence::report_digest(report),
     };
     let current_report = scan_image.scan(image).await.map_err(|e| e.to_string())?;
-    let current = summary(&Summary::of(&current_report), image);
+    let current = summary(&current_report, image);
     let all = tags.tags(&r).await?;
     let cands = candidates(&tag, &all);
     if cands.is_empty() {
@@ -201,7 +219,7 @@ pub async fn recommend(
                 continue;
             }
         };
-        let ev = summary(&Summary::of(&report), &img);
+        let ev = summary(&report, &img);
         scanned.push(ev.clone());
         if ev.unique.at_least(max_severity) == 0 {
             if max_severity == Severity::Critical && ev.unique.high > 0 {

@@ -1,12 +1,16 @@
-//! Image references and the OCI distribution API's tag list (`GET /v2/<name>/tags/list`), with the
+//! Image references and two calls of the OCI distribution API: the tag list
+//! (`GET /v2/<name>/tags/list`, with `Link` pagination) and the content digest a tag points at now
+//! (`HEAD /v2/<name>/manifests/<tag>`, reading `Docker-Content-Digest`), both with the
 //! `WWW-Authenticate: Bearer` token dance (anonymous for public images, with credentials when
-//! configured) and `Link` pagination.
+//! configured).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +71,70 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Lists the tags of an image's repository.
+/// Lists the tags of an image's repository, and tells which content a tag points at now.
 #[async_trait]
 pub trait TagLister: Send + Sync {
     /// Every tag of the repository of `image`.
     async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, String>;
+
+    /// The content digest (`sha256:…`) the registry serves for the image's tag now (`latest`
+    /// when the reference has no tag); an image given by digest is that digest. A tag can move
+    /// (a new push), so this is what pins "what was scanned" to "what runs".
+    ///
+    /// The default knows no digests: `Ok(None)`.
+    ///
+    /// # Errors
+    /// The registry is unreachable, refuses, has no such manifest, or sends a malformed digest.
+    async fn digest(&self, image: &ImageRef) -> Result<Option<String>, String> {
+        let _ = image;
+        Ok(None)
+    }
+}
+
+/// Checks that `digest` is `sha256:` followed by 64 lower-case hex digits (the form registries
+/// and container runtimes use for content digests).
+///
+/// # Errors
+/// What is wrong with it: no algorithm, another algorithm, the wrong length or a character that
+/// is not lower-case hex (untrusted text escaped).
+pub fn check_digest(digest: &str) -> Result<(), String> {
+    let shown = || sre_core::text::escape_untrusted(digest).into_owned();
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err(format!(
+            "{:?} has no algorithm (expected sha256:<64 lower-case hex digits>)",
+            shown()
+        ));
+    };
+    if algorithm != "sha256" {
+        return Err(format!(
+            "{:?} uses the algorithm {:?}; expected sha256:<64 lower-case hex digits>",
+            shown(),
+            sre_core::text::escape_untrusted(algorithm)
+        ));
+    }
+    if let Some((i, c)) = hex
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || ('a'..='f').contains(c)))
+    {
+        return Err(format!(
+            "{:?} has {} at position {} of its hex part; a sha256 digest is lower-case hex",
+            shown(),
+            if c.is_ascii_graphic() {
+                format!("{c:?}")
+            } else {
+                sre_core::text::describe_char(c)
+            },
+            i + 1
+        ));
+    }
+    if hex.len() != 64 {
+        return Err(format!(
+            "{:?} has {} hex digits; a sha256 digest has 64",
+            shown(),
+            hex.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Credentials for one registry host.
@@ -114,6 +177,97 @@ struct TagList {
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
+}
+
+/// The OCI distribution API's error body: `{"errors": [{"code", "message", "detail"}]}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+}
+
+/// The manifest media types a digest lookup accepts: an index (multi-platform image) or a
+/// single manifest, OCI and Docker. The digest of what the registry serves for these is the one
+/// container runtimes pull and kubelets report in `imageID`.
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The header a registry names a manifest's digest in.
+const CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// Largest manifest read to compute a digest (the distribution registry's own limit).
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// Most bytes of an error body read and quoted.
+const MAX_ERROR_BYTES: usize = 16 << 10;
+
+/// Reads at most `max` bytes of a body; `Ok(None)` when it is longer.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > max))
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The registry's error body, for an error message: its `code: message (detail)` entries, or
+/// the body itself quoted when it is not the API's JSON (escaped, cut at 300 characters).
+fn registry_errors(body: &[u8]) -> String {
+    let cut = |s: &str, n: usize| -> String {
+        let s = sre_core::text::escape_untrusted(s);
+        match s.char_indices().nth(n) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s.into_owned(),
+        }
+    };
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body)
+        && !parsed.errors.is_empty()
+    {
+        return parsed
+            .errors
+            .iter()
+            .map(|e| {
+                let mut line = format!("{}: {}", cut(&e.code, 64), cut(&e.message, 200));
+                if let Some(d) = e.detail.as_ref().filter(|d| !d.is_null()) {
+                    let _ = write!(line, " (detail: {})", cut(&d.to_string(), 200));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "no error body".into()
+    } else {
+        format!("{:?}", cut(text, 300))
+    }
 }
 
 fn install_crypto() {
@@ -338,6 +492,128 @@ impl RegistryClient {
             .or(t.access_token)
             .ok_or_else(|| format!("token service {realm} sent no token"))
     }
+
+    /// Sends the request `build` makes, with the bearer `token` when one is held. On a 401 with
+    /// no token yet, gets one from the `WWW-Authenticate` challenge (anonymously, or with the
+    /// registry's credentials), keeps it in `token` for the next requests and sends again once.
+    async fn send(
+        &self,
+        image: &ImageRef,
+        token: &mut Option<String>,
+        build: impl Fn() -> reqwest::RequestBuilder + Send,
+    ) -> Result<reqwest::Response, String> {
+        let unreachable =
+            |e: reqwest::Error| format!("registry {} unreachable: {e}", image.registry);
+        let mut req = build();
+        if let Some(t) = token.as_deref() {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(unreachable)?;
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED || token.is_some() {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let t = self.token(image, &challenge).await?;
+        let resp = build().bearer_auth(&t).send().await.map_err(unreachable)?;
+        *token = Some(t);
+        Ok(resp)
+    }
+
+    /// The digest of `tag`'s manifest: `HEAD`, reading `Docker-Content-Digest`; without that
+    /// header (or when `HEAD` is refused), `GET` and the sha256 of the bytes served.
+    async fn manifest_digest(&self, image: &ImageRef, tag: &str) -> Result<String, String> {
+        self.check_host(&image.registry)?;
+        let registry = &image.registry;
+        let what = format!("{}:{tag}", image.repository);
+        let url = format!(
+            "{}/v2/{}/manifests/{tag}",
+            self.base(registry),
+            image.repository
+        );
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let mut token = None;
+        let header_digest = |resp: &reqwest::Response| -> Result<Option<String>, String> {
+            let Some(v) = resp.headers().get(CONTENT_DIGEST) else {
+                return Ok(None);
+            };
+            let d = v.to_str().map_err(|_| {
+                format!(
+                    "registry {registry} sent a Docker-Content-Digest for {what} that is not text"
+                )
+            })?;
+            check_digest(d).map_err(|e| {
+                format!("registry {registry} sent an invalid Docker-Content-Digest for {what}: {e}")
+            })?;
+            Ok(Some(d.to_owned()))
+        };
+        let head = self
+            .send(image, &mut token, || {
+                self.http
+                    .head(&url)
+                    .header(reqwest::header::ACCEPT, &accept)
+            })
+            .await?;
+        if head.status().is_success()
+            && let Some(d) = header_digest(&head)?
+        {
+            return Ok(d);
+        }
+        // No digest in the answer to HEAD, or HEAD failed (its answer has no body to explain
+        // why): GET the manifest, for its bytes or the registry's error.
+        let resp = self
+            .send(image, &mut token, || {
+                self.http.get(&url).header(reqwest::header::ACCEPT, &accept)
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_capped(resp, MAX_ERROR_BYTES)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let said = registry_errors(&body);
+            return Err(match status.as_u16() {
+                401 | 403 => format!(
+                    "registry {registry} refused the manifest of {what} (HTTP {status}): credentials needed; the registry said: {said}"
+                ),
+                404 => format!(
+                    "registry {registry} has no manifest for {what} (HTTP {status}); the registry said: {said}"
+                ),
+                _ => format!(
+                    "registry {registry} answered HTTP {status} for the manifest of {what}; the registry said: {said}"
+                ),
+            });
+        }
+        let claimed = header_digest(&resp)?;
+        let body = read_capped(resp, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| format!("registry {registry} broke off the manifest of {what}: {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "registry {registry} sent a manifest for {what} larger than {MAX_MANIFEST_BYTES} bytes; refusing"
+                )
+            })?;
+        if body.is_empty() {
+            return Err(format!(
+                "registry {registry} sent an empty manifest for {what}"
+            ));
+        }
+        let computed = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if let Some(claimed) = claimed
+            && claimed != computed
+        {
+            return Err(format!(
+                "registry {registry} named the manifest of {what} {claimed}, but the bytes it sent hash to {computed}; refusing"
+            ));
+        }
+        Ok(computed)
+    }
 }
 
 #[async_trait]
@@ -349,24 +625,7 @@ impl TagLister for RegistryClient {
         let mut token: Option<String> = None;
         let mut tags = Vec::new();
         for _ in 0..self.max_pages {
-            let mut req = self.http.get(&url);
-            if let Some(t) = &token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| format!("registry {} unreachable: {e}", image.registry))?;
-            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
-                let challenge = resp
-                    .headers()
-                    .get(reqwest::header::WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                token = Some(self.token(image, &challenge).await?);
-                continue;
-            }
+            let resp = self.send(image, &mut token, || self.http.get(&url)).await?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(match status.as_u16() {
@@ -403,6 +662,14 @@ impl TagLister for RegistryClient {
             }
         }
         Ok(tags)
+    }
+
+    async fn digest(&self, image: &ImageRef) -> Result<Option<String>, String> {
+        if let Some(d) = &image.digest {
+            return Ok(Some(d.clone()));
+        }
+        let tag = image.tag.as_deref().unwrap_or("latest");
+        self.manifest_digest(image, tag).await.map(Some)
     }
 }
 
@@ -508,6 +775,41 @@ mod tests {
             Some("/v2/a/tags/list?n=2&last=b")
         );
         assert_eq!(next_link(""), None);
+    }
+
+    #[test]
+    fn digests_are_sha256_and_lower_case_hex() {
+        let good = format!("sha256:{}", "0a".repeat(32));
+        assert_eq!(check_digest(&good), Ok(()));
+        let e = check_digest(&"0a".repeat(32)).unwrap_err();
+        assert!(e.contains("has no algorithm"), "{e}");
+        let e = check_digest(&format!("sha512:{}", "0a".repeat(64))).unwrap_err();
+        assert!(e.contains("uses the algorithm \"sha512\""), "{e}");
+        let e = check_digest(&format!("sha256:{}", "0A".repeat(32))).unwrap_err();
+        assert!(e.contains("has 'A' at position 2 of its hex part"), "{e}");
+        let e = check_digest("sha256:abc").unwrap_err();
+        assert!(
+            e.contains("has 3 hex digits; a sha256 digest has 64"),
+            "{e}"
+        );
+        let e = check_digest("sha256:\u{1b}[2J").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "escaped: {e:?}");
+    }
+
+    #[test]
+    fn registry_error_bodies_are_quoted() {
+        assert_eq!(
+            registry_errors(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"9"}}]}"#
+            ),
+            r#"MANIFEST_UNKNOWN: manifest unknown (detail: {"Tag":"9"})"#
+        );
+        assert_eq!(
+            registry_errors(b"<html>bad gateway</html>"),
+            "\"<html>bad gateway</html>\""
+        );
+        assert_eq!(registry_errors(b""), "no error body");
+        assert!(registry_errors("x".repeat(1000).as_bytes()).ends_with("…\""));
     }
 
     #[test]

@@ -81,6 +81,12 @@ pub trait ImageScanner: Send + Sync {
     /// The report for `image`.
     async fn scan(&self, image: &str) -> Result<Arc<Report>, ScanError>;
 
+    /// A report made now, never a cached one (the verification after a patch). Default:
+    /// [`ImageScanner::scan`], for scanners that do not cache.
+    async fn scan_fresh(&self, image: &str) -> Result<Arc<Report>, ScanError> {
+        self.scan(image).await
+    }
+
     /// True when the findings are simulated (shown as such in every output).
     fn simulated(&self) -> bool {
         false
@@ -91,6 +97,9 @@ pub trait ImageScanner: Send + Sync {
 impl<T: ImageScanner + ?Sized> ImageScanner for Arc<T> {
     async fn scan(&self, image: &str) -> Result<Arc<Report>, ScanError> {
         (**self).scan(image).await
+    }
+    async fn scan_fresh(&self, image: &str) -> Result<Arc<Report>, ScanError> {
+        (**self).scan_fresh(image).await
     }
     fn simulated(&self) -> bool {
         (**self).simulated()
@@ -286,6 +295,10 @@ impl ImageScanner for TrivyCli {
         if let Some(r) = self.cached(image) {
             return Ok(r);
         }
+        self.scan_fresh(image).await
+    }
+
+    async fn scan_fresh(&self, image: &str) -> Result<Arc<Report>, ScanError> {
         let report = self.run(image).await?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(image.to_owned(), (Instant::now(), Arc::clone(&report)));

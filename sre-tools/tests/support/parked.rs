@@ -49,6 +49,7 @@ pub(crate) struct Sample {
     summary: Option<String>,
     diff: String,
     warning: Option<String>,
+    plan_evidence: Option<sre_core::evidence::Evidence>,
 }
 
 impl Sample {
@@ -62,7 +63,15 @@ impl Sample {
             summary: None,
             diff: "-  image: nginx:1.25.3\n+  image: nginx:1.25.5\n".into(),
             warning: None,
+            plan_evidence: None,
         }
+    }
+
+    /// The plan's evidence (scans, a crash).
+    #[allow(dead_code, reason = "not every test binary uses it")]
+    pub(crate) fn plan_evidence(mut self, evidence: sre_core::evidence::Evidence) -> Self {
+        self.plan_evidence = Some(evidence);
+        self
     }
 
     /// What started it.
@@ -135,6 +144,7 @@ impl Sample {
             after: "nginx:1.25.5".into(),
         }]);
         preview.warning = self.warning;
+        preview.evidence = self.plan_evidence.map(Box::new);
         let request = ApprovalRequest {
             run_id: run_id.clone(),
             tool: "k8s_set_image".into(),

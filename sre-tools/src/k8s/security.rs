@@ -1,0 +1,238 @@
+//! The security side of an image patch: before approval, pin the new image to the digest the
+//! registry serves and scan the running and the candidate image for the approver
+//! ([`plan_patch`]); after the rollout, scan the digest the pods *run* and check it against what
+//! was approved ([`verify_patch`]).
+//!
+//! Only pods of the deployment's own newest ReplicaSet count (owner references checked by uid, not
+//! labels: a pod anyone planted with matching labels cannot speak for the deployment).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use sre_core::evidence::{ScanSource, SecurityCheck, VulnerabilityEvidence};
+
+use super::read::{revisions, selector_of};
+use super::{Inner, Security};
+use crate::trivy::evidence::{check, compare, image_scan};
+use crate::trivy::registry::ImageRef;
+
+/// What the plan of an image patch gets from the scanner and the registry.
+pub(crate) struct PatchSecurity {
+    /// The image to apply: `image` pinned as `image@sha256:…` when the registry gave its digest.
+    pub(crate) image: String,
+    /// The scans of the running and the candidate image.
+    pub(crate) evidence: Option<VulnerabilityEvidence>,
+    /// Why something is missing (no digest, a scan failed), for the plan's summary.
+    pub(crate) notes: Vec<String>,
+}
+
+fn source(sec: &Security) -> ScanSource {
+    if sec.scanner.simulated() {
+        ScanSource::Simulated
+    } else {
+        ScanSource::TrivyCli
+    }
+}
+
+/// Pins `image` and gathers the evidence for patching `container` of `dep` from `old` to it.
+/// Best effort: a registry or scanner failure leaves the image as given and the evidence out,
+/// and says so in `notes` (the approver sees it; nothing is blocked).
+pub(crate) async fn plan_patch(
+    inner: &Inner,
+    sec: &Security,
+    dep: &Deployment,
+    container: &str,
+    old: &str,
+    image: &str,
+) -> PatchSecurity {
+    let mut notes = Vec::new();
+    let mut pinned = image.to_owned();
+    match ImageRef::parse(image) {
+        Ok(r) if r.digest.is_some() => {}
+        Ok(r) => match sec.tags.digest(&r).await {
+            Ok(Some(d)) => pinned = format!("{image}@{d}"),
+            Ok(None) => notes.push("the registry gave no digest: patching by tag".into()),
+            Err(e) => notes.push(format!(
+                "no digest from the registry ({e}): patching by tag"
+            )),
+        },
+        Err(e) => notes.push(format!("cannot resolve {image}: {e}")),
+    }
+    let running = running_images(inner, dep, container, None)
+        .await
+        .ok()
+        .and_then(|ids| most_common(&ids));
+    let current_ref = running.clone().unwrap_or_else(|| old.to_owned());
+    let current = sec.scanner.scan(&current_ref).await;
+    let candidate = sec.scanner.scan(&pinned).await;
+    let evidence = match (current, candidate) {
+        (Ok(cur), Ok(cand)) => {
+            let digest_of = |r: &str| r.rsplit_once('@').map(|(_, d)| d.to_owned());
+            let cur = image_scan(
+                &cur,
+                old,
+                running.as_deref().and_then(digest_of),
+                source(sec),
+            );
+            let cand = image_scan(&cand, image, digest_of(&pinned), source(sec));
+            Some(compare(container, cur, cand))
+        }
+        (Err(e), _) => {
+            notes.push(format!("the running image was not scanned: {e}"));
+            None
+        }
+        (_, Err(e)) => {
+            notes.push(format!("the candidate image was not scanned: {e}"));
+            None
+        }
+    };
+    PatchSecurity {
+        image: pinned,
+        evidence,
+        notes,
+    }
+}
+
+/// Scans what the deployment's newest ReplicaSet runs in `evidence.container` (by the digest its
+/// pods report) and checks it against the approved evidence. `Err`: nothing could be checked.
+pub(crate) async fn verify_patch(
+    inner: &Inner,
+    sec: &Security,
+    dep: &Deployment,
+    applied: &str,
+    evidence: &VulnerabilityEvidence,
+) -> Result<SecurityCheck, String> {
+    let ids = running_images(inner, dep, &evidence.container, Some(applied)).await?;
+    if ids.is_empty() {
+        return Err(format!(
+            "no running pod of the new revision reports the image digest of container {}",
+            evidence.container
+        ));
+    }
+    let mut worst: Option<SecurityCheck> = None;
+    for running in ids.keys() {
+        let report = sec
+            .scanner
+            .scan_fresh(running)
+            .await
+            .map_err(|e| format!("the re-scan of {running} failed: {e}"))?;
+        let digest = running.rsplit_once('@').map(|(_, d)| d.to_owned());
+        let fresh = image_scan(&report, running, digest, source(sec));
+        let c = check(evidence, running, &fresh);
+        let replace = worst.as_ref().is_none_or(|w| w.passed && !c.passed);
+        if replace {
+            worst = Some(c);
+        }
+    }
+    worst.ok_or_else(|| "nothing was scanned".into())
+}
+
+fn most_common(ids: &BTreeMap<String, usize>) -> Option<String> {
+    ids.iter().max_by_key(|(_, n)| **n).map(|(i, _)| i.clone())
+}
+
+/// The references (`repo@sha256:…`) that the running pods of `dep`'s newest ReplicaSet report
+/// for `container`, with how many pods run each. With `spec_image`, only pods whose spec asks
+/// for that image count (the new revision after a patch).
+async fn running_images(
+    inner: &Inner,
+    dep: &Deployment,
+    container: &str,
+    spec_image: Option<&str>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let ns = dep.metadata.namespace.clone().unwrap_or_default();
+    let sets = revisions(inner, dep).await.map_err(|e| e.to_string())?;
+    let Some(rs) = sets.values().next_back() else {
+        return Ok(BTreeMap::new());
+    };
+    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &ns);
+    let list = pods
+        .list(
+            &ListParams::default()
+                .labels(&selector_of(dep))
+                .limit(u32::try_from(inner.limits.max_pods_listed).unwrap_or(u32::MAX)),
+        )
+        .await
+        .map_err(|e| format!("pods of deployment {ns}: {e}"))?;
+    let mut out = BTreeMap::new();
+    for pod in list.items.iter().filter(|p| owned_by(p, &rs_uid)) {
+        let asked = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .find(|c| c.name == container)
+            .and_then(|c| c.image.as_deref());
+        if spec_image.is_some_and(|want| asked != Some(want)) {
+            continue;
+        }
+        let Some(status) = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .find(|s| {
+                s.name == container && s.state.as_ref().is_some_and(|st| st.running.is_some())
+            })
+        else {
+            continue;
+        };
+        if let Some(r) = running_ref(&status.image_id) {
+            *out.entry(r).or_insert(0) += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn owned_by(pod: &Pod, rs_uid: &str) -> bool {
+    !rs_uid.is_empty()
+        && pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == rs_uid)
+}
+
+/// A scannable reference for what a container runs, from its status' `imageID`:
+/// `docker.io/library/nginx@sha256:…` as it is (a `docker-pullable://` prefix removed); a bare
+/// `sha256:…` (some runtimes report the config digest) is not a registry digest, so `None`.
+pub(crate) fn running_ref(image_id: &str) -> Option<String> {
+    let id = image_id
+        .strip_prefix("docker-pullable://")
+        .unwrap_or(image_id);
+    let (repo, digest) = id.rsplit_once('@')?;
+    let hex = digest.strip_prefix("sha256:")?;
+    (!repo.is_empty()
+        && hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_ref;
+
+    #[test]
+    fn image_ids_are_scannable_only_as_repo_digests() {
+        let d = "a".repeat(64);
+        assert_eq!(
+            running_ref(&format!("docker.io/library/nginx@sha256:{d}")).as_deref(),
+            Some(format!("docker.io/library/nginx@sha256:{d}").as_str())
+        );
+        assert_eq!(
+            running_ref(&format!("docker-pullable://nginx@sha256:{d}")).as_deref(),
+            Some(format!("nginx@sha256:{d}").as_str())
+        );
+        assert_eq!(running_ref(&format!("sha256:{d}")), None);
+        assert_eq!(running_ref(""), None);
+        assert_eq!(running_ref("nginx@sha256:ABC"), None);
+        assert_eq!(
+            running_ref(&format!("nginx@sha256:{}", "A".repeat(64))),
+            None
+        );
+    }
+}
