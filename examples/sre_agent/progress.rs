@@ -96,6 +96,9 @@ impl Observer for Progress {
                     "  approval requested: {}",
                     request.preview.summary
                 ));
+                if let Some(e) = request.preview.evidence.as_ref().filter(|e| !e.is_empty()) {
+                    self.line(&format!("  evidence: {}", e.headline()));
+                }
                 // A terminal prompt may follow: make room for it.
                 self.clear();
             }

@@ -44,6 +44,36 @@ impl Evidence {
         self.vulnerabilities.is_none() && self.crash.is_none()
     }
 
+    /// The evidence in one line of counts — trusted data only (numbers and fixed words), so a
+    /// chat can show it as markup — e.g. `2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate;
+    /// clears 2, remains 0` or `crash: exit code 1, 7 restarts, 3 failing pod(s)`.
+    pub fn headline(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.vulnerabilities {
+            let mut s = format!(
+                "{} now -> {} in the candidate; clears {}, remains {}",
+                v.current.counts.render(),
+                v.candidate.counts.render(),
+                v.clears.len(),
+                v.remains.len()
+            );
+            if !v.introduces.is_empty() {
+                let _ = write!(s, ", INTRODUCES {}", v.introduces.len());
+            }
+            parts.push(s);
+        }
+        if let Some(c) = &self.crash {
+            let exit = c
+                .exit_code
+                .map_or_else(String::new, |code| format!("exit code {code}, "));
+            parts.push(format!(
+                "crash: {exit}{} restarts, {} failing pod(s)",
+                c.restarts, c.failing_pods
+            ));
+        }
+        parts.join("; ")
+    }
+
     /// A few lines for a human deciding in ten seconds (untrusted text escaped), without a
     /// trailing newline; empty when there is no evidence.
     pub fn render(&self) -> String {
@@ -445,6 +475,7 @@ mod tests {
             remains: vec![],
             introduces: vec![],
         };
+        let v2 = v.clone();
         let text = Evidence {
             vulnerabilities: Some(v),
             crash: None,
@@ -464,6 +495,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("remains"), "{text}");
+        assert_eq!(
+            Evidence {
+                vulnerabilities: Some(v2),
+                crash: None
+            }
+            .headline(),
+            "2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 2, remains 0"
+        );
     }
 
     #[test]

@@ -1010,36 +1010,6 @@ fn diff_block(diff: &str) -> Value {
     json!({"type": "rich_text", "block_id": "sre_diff", "elements": elements})
 }
 
-/// The typed evidence in one line of counts (trusted data only: numbers and fixed words), e.g.
-/// `2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 2, remains 0`. Teams shows
-/// the same line.
-pub(super) fn evidence_headline(evidence: &Evidence) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = &evidence.vulnerabilities {
-        let mut s = format!(
-            "{} now -> {} in the candidate; clears {}, remains {}",
-            v.current.counts.render(),
-            v.candidate.counts.render(),
-            v.clears.len(),
-            v.remains.len()
-        );
-        if !v.introduces.is_empty() {
-            let _ = write!(s, ", INTRODUCES {}", v.introduces.len());
-        }
-        parts.push(s);
-    }
-    if let Some(c) = &evidence.crash {
-        let exit = c
-            .exit_code
-            .map_or_else(String::new, |code| format!("exit code {code}, "));
-        parts.push(format!(
-            "crash: {exit}{} restarts, {} failing pod(s)",
-            c.restarts, c.failing_pods
-        ));
-    }
-    parts.join("; ")
-}
-
 /// The lines of [`Evidence::render`] (already escaped for a terminal), each passed through
 /// `line` (which escapes and bounds it for the chat) and all at most `limit` characters, cut at
 /// a line break: the text, and how many of how many lines it holds. Teams cuts the same way.
@@ -1089,7 +1059,7 @@ fn evidence_block(evidence: &Evidence) -> Value {
             "type": "rich_text_section",
             "elements": [
                 {"type": "text", "text": "Findings:", "style": {"bold": true}},
-                {"type": "text", "text": format!(" {}", evidence_headline(evidence))},
+                {"type": "text", "text": format!(" {}", evidence.headline())},
             ],
         }),
         json!({
@@ -1224,7 +1194,7 @@ pub fn question_message(ask: &Ask, channel: &str, public_url: Option<&Url>) -> V
         .evidence
         .as_deref()
         .filter(|e| !e.is_empty())
-        .map(|e| format!(" ({})", md(&evidence_headline(e), 500)))
+        .map(|e| format!(" ({})", md(&e.headline(), 500)))
         .unwrap_or_default();
     let text = format!(
         "{}{counts} — approval {} expires {}",

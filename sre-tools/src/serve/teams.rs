@@ -964,8 +964,7 @@ fn findings(evidence: &Evidence) -> Vec<Value> {
         .vulnerabilities
         .as_ref()
         .is_some_and(|v| !v.introduces.is_empty());
-    let mut headline =
-        json!({ "type": "TextRun", "text": super::slack::evidence_headline(evidence) });
+    let mut headline = json!({ "type": "TextRun", "text": evidence.headline() });
     if let (true, Some(map)) = (attention, headline.as_object_mut()) {
         map.insert("color".to_owned(), json!("Attention"));
     }
