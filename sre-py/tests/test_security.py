@@ -202,8 +202,15 @@ def test_two_writes_in_one_step_never_share_a_human_answer():
             replicas = json.loads(urllib.request.urlopen(f"{tk.native.url}/apis/apps/v1/namespaces/shop/deployments/web").read())["spec"]["replicas"]
             if shown[0]["name"] != "k8s_scale_deployment":
                 assert replicas == 2, f"trial {trial}: a scale to zero nobody saw was applied"
-            # The other write was refused: it never shares the step's one question.
-            denied = [m for m in state["messages"] if isinstance(m, ToolMessage) and "another write in this step" in m.content]
+            # The other write was refused: it never shares the step's one question. (When the
+            # simulator's controllers write the deployment's status in between, the refusal can
+            # come from the gate instead: the target changed since it was read, nothing applied.)
+            refusals = ("another write in this step", "nothing was applied")
+            denied = [
+                m
+                for m in state["messages"]
+                if isinstance(m, ToolMessage) and any(r in m.content for r in refusals)
+            ]
             assert len(denied) == 1, [m.content for m in state["messages"] if isinstance(m, ToolMessage)]
             assert "__interrupt__" not in state
         finally:
