@@ -7,9 +7,10 @@
 //! rollback the crash that led to it. After a CVE patch rolls out, the tool scans what *runs* and
 //! reports a [`SecurityCheck`] in its [`Verification`](crate::Verification).
 //!
-//! Evidence is not part of the action fingerprint: it describes the target, which may move on (a
-//! crash loop's restart count grows) without changing what is approved. Its claims are checked
-//! after the write instead.
+//! Crash evidence is not part of the action fingerprint: it describes the target, which moves on
+//! (a crash loop's restart count grows) without changing what is approved. The scans' ids are
+//! (see [`Preview::action_fingerprint`](crate::Preview::action_fingerprint)), and their claims
+//! are checked again after the write.
 //!
 //! ```
 //! use sre_core::evidence::{Severities, Finding};
@@ -313,6 +314,19 @@ pub fn ids(ids: &[String]) -> String {
     s
 }
 
+/// The widest log or event line a rendering shows, in characters (the JSON keeps it whole).
+pub const LINE: usize = 300;
+
+/// `s` cut to [`LINE`] characters, with `…` when cut.
+fn clip(s: &str) -> String {
+    if s.chars().count() <= LINE {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(LINE - 1).collect();
+    out.push('…');
+    out
+}
+
 /// The evidence for a rollback or restart: what the failing pods show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashEvidence {
@@ -357,10 +371,10 @@ impl CrashEvidence {
         )];
         let skip = self.last_log_lines.len().saturating_sub(SHOWN);
         for l in &self.last_log_lines[skip..] {
-            out.push(format!("  log:     {}", e(l)));
+            out.push(format!("  log:     {}", clip(&e(l))));
         }
         for ev in self.events.iter().take(3) {
-            out.push(format!("  event:   {}", e(ev)));
+            out.push(format!("  event:   {}", clip(&e(ev))));
         }
         out
     }
@@ -425,6 +439,13 @@ impl SecurityCheck {
                 "; NEW since the approved scan: {}",
                 ids(&self.unexpected)
             );
+        }
+        if let Some(d) = self
+            .approved_digest
+            .as_deref()
+            .filter(|d| !self.running.ends_with(*d))
+        {
+            let _ = write!(s, "; RUNS OTHER CONTENT than the approved {}", e(d));
         }
         let _ = write!(s, " [{}]", self.source.render());
         s
@@ -518,6 +539,7 @@ mod tests {
             last_log_lines: vec!["ok\u{1b}[2J\rapproved: yes".into()],
             events: vec![],
         };
+        let c2 = c.clone();
         let text = Evidence {
             vulnerabilities: None,
             crash: Some(c),
@@ -525,6 +547,16 @@ mod tests {
         .render();
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
         assert!(text.contains("exit code 1, 7 restarts; 3 failing pod(s)"));
+        let long = Evidence {
+            vulnerabilities: None,
+            crash: Some(CrashEvidence {
+                last_log_lines: vec!["x".repeat(20_000)],
+                ..c2
+            }),
+        }
+        .render();
+        assert!(long.len() < 1_000, "{}", long.len());
+        assert!(long.contains('…'));
         assert!(!ids(&["a\u{202e}b".to_owned()]).contains('\u{202e}'));
     }
 

@@ -99,7 +99,8 @@ pub struct Preview {
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub undo: Value,
     /// Why the write is proposed, gathered by the tool (scans, the crash); shown to every
-    /// approver. Not part of the action fingerprint (see [`crate::evidence`]).
+    /// approver. The scans' ids are part of the action fingerprint, the crash is not (see
+    /// [`crate::evidence`]).
     /// Boxed: most plans have none, and a plan travels through many futures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Box<Evidence>>,
@@ -128,12 +129,13 @@ impl Preview {
     }
 
     /// The action fingerprint: a SHA-256 digest over the tool, its canonical arguments, the
-    /// target, the fingerprint of everything read and the images before and after. A grant
+    /// target, the fingerprint of everything read, the images before and after, and — for a
+    /// patch with vulnerability evidence — the CRITICAL/HIGH ids of both scans. A grant
     /// redeems only for the action with this digest. The payload is left out on purpose: it may
     /// carry a timestamp (a restart), and it is bound by the grant itself.
     pub fn action_fingerprint(&self, tool: &str, arguments: &Value) -> String {
         use sha2::{Digest as _, Sha256};
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "tool": tool,
             "arguments": arguments,
             "fingerprint": self.fingerprint,
@@ -141,6 +143,29 @@ impl Preview {
             "images": self.images,
             "risk": self.risk,
         });
+        // What the scans said is part of what is approved: a parked patch resumed after a
+        // vulnerability-database update (the candidate has a new CRITICAL) asks again. The crash
+        // evidence is not: it moves on (restart counts, log lines) while the action stays the same.
+        if let Some(v) = self
+            .evidence
+            .as_ref()
+            .and_then(|e| e.vulnerabilities.as_ref())
+        {
+            let ids = |scan: &crate::evidence::ImageScan| -> Vec<String> {
+                let mut ids: Vec<String> = scan
+                    .findings
+                    .iter()
+                    .map(|f| format!("{}:{}", f.id, f.severity))
+                    .collect();
+                ids.sort();
+                ids
+            };
+            doc["scans"] = serde_json::json!({
+                "current": ids(&v.current),
+                "candidate": ids(&v.candidate),
+                "candidate_digest": v.candidate.digest,
+            });
+        }
         let digest = Sha256::digest(crate::canon::canonical_json(&doc).as_bytes());
         format!("sha256:{}", hex::encode(digest))
     }

@@ -308,6 +308,14 @@ fn specs() -> Vec<Spec> {
             r"-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?P<s>[\s\S]*?)(?:-----END[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
             Checked(not_placeholder),
         ),
+        // The body of a key whose BEGIN line fell off a log tail: base64 lines right before its
+        // END line.
+        spec(
+            "private-key",
+            "END",
+            r"(?m)(?P<s>(?:^[A-Za-z0-9+/=]{16,}\r?\n)+)-----END[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+            Checked(not_placeholder),
+        ),
         spec(
             "jwt",
             "eyJ",
@@ -1490,6 +1498,20 @@ mod tests {
             "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA",
             "b3BlbnNzaC1rZXktdjEA",
         );
+        // So is one whose BEGIN line fell off the start of a tail.
+        let tail = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAoIBAQDtestonlykeymaterialxyz0123\n-----END PRIVATE KEY-----\npanic: bad key";
+        let out = r(tail);
+        assert!(
+            !out.contains("testonlykeymaterial") && !out.contains("MIIEvQ"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("-----END PRIVATE KEY-----\npanic: bad key"),
+            "{out}"
+        );
+        // Base64-looking lines with no END after them stay (digests, ids).
+        let plain = "sha256abcdefABCDEF0123456789\ndone";
+        assert_eq!(r(plain), plain);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{ListParams, LogParams};
+use kube::api::LogParams;
 use kube::core::Selector;
 use sre_core::evidence::{CrashEvidence, SHOWN};
 
@@ -42,7 +42,9 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
         "deployment {ns}/{}",
         dep.metadata.name.as_deref().unwrap_or_default()
     );
-    let selector = match dep
+    // A deployment that selects every pod (or whose selector cannot be read) has no pods of
+    // its own to show.
+    let _selector = match dep
         .spec
         .as_ref()
         .map(|s| Selector::try_from(s.selector.clone()))
@@ -58,22 +60,20 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
         }
     };
     let max = inner.limits.max_pods_listed;
-    let lp = ListParams::default()
-        .labels_from(&selector)
-        .limit(u32::try_from(max).unwrap_or(u32::MAX));
-    let pods_api: Api<Pod> = Api::namespaced(inner.client.clone(), ns);
-    let (pods, sets) = futures::join!(pods_api.list(&lp), revisions(inner, dep));
-    let pods = match pods {
-        Ok(list) => list.items,
-        Err(e) => {
-            tracing::debug!(deployment = %what, error = %e, "crash evidence left out: cannot list the pods");
-            return None;
-        }
-    };
-    let sets: Vec<ReplicaSet> = match sets {
+    let sets: Vec<ReplicaSet> = match revisions(inner, dep).await {
         Ok(by_revision) => by_revision.into_values().collect(),
         Err(e) => {
             tracing::debug!(deployment = %what, error = %e, "crash evidence left out: cannot list the replica sets");
+            return None;
+        }
+    };
+    // Pods of the deployment's own ReplicaSets (by uid, every page): planted pods with its
+    // labels can neither hide the crash nor forge one.
+    let live: Vec<&ReplicaSet> = sets.iter().filter(|rs| has_pods(rs)).collect();
+    let pods = match super::security::pods_of(inner, ns, live).await {
+        Ok(pods) => pods,
+        Err(e) => {
+            tracing::debug!(deployment = %what, error = %e, "crash evidence left out: cannot list the pods");
             return None;
         }
     };
@@ -88,6 +88,10 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
         Vec::new()
     });
     Some(with_log_and_events(crash, &log, events))
+}
+
+fn has_pods(rs: &ReplicaSet) -> bool {
+    rs.status.as_ref().is_some_and(|s| s.replicas > 0)
 }
 
 /// The tail of the failing container's log: the previous instance's when it restarted and that
@@ -106,7 +110,7 @@ async fn last_log(inner: &Inner, ns: &str, crash: &CrashEvidence) -> String {
         ..LogParams::default()
     };
     if crash.restarts > 0 {
-        match api.logs(&crash.pod, &params(true)).await {
+        match logs_lossy(&api, &crash.pod, &params(true)).await {
             Ok(text) if !text.trim().is_empty() => return text,
             Ok(_) => {}
             Err(e) => {
@@ -114,13 +118,30 @@ async fn last_log(inner: &Inner, ns: &str, crash: &CrashEvidence) -> String {
             }
         }
     }
-    match api.logs(&crash.pod, &params(false)).await {
+    match logs_lossy(&api, &crash.pod, &params(false)).await {
         Ok(text) => text,
         Err(e) => {
             tracing::debug!(pod = %format!("{ns}/{}", crash.pod), container = %crash.container, error = %e, "crash evidence without log lines: cannot read the log");
             String::new()
         }
     }
+}
+
+/// A log as text, whatever its bytes: a workload that writes one Latin-1 byte (or a
+/// `limitBytes` cut through a multi-byte character) must not hide its whole log from the
+/// approver. Invalid sequences become U+FFFD.
+async fn logs_lossy(api: &Api<Pod>, pod: &str, params: &LogParams) -> Result<String, String> {
+    use futures::AsyncReadExt as _;
+    let mut stream = api
+        .log_stream(pod, params)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The pods that one of `replica_sets` controls (their controller reference names it). With the

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use sre_core::evidence::{ScanSource, SecurityCheck, VulnerabilityEvidence};
 
-use super::read::{revisions, selector_of};
+use super::read::revisions;
 use super::{Inner, Security};
 use crate::trivy::evidence::{check, compare, image_scan};
 use crate::trivy::registry::ImageRef;
@@ -111,6 +111,22 @@ pub(crate) async fn verify_patch(
             evidence.container
         ));
     }
+    // The image that ran before, scanned afresh too: a finding disclosed since the approval that
+    // it has as well does not count against the patch. Best effort.
+    let old_ref = match (
+        &evidence.current.digest,
+        ImageRef::parse(&evidence.current.image),
+    ) {
+        (Some(d), Ok(r)) => format!("{}@{d}", r.name),
+        _ => evidence.current.image.clone(),
+    };
+    let old_now = match sec.scanner.scan_fresh(&old_ref).await {
+        Ok(report) => Some(image_scan(&report, &old_ref, None, source(sec))),
+        Err(e) => {
+            tracing::debug!(image = %old_ref, error = %e, "the old image was not re-scanned");
+            None
+        }
+    };
     let mut worst: Option<SecurityCheck> = None;
     for running in ids.keys() {
         let report = sec
@@ -120,7 +136,7 @@ pub(crate) async fn verify_patch(
             .map_err(|e| format!("the re-scan of {running} failed: {e}"))?;
         let digest = running.rsplit_once('@').map(|(_, d)| d.to_owned());
         let fresh = image_scan(&report, running, digest, source(sec));
-        let c = check(evidence, running, &fresh);
+        let c = check(evidence, running, &fresh, old_now.as_ref());
         let replace = worst.as_ref().is_none_or(|w| w.passed && !c.passed);
         if replace {
             worst = Some(c);
@@ -147,18 +163,11 @@ async fn running_images(
     let Some(rs) = sets.values().next_back() else {
         return Ok(BTreeMap::new());
     };
-    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &ns);
-    let list = pods
-        .list(
-            &ListParams::default()
-                .labels(&selector_of(dep))
-                .limit(u32::try_from(inner.limits.max_pods_listed).unwrap_or(u32::MAX)),
-        )
+    let pods = pods_of(inner, &ns, [rs])
         .await
         .map_err(|e| format!("pods of deployment {ns}: {e}"))?;
     let mut out = BTreeMap::new();
-    for pod in list.items.iter().filter(|p| owned_by(p, &rs_uid)) {
+    for pod in &pods {
         let asked = pod
             .spec
             .iter()
@@ -185,14 +194,70 @@ async fn running_images(
     Ok(out)
 }
 
+/// How many pages of pods [`pods_of`] reads per ReplicaSet at most.
+const MAX_PAGES: usize = 20;
+
+/// The pods each of `sets` controls (controller owner reference by uid — a pod anyone planted
+/// with the right labels and name is not one of them), listed by the ReplicaSet's own selector
+/// (with its `pod-template-hash`), page by page (`limit`/`continue`), so that pods carrying the
+/// labels cannot push the real ones off the first page. At most `max_pods_listed` per set.
+pub(crate) async fn pods_of<'a>(
+    inner: &Inner,
+    ns: &str,
+    sets: impl IntoIterator<Item = &'a ReplicaSet>,
+) -> Result<Vec<Pod>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(inner.client.clone(), ns);
+    let max = inner.limits.max_pods_listed.max(1);
+    let mut out = Vec::new();
+    for rs in sets {
+        let Some(uid) = rs.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        let selector = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        if selector.is_empty() {
+            continue;
+        }
+        let mut token: Option<String> = None;
+        let mut kept = 0;
+        for _ in 0..MAX_PAGES {
+            let mut lp = ListParams::default()
+                .labels(&selector)
+                .limit(u32::try_from(max).unwrap_or(u32::MAX));
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = api.list(&lp).await?;
+            for pod in page.items {
+                if kept < max && owned_by(&pod, uid) {
+                    kept += 1;
+                    out.push(pod);
+                }
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() || kept >= max {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn owned_by(pod: &Pod, rs_uid: &str) -> bool {
-    !rs_uid.is_empty()
-        && pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true) && o.uid == rs_uid)
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == rs_uid)
 }
 
 /// A scannable reference for what a container runs, from its status' `imageID`:

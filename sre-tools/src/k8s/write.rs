@@ -662,7 +662,25 @@ impl WriteTool {
                 rollout.security = Some(Box::new(check));
             }
             Err(e) => {
-                let _ = write!(rollout.detail, "; security not re-checked: {e}");
+                // Nothing scanned what runs. Only a digest pin still guarantees it is the
+                // approved content; a patch by tag fails safe (and is rolled back).
+                let pinned = ev
+                    .candidate
+                    .digest
+                    .as_deref()
+                    .is_some_and(|d| applied.ends_with(&format!("@{d}")));
+                if pinned {
+                    let _ = write!(
+                        rollout.detail,
+                        "; security not re-checked ({e}), but the pods run the approved digest pin"
+                    );
+                } else {
+                    rollout.passed = false;
+                    let _ = write!(
+                        rollout.detail,
+                        "; security not re-checked ({e}) and the image is not pinned to the approved digest: what runs is unknown"
+                    );
+                }
             }
         }
         rollout

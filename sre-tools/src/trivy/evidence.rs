@@ -11,6 +11,9 @@ use sre_core::evidence::{
 use super::report::{Report, Severity};
 use super::summary::Summary;
 
+/// How many CRITICAL/HIGH findings an [`ImageScan`] keeps (the worst); the counts stay exact.
+pub const MAX_FINDINGS: usize = 1_000;
+
 /// `report` of `image` as evidence: unique ids by severity, and every CRITICAL and HIGH finding
 /// (one per id, at its worst), worst first. `digest` is the content digest when the caller knows
 /// it; otherwise the report's own (`RepoDigests`) is used.
@@ -61,6 +64,8 @@ pub fn image_scan(
             .then_with(|| b.cvss.unwrap_or(0.0).total_cmp(&a.cvss.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
+    // Bounded: a plan waits in a store (a ConfigMap holds under 1 MiB) and travels to chats.
+    findings.truncate(MAX_FINDINGS);
     let digest = digest.or_else(|| report_digest(report));
     ImageScan {
         image: image.to_owned(),
@@ -114,11 +119,23 @@ pub fn compare(container: &str, current: ImageScan, candidate: ImageScan) -> Vul
 }
 
 /// Checks a fresh scan of what runs (`running`, by digest) against what the approval was shown.
-/// It fails when an id the approval said the patch clears is present, or when a CRITICAL/HIGH
-/// id appears that neither the approved candidate's scan nor the old image had (the image is
-/// worse than what was approved — e.g. the tag moved to other content).
-pub fn check(approved: &VulnerabilityEvidence, running: &str, fresh: &ImageScan) -> SecurityCheck {
-    let old = serious(&approved.current);
+/// It fails when what runs is not the content the approved scan was of (its digest, when
+/// known), when an id the approval said the patch clears is present, or when a CRITICAL/HIGH id
+/// appears that neither the approved candidate's scan nor the old image had (the image is worse
+/// than what was approved — e.g. the tag moved to other content). `old_now`, a fresh scan of the
+/// image that ran before, makes a finding disclosed meanwhile that both have an expected one.
+pub fn check(
+    approved: &VulnerabilityEvidence,
+    running: &str,
+    fresh: &ImageScan,
+    old_now: Option<&ImageScan>,
+) -> SecurityCheck {
+    let mut old = serious(&approved.current);
+    // A finding disclosed since the approval that the old image has too is not the patch's
+    // fault: rolling back would only bring back the more vulnerable image.
+    if let Some(o) = old_now {
+        old.extend(serious(o));
+    }
     let candidate = serious(&approved.candidate);
     let now = serious(fresh);
     let gone = ids_of(&approved.current, |id| !now.contains(id));
@@ -130,7 +147,14 @@ pub fn check(approved: &VulnerabilityEvidence, running: &str, fresh: &ImageScan)
         .cloned()
         .collect();
     let unexpected = ids_of(fresh, |id| !candidate.contains(id) && !old.contains(id));
-    let passed = not_cleared.is_empty() && unexpected.is_empty();
+    // What runs must be the content that was approved, when the approval named it: a moved tag
+    // fails even when its new content has no known CVE (a build without a package database).
+    let same_content = approved
+        .candidate
+        .digest
+        .as_deref()
+        .is_none_or(|d| running.rsplit_once('@').is_some_and(|(_, r)| r == d));
+    let passed = not_cleared.is_empty() && unexpected.is_empty() && same_content;
     SecurityCheck {
         container: approved.container.clone(),
         running: running.to_owned(),
@@ -216,7 +240,12 @@ mod tests {
             scan(&[("CVE-1", "CRITICAL", 9.8), ("CVE-2", "HIGH", 7.5)]),
             scan(&[]),
         );
-        let c = check(&e, "nginx@sha256:bb", &scan(&[("CVE-5", "MEDIUM", 5.0)]));
+        let c = check(
+            &e,
+            "nginx@sha256:aa",
+            &scan(&[("CVE-5", "MEDIUM", 5.0)]),
+            None,
+        );
         assert!(c.passed, "{c:?}");
         assert_eq!(c.gone, ["CVE-1", "CVE-2"]);
         assert!(c.remaining.is_empty());
@@ -227,7 +256,12 @@ mod tests {
     #[test]
     fn the_check_fails_when_a_cleared_id_is_still_there() {
         let e = compare("nginx", scan(&[("CVE-1", "CRITICAL", 9.8)]), scan(&[]));
-        let c = check(&e, "nginx@sha256:bb", &scan(&[("CVE-1", "CRITICAL", 9.8)]));
+        let c = check(
+            &e,
+            "nginx@sha256:aa",
+            &scan(&[("CVE-1", "CRITICAL", 9.8)]),
+            None,
+        );
         assert!(!c.passed);
         assert_eq!(c.not_cleared, ["CVE-1"]);
         assert_eq!(c.remaining, ["CVE-1"]);
@@ -236,10 +270,23 @@ mod tests {
     #[test]
     fn the_check_fails_when_what_runs_is_worse_than_the_approved_scan() {
         let e = compare("nginx", scan(&[("CVE-1", "CRITICAL", 9.8)]), scan(&[]));
-        let c = check(&e, "nginx@sha256:cc", &scan(&[("CVE-7", "HIGH", 8.0)]));
+        let c = check(
+            &e,
+            "nginx@sha256:aa",
+            &scan(&[("CVE-7", "HIGH", 8.0)]),
+            None,
+        );
         assert!(!c.passed);
         assert_eq!(c.unexpected, ["CVE-7"]);
         assert_eq!(c.gone, ["CVE-1"]);
+    }
+
+    #[test]
+    fn the_check_fails_when_other_content_runs_even_without_known_cves() {
+        let e = compare("nginx", scan(&[("CVE-1", "CRITICAL", 9.8)]), scan(&[]));
+        let c = check(&e, "nginx@sha256:ff", &scan(&[]), None);
+        assert!(!c.passed, "{c:?}");
+        assert_eq!(c.approved_digest.as_deref(), Some("sha256:aa"));
     }
 
     #[test]
@@ -249,7 +296,12 @@ mod tests {
             scan(&[("CVE-1", "CRITICAL", 9.8), ("CVE-2", "HIGH", 7.5)]),
             scan(&[("CVE-2", "HIGH", 7.5)]),
         );
-        let c = check(&e, "nginx@sha256:bb", &scan(&[("CVE-2", "HIGH", 7.5)]));
+        let c = check(
+            &e,
+            "nginx@sha256:aa",
+            &scan(&[("CVE-2", "HIGH", 7.5)]),
+            None,
+        );
         assert!(c.passed, "{c:?}");
         assert_eq!(c.remaining, ["CVE-2"]);
     }

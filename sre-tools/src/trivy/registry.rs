@@ -377,6 +377,31 @@ impl Default for RegistryClient {
     }
 }
 
+/// Follows a registry's redirect (blob stores, mirrors) only to a public address: a registry a
+/// model named cannot send the agent to the node, the cloud metadata endpoint or an internal
+/// service. A local address is followed only on the host the request started on (a configured
+/// local endpoint redirecting to itself).
+fn redirect_policy(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let host = |u: &reqwest::Url| match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    };
+    if attempt.previous().len() >= 5 {
+        return attempt.error("more than 5 redirects");
+    }
+    let target = host(attempt.url());
+    let same_host = attempt
+        .previous()
+        .first()
+        .is_some_and(|u| host(u) == target);
+    if target.is_empty() || (is_local_or_private(&target) && !same_host) {
+        let msg = format!("refusing a redirect to {target}: a local or private address");
+        return attempt.error(msg);
+    }
+    attempt.follow()
+}
+
 impl RegistryClient {
     /// A client with no credentials.
     pub fn new() -> Self {
@@ -384,6 +409,7 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("sre-agent/", env!("CARGO_PKG_VERSION")))
             .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::custom(redirect_policy))
             .build()
             .unwrap_or_default();
         Self {
