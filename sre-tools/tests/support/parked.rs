@@ -68,7 +68,6 @@ impl Sample {
     }
 
     /// The plan's evidence (scans, a crash).
-    #[allow(dead_code, reason = "not every test binary uses it")]
     pub(crate) fn plan_evidence(mut self, evidence: sre_core::evidence::Evidence) -> Self {
         self.plan_evidence = Some(evidence);
         self
