@@ -3,6 +3,13 @@
 
 use serde_json::{Value, json};
 
+mod realistic;
+
+pub use realistic::{
+    PODS_PER_WORKLOAD, realistic_pod_json, realistic_pod_list_json, realistic_pod_page_json,
+    realistic_unhealthy_workloads,
+};
+
 const HEALTHY: &str = include_str!("fixtures/pod-running-healthy.json");
 const CRASHLOOP_LIST: &str = include_str!("fixtures/podlist-crashloop-k3s.json");
 
@@ -87,4 +94,96 @@ pub fn trivy_report_json(bytes: usize) -> String {
     let mut report = base;
     report["Results"] = Value::Array(results);
     report.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::jiff::Timestamp;
+    use sre_tools::k8s::analyze::{parse_pod_list, triage, triage_facts};
+    use sre_tools::k8s::facts::PodFacts;
+
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2025-12-01T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_realistic_list_triages_the_same_from_facts_and_from_typed_pods() {
+        let n = 1_000;
+        let json = realistic_pod_list_json(n);
+        let typed: k8s_openapi::List<Pod> = serde_json::from_str(&json).unwrap();
+        assert_eq!(typed.items.len(), n);
+        let pods = parse_pod_list(json.as_bytes()).unwrap();
+        let from_typed: Vec<PodFacts> = typed.items.iter().map(PodFacts::from).collect();
+        assert_eq!(pods, from_typed);
+        let fast = triage_facts(&pods, &[], &[], now());
+        assert_eq!(fast, triage(&typed.items, &[], &[], now()));
+        assert_eq!(fast.workloads.len(), realistic_unhealthy_workloads(n));
+        let kinds: std::collections::BTreeSet<&str> = fast
+            .workloads
+            .iter()
+            .flat_map(|w| w.findings.iter().map(|f| f.kind.label()))
+            .collect();
+        for kind in [
+            "CrashLoopBackOff",
+            "OOMKilled",
+            "ImagePull",
+            "Unschedulable",
+            "RestartStorm",
+            "CreateContainerConfigError",
+        ] {
+            assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+        }
+        assert!(
+            fast.workloads
+                .iter()
+                .any(|w| w.kind == "StatefulSet" && w.name == "db-17"),
+            "{:?}",
+            fast.workloads
+        );
+        // The terminating crash-looping pod of workload 20 is not a finding.
+        assert!(!fast.workloads.iter().any(|w| w.name == "svc-20"));
+    }
+
+    #[test]
+    fn the_realistic_shape_is_what_the_benchmark_promises() {
+        let json = realistic_pod_list_json(1_000);
+        let list: Value = serde_json::from_str(&json).unwrap();
+        let items = list["items"].as_array().unwrap();
+        for pod in items {
+            let meta = &pod["metadata"];
+            let managers: Vec<&str> = meta["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["manager"].as_str().unwrap())
+                .collect();
+            assert_eq!(managers.len(), 2, "{managers:?}");
+            assert!(meta["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"].is_object());
+            assert!(
+                meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+                    .as_str()
+                    .is_some_and(|a| a.len() > 250)
+            );
+            assert_eq!(meta["ownerReferences"][0]["controller"], true);
+        }
+        let containers: std::collections::BTreeSet<usize> = items
+            .iter()
+            .map(|p| p["spec"]["containers"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(containers, [1, 2, 3].into());
+        assert!(items.iter().any(|p| p["spec"]["initContainers"].is_array()));
+        let one = realistic_pod_json(105, 3);
+        let pod: Pod = serde_json::from_str(&one).unwrap();
+        assert_eq!(
+            pod.status.unwrap().container_statuses.unwrap()[0].restart_count,
+            3
+        );
+        let page: Value =
+            serde_json::from_str(&realistic_pod_page_json(10..20, Some("t"))).unwrap();
+        assert_eq!(page["metadata"]["continue"], "t");
+        assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    }
 }

@@ -1,7 +1,13 @@
 //! `k8s_triage`: the Kubernetes analyzers at scale.
 //!
-//! - `parse_and_triage_10k_pods`: a generated 10,000-pod `PodList` (real pod objects from the
-//!   fixtures) parsed into k8s-openapi types and triaged. Target: under 100 ms.
+//! - `parse_and_triage_10k_pods`: a generated 10,000-pod `PodList` of real pod objects from the
+//!   fixtures (31 MB, no `managedFields`), parsed into the pod facts and triaged.
+//! - `parse_and_triage_10k_realistic_pods`: the realistic list (`realistic_pod_list_json`, 65 MB:
+//!   `managedFields` of two managers, annotations, owner references, 1–3 containers, mixed
+//!   states) parsed into the pod facts and triaged. Target: under 60 ms.
+//! - `parse_10k_realistic_pods_serde_facts` and `parse_10k_realistic_pods_k8s_openapi`: the
+//!   same bytes through `serde_json` into the facts (their serde derive, one thread) and into
+//!   whole `k8s_openapi` `Pod`s, the two parsers the facts reader is measured against.
 //! - `sim_list_and_triage_10k_pods`: `k8s_find_unhealthy` over the simulator's `large-cluster`
 //!   scenario through the real kube client (HTTP, JSON, 10 namespaces × pods, replicasets and
 //!   deployments). Target: under 300 ms. The simulator's resident memory for the scenario is
@@ -20,8 +26,10 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use sre_core::ToolContext;
+use sre_tools::k8s::facts::PodFacts;
 use sre_tools::k8s::{K8s, Scope};
 use sre_tools::sim::Simulator;
 
@@ -93,6 +101,42 @@ fn bench(c: &mut Criterion) {
                 &out.content[..80]
             );
             out
+        });
+    });
+    group.finish();
+
+    let realistic = sre_benches::realistic_pod_list_json(10_000);
+    let unhealthy = sre_benches::realistic_unhealthy_workloads(10_000);
+    eprintln!("realistic PodList: {:.1} MB", realistic.len() as f64 / 1e6);
+    let mut group = c.benchmark_group("k8s_triage_realistic");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("parse_and_triage_10k_realistic_pods", |b| {
+        b.iter(|| {
+            let t = sre_benches::parse_and_triage(realistic.as_bytes()).expect("valid list");
+            assert_eq!(t.workloads.len(), unhealthy);
+            t
+        });
+    });
+    group.sample_size(10);
+    group.bench_function("parse_10k_realistic_pods_serde_facts", |b| {
+        #[derive(serde::Deserialize)]
+        struct List {
+            items: Vec<PodFacts>,
+        }
+        b.iter(|| {
+            let list: List = serde_json::from_str(&realistic).expect("valid list");
+            assert_eq!(list.items.len(), 10_000);
+            list
+        });
+    });
+    group.bench_function("parse_10k_realistic_pods_k8s_openapi", |b| {
+        b.iter(|| {
+            let list: k8s_openapi::List<Pod> =
+                serde_json::from_str(&realistic).expect("valid list");
+            assert_eq!(list.items.len(), 10_000);
+            list
         });
     });
     group.finish();

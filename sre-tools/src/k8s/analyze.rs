@@ -633,50 +633,15 @@ fn render_finding(f: &Finding, out: &mut String) {
 }
 
 /// Parses a `PodList` (or any list of pods, e.g. `kubectl get pods -o json`) from JSON into the
-/// facts triage reads, decoding the items on every core: the list is first split into raw items,
-/// then each is decoded into [`PodFacts`], skipping every other field without allocating.
+/// facts triage reads ([`facts::pod_list_from_json`](super::facts::pod_list_from_json)): only
+/// those fields are decoded; `managedFields`, annotations and the rest of each pod are skipped
+/// without being decoded or allocated, and a list over 1 MiB is decoded on every core.
 ///
 /// # Errors
-/// When the JSON is not an object with an `items` array of pods; the message names the item.
+/// When the JSON is not an object with an `items` array of pods; the message names what was
+/// wrong, the JSON path (`items[12].status.containerStatuses[0].restartCount`), line and column.
 pub fn parse_pod_list(json: &[u8]) -> Result<Vec<PodFacts>, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct RawList<'a> {
-        #[serde(borrow)]
-        items: Vec<&'a serde_json::value::RawValue>,
-    }
-    let raw: RawList<'_> = serde_json::from_slice(json)?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(raw.items.len().div_ceil(256).max(1));
-    if threads <= 1 {
-        return raw
-            .items
-            .iter()
-            .map(|r| serde_json::from_str(r.get()))
-            .collect();
-    }
-    let chunk = raw.items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = raw
-            .items
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|r| serde_json::from_str::<PodFacts>(r.get()))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut pods = Vec::with_capacity(raw.items.len());
-        for h in handles {
-            match h.join() {
-                Ok(part) => pods.extend(part?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(pods)
-    })
+    super::facts::pod_list_from_json(json)
 }
 
 /// Parses a pod list ([`parse_pod_list`]) and triages it as of now.
