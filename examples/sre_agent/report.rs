@@ -71,6 +71,9 @@ pub(crate) fn render(
             let _ = writeln!(out, "  | {line}");
         }
     }
+    if r.answer.is_none() && !matches!(r.outcome, Outcome::Parked { .. }) {
+        render_unfinished(&mut out, r, after.is_some());
+    }
     if !r.actions.is_empty() {
         let _ = writeln!(out, "\nActions (approval record):");
     }
@@ -99,6 +102,66 @@ pub(crate) fn render(
     // Names, images, log lines and the model's answer are untrusted: no terminal sequence in them
     // may reach the terminal.
     sre_core::text::escape_untrusted_lines(&out).into_owned()
+}
+
+/// How many lines of the triage an unfinished run's report quotes.
+const FOUND_LINES: usize = 40;
+
+/// A run that ended without the brain's answer (a budget, a deadline, a provider error) still says
+/// what it found (the last triage it read), what it did (the actions) and what is left (the
+/// triage after the run).
+fn render_unfinished(out: &mut String, r: &RunReport, after: bool) {
+    let _ = writeln!(
+        out,
+        "\nThe run ended before the brain's answer. What it found, did and left:"
+    );
+    let triage = r
+        .transcript
+        .iter()
+        .flat_map(|m| &m.tool_calls)
+        .filter(|c| c.name == "k8s_find_unhealthy")
+        .filter_map(|c| {
+            r.transcript.iter().find(|m| {
+                m.role == sre_core::Role::Tool
+                    && m.tool_call_id.as_deref() == Some(c.id.as_str())
+                    && !m.is_error
+            })
+        })
+        .last();
+    match triage {
+        Some(m) => {
+            let lines: Vec<&str> = m.content.lines().collect();
+            let _ = writeln!(out, "  found (its last k8s_find_unhealthy):");
+            for l in lines.iter().take(FOUND_LINES) {
+                let _ = writeln!(out, "    {l}");
+            }
+            if lines.len() > FOUND_LINES {
+                let _ = writeln!(out, "    … {} more lines", lines.len() - FOUND_LINES);
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  found: it had not triaged the cluster yet");
+        }
+    }
+    let applied = r
+        .actions
+        .iter()
+        .filter(|a| a.status == ActionStatus::Applied)
+        .count();
+    let _ = writeln!(
+        out,
+        "  did: {} write(s) asked, {applied} applied (the approval record below)",
+        r.actions.len()
+    );
+    let _ = writeln!(
+        out,
+        "  left: {}",
+        if after {
+            "the triage after the run, below"
+        } else {
+            "unknown (no triage after the run)"
+        }
+    );
 }
 
 fn render_action(out: &mut String, n: usize, a: &ActionRecord) {
@@ -328,6 +391,42 @@ mod tests {
             security: Some(Box::new(security)),
             ..Verification::new(true, "rollout complete: 2/2 pods ready")
         }
+    }
+
+    #[test]
+    fn a_run_cut_short_by_its_budget_still_says_what_it_found_did_and_left() {
+        let call = sre_core::ToolCall::new("c1", "k8s_find_unhealthy", json!({}));
+        let triage = "2 unhealthy workload(s):\n- shop/web CrashLoopBackOff\n- shop/api ImagePull";
+        let transcript = vec![
+            Message::user("fix it"),
+            Message::assistant_tool_calls("", vec![call.clone()]),
+            Message::tool_result(&call, triage),
+        ];
+        let mut r = run(Vec::new(), transcript);
+        r.outcome = Outcome::MaxSteps;
+        let out = super::render(&r, Some("healthy: 4 pods"), None, 3);
+        for expected in [
+            "The run ended before the brain's answer",
+            "found (its last k8s_find_unhealthy):",
+            "    - shop/web CrashLoopBackOff",
+            "did: 0 write(s) asked, 0 applied",
+            "left: the triage after the run, below",
+        ] {
+            assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+        }
+
+        // Nothing read yet, and a completed run has no such section.
+        let mut r = run(Vec::new(), vec![Message::user("fix it")]);
+        r.outcome = Outcome::Deadline;
+        let out = super::render(&r, None, None, 1);
+        assert!(
+            out.contains("found: it had not triaged the cluster yet"),
+            "{out}"
+        );
+        assert!(out.contains("left: unknown"), "{out}");
+        let mut r = run(Vec::new(), Vec::new());
+        r.answer = Some("all good".into());
+        assert!(!super::render(&r, None, None, 0).contains("The run ended before"));
     }
 
     #[test]

@@ -145,6 +145,9 @@ struct Plan {
     actions: Vec<String>,
     human: Vec<String>,
     stop: Option<String>,
+    /// Writes are queued only once every read of the step is answered, so one step asks for all
+    /// of them at once (a write never waits behind another workload's reads).
+    allow_writes: bool,
 }
 
 impl Plan {
@@ -166,6 +169,26 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// A write's result when it was made. Otherwise the write is queued, unless the step still
+    /// waits for reads or an earlier write was denied (a denial ends the run's writes).
+    fn write<'a>(
+        &mut self,
+        h: &History<'a>,
+        name: &str,
+        args: Value,
+    ) -> Option<Result<&'a str, &'a str>> {
+        if let Some(r) = h.result(name, &args) {
+            return Some(r);
+        }
+        if self.allow_writes && self.stop.is_none() {
+            self.need(h, name, args)
+        } else {
+            None
+        }
+    }
+}
+
 fn first_lines(s: &str, n: usize) -> String {
     s.lines().take(n).collect::<Vec<_>>().join(" / ")
 }
@@ -183,8 +206,9 @@ fn suggest_memory(limit: &str) -> Option<String> {
     Some(format!("{}{unit}", n * 2))
 }
 
-/// Handles a write's result; `true` when the run must stop.
-fn record_write(plan: &mut Plan, what: &str, result: Result<&str, &str>) -> bool {
+/// Records a write's result: an action, a denial (the first one is the run's stop line; no
+/// further write is asked after it), or a failure for a human.
+fn record_write(plan: &mut Plan, what: &str, result: Result<&str, &str>) {
     match result {
         Ok(text) => {
             let verified = text
@@ -196,77 +220,116 @@ fn record_write(plan: &mut Plan, what: &str, result: Result<&str, &str>) -> bool
             if text.contains("automatic rollback") {
                 plan.human.push(format!("{what} failed its verification and was rolled back automatically: investigate before retrying"));
             }
-            false
         }
         Err(e) if e.starts_with("denied by") => {
-            plan.stop = Some(format!(
-                "I would have applied: {what}. The approval policy denied it ({}), so nothing was changed. \
-                 A human has to decide: apply it by hand, or approve it in a new run.",
-                first_lines(e, 1)
-            ));
-            true
+            if plan.stop.is_none() {
+                plan.stop = Some(format!(
+                    "I would have applied: {what}. The approval policy denied it ({}), so nothing was changed. \
+                     A human has to decide: apply it by hand, or approve it in a new run.",
+                    first_lines(e, 1)
+                ));
+            } else {
+                plan.human.push(format!(
+                    "{what} was denied ({}): nothing was changed",
+                    first_lines(e, 1)
+                ));
+            }
         }
         Err(e) => {
             plan.human
                 .push(format!("{what} was not applied: {}", first_lines(e, 1)));
-            false
         }
     }
 }
 
-fn handle_rollout_failure(h: &History<'_>, plan: &mut Plan, w: &Workload) -> bool {
+/// How many workload names a grouped finding lists before "and N more".
+const NAMES_SHOWN: usize = 10;
+
+fn names(group: &[&Workload]) -> String {
+    let mut out = group
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if group.len() > NAMES_SHOWN {
+        let _ = write!(out, " and {} more", group.len() - NAMES_SHOWN);
+    }
+    out
+}
+
+/// Diagnoses a group of workloads failing the same way (the same finding on the same image) once,
+/// from the first one's pod: the previous container's logs for a crash loop, the events for a pull
+/// failure.
+fn diagnose(h: &History<'_>, plan: &mut Plan, group: &[&Workload]) {
+    let w = group[0];
     let f = &w.findings[0];
     let Some(pod) = f.pods.first() else {
         plan.human.push(format!(
             "{}/{}: {} but no pod to inspect",
             w.namespace, w.name, f.kind
         ));
-        return false;
+        return;
     };
-    let crash = f.kind == "CrashLoopBackOff";
-    if crash {
+    let who = if group.len() == 1 {
+        format!("{}/{}", w.namespace, w.name)
+    } else {
+        format!(
+            "{} workloads failing the same way ({}; diagnosed from {}/{})",
+            group.len(),
+            names(group),
+            w.namespace,
+            pod
+        )
+    };
+    if f.kind == "CrashLoopBackOff" {
         let mut args =
             json!({"namespace": w.namespace, "pod": pod, "previous": true, "tail_lines": 20});
         if let Some(c) = &f.container {
             args["container"] = json!(c);
         }
-        if let Some(Ok(logs)) = plan.need(h, "k8s_pod_logs", args) {
+        let logs = plan.need(h, "k8s_pod_logs", args);
+        let events = plan.need(
+            h,
+            "k8s_events",
+            json!({"namespace": w.namespace, "name": pod}),
+        );
+        if let (Some(Ok(logs)), Some(_)) = (logs, events) {
             plan.findings.push(format!(
-                "{}/{}: container {} crash-loops; last log lines: {}",
-                w.namespace,
-                w.name,
+                "{who}: container {} crash-loops; last log lines: {}",
                 f.container.as_deref().unwrap_or("?"),
                 last_lines(logs, 2)
             ));
         }
-    }
-    if let Some(Ok(events)) = plan.need(
+    } else if let Some(Ok(events)) = plan.need(
         h,
         "k8s_events",
         json!({"namespace": w.namespace, "name": pod}),
-    ) && !crash
-    {
+    ) {
         let warning = events
             .lines()
             .find(|l| l.starts_with("Warning"))
             .unwrap_or("no warning events");
         plan.findings.push(format!(
-            "{}/{}: image {} cannot be pulled; {warning}",
-            w.namespace,
-            w.name,
+            "{who}: image {} cannot be pulled; {warning}",
             f.image.as_deref().unwrap_or("?")
         ));
     }
+}
+
+/// Rolls one crash-looping or unpullable workload back to its previous revision (its deployment
+/// read first); the write is queued only once the step's reads are answered.
+fn roll_back(h: &History<'_>, plan: &mut Plan, w: &Workload) {
     if w.kind != "Deployment" {
         plan.human.push(format!(
             "{}/{} {} is not a Deployment: roll it back by hand",
             w.namespace, w.kind, w.name
         ));
-        return false;
+        return;
     }
     let dep_args = json!({"namespace": w.namespace, "deployment": w.name});
     let Some(Ok(_)) = plan.need(h, "k8s_get_deployment", dep_args.clone()) else {
-        return false;
+        return;
     };
     let revisions = revisions_of(h.data("k8s_get_deployment", &dep_args));
     let Some(previous) = revisions.iter().find(|r| !r.current) else {
@@ -274,22 +337,15 @@ fn handle_rollout_failure(h: &History<'_>, plan: &mut Plan, w: &Workload) -> boo
             "{}/{} has no earlier revision to roll back to: fix the release",
             w.namespace, w.name
         ));
-        return false;
+        return;
     };
-    if !plan.calls.is_empty() {
-        return false;
-    }
     let what = format!(
         "roll back deployment {}/{} to revision {} ({})",
         w.namespace, w.name, previous.number, previous.images
     );
-    match plan.need(
-        h,
-        "k8s_rollback",
-        json!({"namespace": w.namespace, "deployment": w.name}),
-    ) {
-        Some(result) => record_write(plan, &what, result),
-        None => false,
+    let args = json!({"namespace": w.namespace, "deployment": w.name});
+    if let Some(result) = plan.write(h, "k8s_rollback", args) {
+        record_write(plan, &what, result);
     }
 }
 
@@ -364,10 +420,10 @@ fn handle_report_only(h: &History<'_>, plan: &mut Plan, w: &Workload) {
     }
 }
 
-fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
+fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) {
     if !h.has_tool("trivy_vulnerability_reports") {
         plan.human.push("no Trivy Operator reports are available to this agent: scan the running images with trivy".into());
-        return false;
+        return;
     }
     for ns in namespaces {
         let reports_args = json!({"namespace": ns});
@@ -420,21 +476,23 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) -> bool {
                 ));
                 continue;
             };
-            if !plan.calls.is_empty() {
-                continue;
-            }
             let what = format!(
                 "patch {ns}/{} container {} image {image} -> {target}",
                 r.name, r.container
             );
-            if let Some(result) = plan.need(h, "k8s_patch_image", json!({"namespace": ns, "deployment": r.name, "container": r.container, "image": target}))
-                && record_write(plan, &what, result)
-            {
-                return true;
+            let args = json!({"namespace": ns, "deployment": r.name, "container": r.container, "image": target});
+            if let Some(result) = plan.write(h, "k8s_patch_image", args) {
+                record_write(plan, &what, result);
             }
         }
     }
-    false
+}
+
+/// Rollout failures that are the same incident: the same finding on the same image in the same
+/// container (a bad release shipped to many services, one typo in a shared image).
+fn same_incident(a: &Workload, b: &Workload) -> bool {
+    let (fa, fb) = (&a.findings[0], &b.findings[0]);
+    fa.kind == fb.kind && fa.image.is_some() && fa.image == fb.image && fa.container == fb.container
 }
 
 impl Playbook {
@@ -449,32 +507,50 @@ impl Playbook {
             Some(Ok(t)) => t,
         };
         let workloads = workloads_of(h.data("k8s_find_unhealthy", &json!({})));
+        let primary: Vec<Workload> = workloads
+            .iter()
+            .filter(|w| !w.findings.is_empty())
+            .map(Workload::primary_first)
+            .collect();
+        // Several incidents at once: identical rollout failures form one group, diagnosed once and
+        // rolled back workload by workload; every other finding is its own.
+        let mut groups: Vec<Vec<&Workload>> = Vec::new();
+        let mut others: Vec<&Workload> = Vec::new();
+        for w in &primary {
+            if !matches!(
+                w.findings[0].kind.as_str(),
+                "CrashLoopBackOff" | "ImagePull"
+            ) {
+                others.push(w);
+            } else if let Some(g) = groups.iter_mut().find(|g| same_incident(g[0], w)) {
+                g.push(w);
+            } else {
+                groups.push(vec![w]);
+            }
+        }
+        // Two passes over the same history: the first asks every read the runbooks still need, all
+        // in one step; once they are answered, the second asks every write in one step.
         let mut plan = Plan::default();
-        for w in &workloads {
-            let Some(f) = w.findings.first() else {
-                continue;
+        for allow_writes in [false, true] {
+            plan = Plan {
+                allow_writes,
+                ..Plan::default()
             };
-            let w = &w.primary_first();
-            let f = w.findings.first().unwrap_or(f);
-            let stop = match f.kind.as_str() {
-                "CrashLoopBackOff" | "ImagePull" => handle_rollout_failure(h, &mut plan, w),
-                _ => {
-                    handle_report_only(h, &mut plan, w);
-                    false
+            for g in &groups {
+                diagnose(h, &mut plan, g);
+                for w in g {
+                    roll_back(h, &mut plan, w);
                 }
-            };
-            if stop {
-                break;
+            }
+            for w in &others {
+                handle_report_only(h, &mut plan, w);
+            }
+            if h.wants_security() {
+                security(h, &mut plan, &self.namespaces);
             }
             if !plan.calls.is_empty() {
                 return Step::Calls(plan.calls);
             }
-        }
-        if plan.stop.is_none() && h.wants_security() && security(h, &mut plan, &self.namespaces) {
-            // stopped by a denial
-        }
-        if !plan.calls.is_empty() && plan.stop.is_none() {
-            return Step::Calls(plan.calls);
         }
         Step::Final(report(triage, &workloads, &plan))
     }
