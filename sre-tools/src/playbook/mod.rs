@@ -1,7 +1,12 @@
 //! The offline playbook brain: an [`LlmProvider`] with no model behind it. It reads the transcript,
 //! plans the standard runbooks as tool calls, and writes the final report. It is deterministic,
-//! stateless (everything it knows is in the transcript), never repeats a call, stops when a write
-//! is denied, and obeys the agent's budgets like a model (its token usage is an estimate).
+//! stateless (everything it knows is in the transcript), never repeats a call, asks no further write
+//! once one is denied, and obeys the agent's budgets like a model (its token usage is an estimate).
+//!
+//! Several incidents at once are the normal case: rollout failures that are the same incident (the
+//! same finding on the same image in the same container) are diagnosed once and rolled back
+//! workload by workload; every read the runbooks need is asked in one step, then every write in one
+//! step, so a run over 1 or 20 incidents takes the same four steps.
 //!
 //! Runbooks:
 //! - crash-looping release → previous container's logs + events → revisions → roll back;
