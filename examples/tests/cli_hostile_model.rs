@@ -100,6 +100,26 @@ fn sre_agent(url: &str, key: &str, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `sre-agent` with `answer` on its stdin (a human at the approval prompt).
+fn sre_agent_answering(url: &str, args: &[&str], answer: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sre-agent"))
+        .args(args)
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn demo(url: &str, scenario: &str, extra: &[&str]) -> (i32, Value) {
     let mut args = vec![
         "demo",
@@ -145,11 +165,25 @@ fn auto_approval_never_scales_to_zero_by_default() {
 #[test]
 fn a_scale_to_zero_is_never_reported_healthy() {
     let url = model_server(vec![scale_to_zero()]);
-    let (code, report) = demo(
+    // `--approve auto` never scales (a scale shows no problem it fixes): a human at the prompt
+    // says yes.
+    let o = sre_agent_answering(
         &url,
-        "healthy",
-        &["--approve", "auto", "--max-risk", "high"],
+        &[
+            "demo",
+            "--scenario",
+            "healthy",
+            "--provider",
+            "openai",
+            "--json",
+            "--approve",
+            "prompt",
+        ],
+        "y\n",
     );
+    let code = o.status.code().unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)));
     let action = &report["actions"][0];
     assert_eq!(action["status"], "applied", "{action}");
     assert!(
@@ -202,18 +236,47 @@ fn auto_approval_keeps_each_container_in_its_repository() {
 }
 
 #[test]
-fn auto_approval_has_a_write_limit() {
-    let restart = |d: &str| {
+fn auto_approval_changes_no_workload_without_evidence_of_what_it_fixes() {
+    // What text injected into a log asks for: restart or scale a healthy workload. Both are
+    // within the risk and the repository rules of --approve auto; neither has a crash or a scan
+    // behind it.
+    let url = model_server(vec![tool_calls(&[
         (
             "k8s_restart_deployment",
-            json!({"namespace": "shop", "deployment": d}),
+            json!({"namespace": "shop", "deployment": "frontend"}),
+        ),
+        (
+            "k8s_scale_deployment",
+            json!({"namespace": "shop", "deployment": "frontend", "replicas": 1}),
+        ),
+    ])]);
+    let (code, report) = demo(&url, "healthy", &["--approve", "auto"]);
+    let actions = report["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{report}");
+    for action in actions {
+        assert_eq!(action["status"], "denied", "{action}");
+        let reason = action["decision"]["reason"].as_str().unwrap();
+        assert!(reason.contains("shows no problem it fixes"), "{reason}");
+    }
+    assert_eq!(code, 4);
+}
+
+#[test]
+fn auto_approval_has_a_write_limit() {
+    // The crash-looping deployment, twice: the first rollback fixes it, the second would undo
+    // the fix; the limit stops it before anything else is checked.
+    let rollback = || {
+        (
+            "k8s_rollback",
+            json!({"namespace": "shop", "deployment": "web"}),
         )
     };
-    let url = model_server(vec![
-        tool_calls(&[restart("web")]),
-        tool_calls(&[restart("frontend")]),
-    ]);
-    let (code, report) = demo(&url, "healthy", &["--approve", "auto", "--max-writes", "1"]);
+    let url = model_server(vec![tool_calls(&[rollback()]), tool_calls(&[rollback()])]);
+    let (code, report) = demo(
+        &url,
+        "bad-release",
+        &["--approve", "auto", "--max-writes", "1"],
+    );
     let actions = report["actions"].as_array().unwrap();
     assert_eq!(actions[0]["status"], "applied", "{report}");
     assert_eq!(actions[1]["status"], "denied", "{report}");

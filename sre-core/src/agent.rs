@@ -267,6 +267,11 @@ fn truncate_to(mut s: String, max: usize) -> String {
 /// audit line or a report unreadable (JSON readers stop at 128 levels).
 pub const MAX_ARGUMENT_DEPTH: usize = 32;
 
+/// The most tool calls of one model response that run. The rest are refused (each gets an error
+/// result telling the model to call it in a later step), so that a model cannot fan out
+/// thousands of reads against the API server, or of writes against the approvers, in one step.
+pub const MAX_CALLS_PER_STEP: usize = 64;
+
 fn depth_exceeds(value: &serde_json::Value, max: usize) -> bool {
     let mut stack = vec![(value, 1usize)];
     while let Some((v, d)) = stack.pop() {
@@ -732,6 +737,17 @@ impl Run<'_> {
         let mut stop = None;
         self.tool_calls += calls.len();
         for (i, call) in calls.iter().enumerate() {
+            if i >= MAX_CALLS_PER_STEP {
+                results[i] = Some(self.reject(
+                    call,
+                    &format!(
+                        "too many tool calls in one step: the first {MAX_CALLS_PER_STEP} of {} ran; \
+                         make this call in a later step if you still need it",
+                        calls.len()
+                    ),
+                ));
+                continue;
+            }
             let tool = match agent.tools.validate(&call.name, &call.arguments) {
                 Ok(tool) => tool,
                 Err(e) => {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::canon::now_rfc3339;
 use crate::image::{ImageRef, normalize_prefix};
-use crate::plan::{Preview, Risk};
+use crate::plan::{ImageChange, Preview, Risk};
 use crate::text::escape_untrusted;
 
 /// Everything an approver needs to decide on one write.
@@ -286,6 +286,7 @@ pub struct Rules {
     namespaces: Option<Vec<String>>,
     registries: Option<Vec<Result<String, String>>>,
     same_repository: bool,
+    evidence_required: bool,
     max_writes_per_run: usize,
     max_risk: Risk,
     approver: Arc<dyn Approver>,
@@ -297,6 +298,7 @@ impl fmt::Debug for Rules {
             .field("namespaces", &self.namespaces)
             .field("registries", &self.registries)
             .field("same_repository", &self.same_repository)
+            .field("evidence_required", &self.evidence_required)
             .field("max_writes_per_run", &self.max_writes_per_run)
             .field("max_risk", &self.max_risk)
             .finish_non_exhaustive()
@@ -310,6 +312,7 @@ impl Rules {
             namespaces: None,
             registries: None,
             same_repository: false,
+            evidence_required: false,
             max_writes_per_run: 3,
             max_risk: Risk::High,
             approver: Arc::new(approver),
@@ -348,6 +351,18 @@ impl Rules {
     #[must_use]
     pub fn same_repository_only(mut self) -> Self {
         self.same_repository = true;
+        self
+    }
+
+    /// Only writes whose plan carries evidence of the problem they fix: the crash of the target's
+    /// pods, for a change of the code it runs (a rollback, an image patch; a restart or a scale
+    /// runs the same code again), or an image patch that clears CRITICAL/HIGH findings and
+    /// introduces none. The default for unattended approval: a model talked into changing a
+    /// healthy workload (by text injected into a log, an event or a scan) is denied, and so is a
+    /// second change to a workload the run already fixed.
+    #[must_use]
+    pub fn evidence_required(mut self) -> Self {
+        self.evidence_required = true;
         self
     }
 
@@ -401,7 +416,35 @@ impl Rules {
         if self.same_repository {
             check_same_repository(request)?;
         }
+        if self.evidence_required {
+            check_evidence(request)?;
+        }
         Ok(())
+    }
+}
+
+fn check_evidence(request: &ApprovalRequest) -> Result<(), String> {
+    // A crash is fixed by running other code: a restart or a scale runs the same code again.
+    let runs_other_code = request
+        .preview
+        .images
+        .as_ref()
+        .is_some_and(|images| images.iter().any(ImageChange::changes));
+    let shows_a_problem = request.preview.evidence.as_deref().is_some_and(|e| {
+        (e.crash.is_some() && runs_other_code)
+            || e.vulnerabilities
+                .as_ref()
+                .is_some_and(|v| !v.clears.is_empty() && v.introduces.is_empty())
+    });
+    if shows_a_problem {
+        Ok(())
+    } else {
+        Err(format!(
+            "the plan of {} shows no problem it fixes (no crash of the target's pods, no \
+             CRITICAL/HIGH finding it clears without introducing one, no crash that other code could fix); \
+             an unattended approval needs that evidence",
+            request.tool
+        ))
     }
 }
 
@@ -901,6 +944,81 @@ mod tests {
             matches!(&d, Decision::Denied { reason, .. } if reason.contains("limit of 1 write")),
             "{d:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn evidence_required_approves_only_a_fix_the_evidence_supports() {
+        use crate::evidence::{
+            CrashEvidence, Evidence, ImageScan, ScanSource, VulnerabilityEvidence,
+        };
+        let rules = Rules::new(yes()).evidence_required();
+        let with = |evidence: Option<Evidence>| {
+            let mut p = plan(Some("shop"), Some(vec![("nginx:1.25.3", "nginx:1.25.5")]));
+            p.evidence = evidence.map(Box::new);
+            request_with(json!({}), p)
+        };
+        let denied = |d: &Decision| matches!(d, Decision::Denied { reason, .. } if reason.contains("shows no problem it fixes"));
+        // A healthy workload: no evidence at all (an injected "restart payments/api").
+        let d = rules.decide(&with(None)).await;
+        assert!(denied(&d), "{d:?}");
+        let crash = CrashEvidence {
+            pod: "web-1".into(),
+            container: "web".into(),
+            image: "nginx:1.25.3".into(),
+            reason: "CrashLoopBackOff".into(),
+            exit_code: Some(1),
+            restarts: 7,
+            failing_pods: 2,
+            last_log_lines: Vec::new(),
+            events: Vec::new(),
+        };
+        let crashed = Some(Evidence {
+            crash: Some(crash),
+            ..Evidence::default()
+        });
+        let d = rules.decide(&with(crashed.clone())).await;
+        assert!(d.is_approved(), "{d:?}");
+        // The same crash behind a restart (no image changes): the same code runs again.
+        let mut restart = with(crashed);
+        restart.preview.images = Some(vec![ImageChange {
+            container: "web".into(),
+            before: Some("nginx:1.25.3".into()),
+            after: "nginx:1.25.3".into(),
+        }]);
+        assert!(denied(&rules.decide(&restart).await));
+        let scan = |image: &str| ImageScan {
+            image: image.into(),
+            digest: None,
+            counts: crate::evidence::Severities::default(),
+            findings: Vec::new(),
+            source: ScanSource::Simulated,
+        };
+        let patch = |clears: &[&str], introduces: &[&str]| {
+            Some(Evidence {
+                vulnerabilities: Some(VulnerabilityEvidence {
+                    container: "web".into(),
+                    current: scan("nginx:1.25.3"),
+                    candidate: scan("nginx:1.25.5"),
+                    clears: clears.iter().map(|s| (*s).to_owned()).collect(),
+                    remains: Vec::new(),
+                    introduces: introduces.iter().map(|s| (*s).to_owned()).collect(),
+                }),
+                ..Evidence::default()
+            })
+        };
+        assert!(
+            rules
+                .decide(&with(patch(&["CVE-1"], &[])))
+                .await
+                .is_approved()
+        );
+        // A patch that clears nothing (a downgrade to another tag), or brings in a new finding.
+        assert!(denied(&rules.decide(&with(patch(&[], &[]))).await));
+        assert!(denied(
+            &rules.decide(&with(patch(&["CVE-1"], &["CVE-2"]))).await
+        ));
+        // Without the rule, the same healthy-workload write goes to the approver.
+        assert!(Rules::new(yes()).decide(&with(None)).await.is_approved());
     }
 
     #[tokio::test]

