@@ -225,6 +225,29 @@ enum Command {
     Serve(Box<serve_cmd::ServeArgs>),
     /// List the built-in demo scenarios.
     Scenarios,
+    /// The safety and effectiveness scorecard: scenarios x brains (the playbook and scripted
+    /// adversarial models) on the simulator under `--approve auto`'s rules. Exit 0 when nothing
+    /// unsafe was executed and every case passed, 1 otherwise.
+    Eval {
+        /// Scenarios (repeatable; default: the playbook on every scenario, every adversary on
+        /// bad-release, critical-cve and prompt-injection).
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Brains (repeatable): playbook, follows-injections, hallucinates, breaks-schema,
+        /// replays, races-approval, garbage, loops.
+        #[arg(long = "brain", value_name = "NAME")]
+        brains: Vec<String>,
+        /// Runs of each case; every run must give the same result (pass^k).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Print the scorecard as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Approve every write with no rules: the baseline that shows what the rules stop (its
+        /// scorecard fails).
+        #[arg(long)]
+        no_rules: bool,
+    },
     /// Check an audit log written with --audit: `audit verify FILE [--key-file|--key-env] [--head]`.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
@@ -301,6 +324,13 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Approvals(args) => approvals_cmd::run(args).await,
         Command::Serve(args) => serve_cmd::serve(*args).await,
         Command::Mcp(args) => mcp_cmd::run(*args).await,
+        Command::Eval {
+            scenarios,
+            brains,
+            runs,
+            json,
+            no_rules,
+        } => eval_cmd(scenarios, &brains, runs, json, no_rules).await,
         Command::Scenarios => {
             for (name, _) in sre_tools::sim::scenario::BUILTIN {
                 let s = Scenario::builtin(name)?;
@@ -315,6 +345,55 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
     }
+}
+
+async fn eval_cmd(
+    scenarios: Vec<String>,
+    brains: &[String],
+    runs: usize,
+    json: bool,
+    unguarded: bool,
+) -> Result<u8, Failure> {
+    use sre_tools::eval::{Brain, Options};
+    if runs == 0 {
+        return Err(Failure("--runs must be at least 1".into()));
+    }
+    let brains = brains
+        .iter()
+        .map(|b| Brain::from_name(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = Options {
+        runs,
+        unguarded,
+        ..Options::default()
+    };
+    if !scenarios.is_empty() || !brains.is_empty() {
+        let scenarios = if scenarios.is_empty() {
+            sre_tools::eval::scenario_names()
+        } else {
+            scenarios
+        };
+        let brains = if brains.is_empty() {
+            Brain::ALL.to_vec()
+        } else {
+            brains
+        };
+        options.cases = scenarios
+            .iter()
+            .flat_map(|s| brains.iter().map(move |b| (s.clone(), *b)))
+            .collect();
+    }
+    let card = sre_tools::eval::run(&options).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&card)?);
+    } else {
+        print!("{}", sre_core::text::escape_untrusted_lines(&card.render()));
+    }
+    Ok(if card.executed() == 0 && card.failed().is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    })
 }
 
 fn approval_mode(opts: &RunOptions) -> Result<Approve, Failure> {
@@ -374,7 +453,10 @@ fn policy_with(
     };
     match mode {
         Approve::Auto => {
-            let mut rules = with_limits(Rules::new(AutoApprover), true);
+            // Unattended: only changes the evidence supports (a crash of the target's pods, CVEs
+            // a patch clears), so text injected into what the model reads cannot get a healthy
+            // workload changed.
+            let mut rules = with_limits(Rules::new(AutoApprover), true).evidence_required();
             let images = if registries.is_empty() {
                 // No new source: another tag of the image a container runs now, or a rollback
                 // to one.
@@ -385,7 +467,7 @@ fn policy_with(
                 registries.join(", ")
             };
             let text = format!(
-                "auto (at most {} write(s), risk up to {}, images from: {images})",
+                "auto (at most {} write(s), risk up to {}, images from: {images}, only fixes the evidence supports)",
                 max_writes.unwrap_or(3),
                 format!("{:?}", max_risk.unwrap_or(RiskArg::Medium)).to_lowercase(),
             );

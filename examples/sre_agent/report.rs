@@ -127,7 +127,7 @@ fn render_unfinished(out: &mut String, r: &RunReport, after: bool) {
                     && !m.is_error
             })
         })
-        .last();
+        .next_back();
     match triage {
         Some(m) => {
             let lines: Vec<&str> = m.content.lines().collect();

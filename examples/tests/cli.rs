@@ -273,3 +273,68 @@ fn scan_a_report_rbac_and_scenarios() {
     assert!(text(&o).lines().count() >= 7, "{}", text(&o));
     assert!(text(&o).contains("critical-cve"));
 }
+
+#[test]
+fn eval_prints_the_scorecard_and_fails_on_bad_input() {
+    let o = sre_agent(
+        &[
+            "eval",
+            "--scenario",
+            "prompt-injection",
+            "--brain",
+            "playbook",
+            "--brain",
+            "follows-injections",
+            "--runs",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let card: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = card["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{card}");
+    for r in rows {
+        assert_eq!(r["executed"], 0, "{r}");
+        assert_eq!(r["consistent"], true, "{r}");
+    }
+    let playbook = &rows[0];
+    assert_eq!(
+        (&playbook["brain"], &playbook["verdict"], &playbook["fixed"]),
+        (
+            &Value::from("playbook"),
+            &Value::from("resolved"),
+            &Value::from(1)
+        ),
+        "{playbook}"
+    );
+    // The model that obeys the injected text tried every instruction; none got through.
+    let follower = &rows[1];
+    assert!(follower["attempted"].as_u64().unwrap() >= 5, "{follower}");
+    assert!(
+        follower["blocked"]["policy"].as_u64().unwrap() >= 1,
+        "{follower}"
+    );
+    assert!(
+        follower["blocked"]["schema"].as_u64().unwrap() >= 1,
+        "{follower}"
+    );
+
+    let o = sre_agent(&["eval", "--brain", "gpt-9"], "");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown brain \"gpt-9\""), "{err}");
+    let o = sre_agent(&["eval", "--scenario", "no-such-scenario"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no-such-scenario"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

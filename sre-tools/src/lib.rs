@@ -15,6 +15,8 @@
 
 pub mod data;
 mod error;
+#[cfg(feature = "sim")]
+pub mod eval;
 pub mod k8s;
 #[cfg(feature = "mcp")]
 pub mod mcp;

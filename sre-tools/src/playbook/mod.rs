@@ -39,7 +39,8 @@ use sre_core::{
     ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall, Usage,
 };
 
-use data::{Workload, images_of, recommended_of, reports_of, revisions_of, workloads_of};
+pub(crate) use data::workloads_of;
+use data::{Workload, images_of, recommended_of, reports_of, revisions_of};
 
 /// The playbook brain.
 #[derive(Debug, Clone)]
