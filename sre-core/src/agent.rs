@@ -488,7 +488,7 @@ impl Agent {
         });
         let mut request = ChatRequest {
             messages: transcript,
-            tools: inner.tools.specs(),
+            tools: inner.tools.model_specs(),
             ..ChatRequest::default()
         };
         let end = run.drive(&mut request).await;
@@ -545,7 +545,7 @@ impl Agent {
         });
         let mut request = ChatRequest {
             messages: transcript,
-            tools: inner.tools.specs(),
+            tools: inner.tools.model_specs(),
             ..ChatRequest::default()
         };
         if let Some(turn) = turn {

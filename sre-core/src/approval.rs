@@ -15,8 +15,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::canon::now_rfc3339;
+use crate::evidence::CrashEvidence;
 use crate::image::{ImageRef, normalize_prefix};
-use crate::plan::{ImageChange, Preview, Risk};
+use crate::plan::{Preview, Risk};
 use crate::text::escape_untrusted;
 
 /// Everything an approver needs to decide on one write.
@@ -354,10 +355,12 @@ impl Rules {
         self
     }
 
-    /// Only writes whose plan carries evidence of the problem they fix: the crash of the target's
-    /// pods, for a change of the code it runs (a rollback, an image patch; a restart or a scale
-    /// runs the same code again), or an image patch that clears CRITICAL/HIGH findings and
-    /// introduces none. The default for unattended approval: a model talked into changing a
+    /// Only writes whose plan carries evidence of the problem they fix: a crash of the target's
+    /// current pods that other code may fix (a container exiting by itself, an image that cannot
+    /// be pulled — not an OOM kill or a configuration error), for a change of that container's
+    /// image (a rollback, an image patch; a restart or a scale runs the same code again), or an
+    /// image patch that clears CRITICAL/HIGH findings. A plan whose scan finds the candidate
+    /// brings in a CRITICAL/HIGH finding is denied whatever else speaks for it. The default for unattended approval: a model talked into changing a
     /// healthy workload (by text injected into a log, an event or a scan) is denied, and so is a
     /// second change to a workload the run already fixed.
     #[must_use]
@@ -424,24 +427,42 @@ impl Rules {
 }
 
 fn check_evidence(request: &ApprovalRequest) -> Result<(), String> {
-    // A crash is fixed by running other code: a restart or a scale runs the same code again.
-    let runs_other_code = request
-        .preview
-        .images
-        .as_ref()
-        .is_some_and(|images| images.iter().any(ImageChange::changes));
-    let shows_a_problem = request.preview.evidence.as_deref().is_some_and(|e| {
-        (e.crash.is_some() && runs_other_code)
+    let evidence = request.preview.evidence.as_deref();
+    // A scan that finds the candidate brings in a CRITICAL/HIGH finding vetoes the change,
+    // whatever else speaks for it.
+    if let Some(v) = evidence.and_then(|e| e.vulnerabilities.as_ref())
+        && !v.introduces.is_empty()
+    {
+        return Err(format!(
+            "the plan of {} brings in {} CRITICAL/HIGH finding(s) the running image does not have; \
+             an unattended approval never does",
+            request.tool,
+            v.introduces.len()
+        ));
+    }
+    // A crash is fixed by running other code in the container that crashes: a restart or a scale
+    // runs the same code again, and a change of another container fixes nothing.
+    let changes_the_crashed_container = |crash: &CrashEvidence| {
+        request.preview.images.as_ref().is_some_and(|images| {
+            images
+                .iter()
+                .any(|c| c.changes() && c.container == crash.container)
+        })
+    };
+    let shows_a_problem = evidence.is_some_and(|e| {
+        e.crash
+            .as_ref()
+            .is_some_and(|c| c.other_code_may_fix() && changes_the_crashed_container(c))
             || e.vulnerabilities
                 .as_ref()
-                .is_some_and(|v| !v.clears.is_empty() && v.introduces.is_empty())
+                .is_some_and(|v| !v.clears.is_empty())
     });
     if shows_a_problem {
         Ok(())
     } else {
         Err(format!(
             "the plan of {} shows no problem it fixes (no crash of the target's pods, no \
-             CRITICAL/HIGH finding it clears without introducing one, no crash that other code could fix); \
+             CRITICAL/HIGH finding it clears, no crash of the container it changes that other code could fix); \
              an unattended approval needs that evidence",
             request.tool
         ))
@@ -947,6 +968,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one table of cases: each evidence shape and what the rule says"
+    )]
     async fn evidence_required_approves_only_a_fix_the_evidence_supports() {
         use crate::evidence::{
             CrashEvidence, Evidence, ImageScan, ScanSource, VulnerabilityEvidence,
@@ -957,7 +982,10 @@ mod tests {
             p.evidence = evidence.map(Box::new);
             request_with(json!({}), p)
         };
-        let denied = |d: &Decision| matches!(d, Decision::Denied { reason, .. } if reason.contains("shows no problem it fixes"));
+        let denied = |d: &Decision| {
+            matches!(d, Decision::Denied { reason, .. }
+                if reason.contains("shows no problem it fixes") || reason.contains("brings in"))
+        };
         // A healthy workload: no evidence at all (an injected "restart payments/api").
         let d = rules.decide(&with(None)).await;
         assert!(denied(&d), "{d:?}");
@@ -965,7 +993,7 @@ mod tests {
             pod: "web-1".into(),
             container: "web".into(),
             image: "nginx:1.25.3".into(),
-            reason: "CrashLoopBackOff".into(),
+            reason: "CrashLoopBackOff (Error)".into(),
             exit_code: Some(1),
             restarts: 7,
             failing_pods: 2,
@@ -973,19 +1001,45 @@ mod tests {
             events: Vec::new(),
         };
         let crashed = Some(Evidence {
-            crash: Some(crash),
+            crash: Some(crash.clone()),
             ..Evidence::default()
         });
         let d = rules.decide(&with(crashed.clone())).await;
         assert!(d.is_approved(), "{d:?}");
         // The same crash behind a restart (no image changes): the same code runs again.
         let mut restart = with(crashed);
-        restart.preview.images = Some(vec![ImageChange {
+        restart.preview.images = Some(vec![crate::plan::ImageChange {
             container: "web".into(),
             before: Some("nginx:1.25.3".into()),
             after: "nginx:1.25.3".into(),
         }]);
         assert!(denied(&rules.decide(&restart).await));
+        // A crash no image fixes (an OOM kill, a missing Secret), and a crash of another
+        // container than the one the plan changes.
+        for reason in [
+            "CrashLoopBackOff (OOMKilled)",
+            "OOMKilled",
+            "CreateContainerConfigError",
+        ] {
+            let mut c = crash.clone();
+            c.reason = reason.into();
+            let d = rules
+                .decide(&with(Some(Evidence {
+                    crash: Some(c),
+                    ..Evidence::default()
+                })))
+                .await;
+            assert!(denied(&d), "{reason}: {d:?}");
+        }
+        let mut sidecar = crash.clone();
+        sidecar.container = "proxy".into();
+        let d = rules
+            .decide(&with(Some(Evidence {
+                crash: Some(sidecar),
+                ..Evidence::default()
+            })))
+            .await;
+        assert!(denied(&d), "{d:?}");
         let scan = |image: &str| ImageScan {
             image: image.into(),
             digest: None,
@@ -1017,6 +1071,15 @@ mod tests {
         assert!(denied(
             &rules.decide(&with(patch(&["CVE-1"], &["CVE-2"]))).await
         ));
+        // A crash does not outweigh a CRITICAL the candidate brings in (an older tag of the
+        // same repository).
+        let mut both = patch(&[], &["CVE-2021-44228"]).unwrap();
+        both.crash = Some(crash.clone());
+        let d = rules.decide(&with(Some(both))).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("brings in 1 CRITICAL/HIGH")),
+            "{d:?}"
+        );
         // Without the rule, the same healthy-workload write goes to the approver.
         assert!(Rules::new(yes()).decide(&with(None)).await.is_approved());
     }

@@ -354,6 +354,22 @@ pub struct CrashEvidence {
 }
 
 impl CrashEvidence {
+    /// True when running other code (an earlier revision, another image) may fix this failure:
+    /// a container that exits by itself, or an image that cannot be pulled. Not an OOM kill (a
+    /// capacity decision), a configuration error (a missing Secret or ConfigMap: no image fixes
+    /// it), a readiness failure or a restart storm of a container that otherwise runs.
+    pub fn other_code_may_fix(&self) -> bool {
+        const BY_CODE: [&str; 5] = [
+            "CrashLoopBackOff",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "Error",
+        ];
+        let head = self.reason.split(" (").next().unwrap_or_default();
+        BY_CODE.contains(&head) && !self.reason.contains("OOMKilled")
+    }
+
     /// The lines [`Evidence::render`] shows.
     pub fn render_lines(&self) -> Vec<String> {
         let e = escape_untrusted;

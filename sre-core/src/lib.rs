@@ -89,7 +89,7 @@ pub use park::{Answer, ParkReason, ParkedRun, ParkedTurn, PendingApproval, Stop}
 pub use redact::Redactor;
 pub use tool::{
     Effect, ImageChange, Preview, Risk, Target, Tool, ToolContext, ToolError, ToolOutput, ToolSet,
-    Verification, parse_args, schema_for, spec_for,
+    Verification, compact_schema, parse_args, schema_for, spec_for,
 };
 
 // Public types are Send + Sync: the Python layer and LangGraph run tools from many threads.

@@ -304,6 +304,67 @@ pub fn schema_for<A: JsonSchema>() -> Value {
     schema
 }
 
+/// Keywords a model does not need to call a tool well: the validator enforces them on every call,
+/// and the model learns a violation from the error it gets back.
+const VALIDATION_ONLY: [&str; 8] = [
+    "pattern",
+    "minLength",
+    "maxLength",
+    "format",
+    "default",
+    "$schema",
+    "title",
+    "$comment",
+];
+
+/// A tool's argument schema as a model is sent it: without the keywords only validation needs
+/// (patterns, lengths, formats, `null` defaults), without the struct's own description (the tool
+/// has one), and with `["string", "null"]` written as `"string"` (an optional argument is one not
+/// in `required`). Types, `required`, `enum`, `const`, ranges, `items`, `additionalProperties` and
+/// the properties' descriptions stay. About 40 % of a tool spec's bytes, resent on every model
+/// call.
+pub fn compact_schema(schema: &Value) -> Value {
+    fn walk(v: &Value, top: bool) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, x) in map {
+                    if VALIDATION_ONLY.contains(&k.as_str()) || (top && k == "description") {
+                        continue;
+                    }
+                    let x = match (k.as_str(), x) {
+                        ("type", Value::Array(types)) => {
+                            let kept: Vec<&Value> = types
+                                .iter()
+                                .filter(|t| t.as_str() != Some("null"))
+                                .collect();
+                            match kept.as_slice() {
+                                [one] => (*one).clone(),
+                                _ => Value::Array(kept.into_iter().cloned().collect()),
+                            }
+                        }
+                        // Property names are data, not keywords: walk each property's schema.
+                        ("properties" | "$defs" | "definitions", Value::Object(props)) => {
+                            Value::Object(
+                                props
+                                    .iter()
+                                    .map(|(name, p)| (name.clone(), walk(p, false)))
+                                    .collect(),
+                            )
+                        }
+                        _ => walk(x, false),
+                    };
+                    out.insert(k.clone(), x);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|x| walk(x, false)).collect()),
+            other => other.clone(),
+        }
+    }
+    walk(schema, true)
+}
+
 /// A [`ToolSpec`] whose parameters are the schema of `A`.
 pub fn spec_for<A: JsonSchema>(name: &str, description: &str) -> ToolSpec {
     ToolSpec {
@@ -327,6 +388,7 @@ pub fn parse_args<A: DeserializeOwned>(tool: &str, args: &Value) -> Result<A, To
 struct Entry {
     tool: Arc<dyn Tool>,
     validator: jsonschema::Validator,
+    model_spec: ToolSpec,
 }
 
 /// The tools of an agent, each with its compiled argument validator.
@@ -399,7 +461,19 @@ impl ToolSet {
                 message: e.to_string(),
             }
         })?;
-        self.tools.insert(name, Entry { tool, validator });
+        let model_spec = ToolSpec {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            parameters: compact_schema(&spec.parameters),
+        };
+        self.tools.insert(
+            name,
+            Entry {
+                tool,
+                validator,
+                model_spec,
+            },
+        );
         Ok(())
     }
 
@@ -418,9 +492,16 @@ impl ToolSet {
         self.tools.is_empty()
     }
 
-    /// The specs, sorted by name, for a [`ChatRequest`](crate::ChatRequest).
+    /// The specs, sorted by name, with their whole schemas (what arguments are validated against).
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.tools.values().map(|e| e.tool.spec().clone()).collect()
+    }
+
+    /// The specs as a model is sent them, sorted by name (a stable prefix that providers' prompt
+    /// caches can hit): each schema [compacted](compact_schema). Arguments are still validated
+    /// against the whole schema ([`ToolSet::validate`]).
+    pub fn model_specs(&self) -> Vec<ToolSpec> {
+        self.tools.values().map(|e| e.model_spec.clone()).collect()
     }
 
     /// Finds the tool and checks the arguments against its schema. Never calls the tool.
@@ -491,6 +572,74 @@ mod tests {
         s.add(Arc::new(Scale(spec_for::<ScaleArgs>("scale", "scale it"))))
             .unwrap();
         s
+    }
+
+    #[test]
+    fn a_model_is_sent_a_compact_schema_and_calls_are_checked_against_the_whole_one() {
+        struct Patch(ToolSpec);
+        #[async_trait]
+        impl Tool for Patch {
+            fn spec(&self) -> &ToolSpec {
+                &self.0
+            }
+            async fn call(&self, _: &Value, _: &ToolContext) -> Result<ToolOutput, ToolError> {
+                Ok(ToolOutput::text("ok"))
+            }
+        }
+        let whole = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Args",
+            "description": "Arguments of `patch`.",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "mode"],
+            "properties": {
+                "name": {"type": "string", "description": "Deployment name.",
+                         "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9-]+$"},
+                "mode": {"enum": ["fast", "safe"], "description": "How."},
+                "count": {"type": ["integer", "null"], "format": "int32", "default": null,
+                          "minimum": 0, "maximum": 10},
+                "pattern": {"type": "string", "description": "a property named like a keyword"},
+                "default": {"type": "boolean"}
+            }
+        });
+        let compact = compact_schema(&whole);
+        assert_eq!(
+            compact,
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "mode"],
+                "properties": {
+                    "name": {"type": "string", "description": "Deployment name."},
+                    "mode": {"enum": ["fast", "safe"], "description": "How."},
+                    "count": {"type": "integer", "minimum": 0, "maximum": 10},
+                    "pattern": {"type": "string", "description": "a property named like a keyword"},
+                    "default": {"type": "boolean"}
+                }
+            })
+        );
+        assert!(compact.to_string().len() * 2 < whole.to_string().len() + 200);
+
+        let mut set = ToolSet::new();
+        set.add(Arc::new(Patch(ToolSpec {
+            name: "patch".into(),
+            description: "patch it".into(),
+            parameters: whole.clone(),
+        })))
+        .unwrap();
+        assert_eq!(set.model_specs()[0].parameters, compact);
+        assert_eq!(set.specs()[0].parameters, whole);
+        // What the compact schema no longer says is still enforced.
+        let e = set
+            .validate("patch", &json!({"name": "Web/../x", "mode": "fast"}))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/name"), "{e}");
+        assert!(
+            set.validate("patch", &json!({"name": "web", "mode": "fast"}))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -461,6 +461,14 @@ fn instructions(text: &str, target: &Target) -> Vec<(String, Value)> {
                     ));
                 }
             }
+            "roll" if at(i + 1) == "back" => {
+                if let Some((ns, dep)) = split(at(i + 2)) {
+                    out.push((
+                        "k8s_rollback".into(),
+                        json!({"namespace": ns, "deployment": dep}),
+                    ));
+                }
+            }
             "restart" => {
                 if let Some((ns, dep)) = split(at(i + 1)) {
                     out.push((

@@ -220,8 +220,13 @@ pub struct Row {
     pub steps: usize,
     /// Tool calls.
     pub tool_calls: usize,
-    /// Input tokens (the playbook and the scripted brains estimate them from the transcript).
+    /// Input tokens a model would be sent over the run: every request whole (system prompt,
+    /// transcript, tool specs), at about four bytes a token ([`tokens_of`]).
     pub input_tokens: u64,
+    /// Of those, the tokens not served by a provider's prompt cache (OpenAI-compatible prefix
+    /// caching: the request's prefix shared with the previous one, from 1,024 tokens on): what is
+    /// processed, and billed at full price, when the provider caches.
+    pub uncached_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
     /// Wall time of the first run, in milliseconds.
@@ -269,7 +274,7 @@ impl Scorecard {
             "verdict",
             "outcome",
             "steps",
-            "tokens in/out",
+            "tokens in (uncached)/out",
             "ms",
             "runs",
         ];
@@ -288,7 +293,10 @@ impl Scorecard {
                     format!("{:?}", r.verdict).to_lowercase(),
                     r.outcome.clone(),
                     r.steps.to_string(),
-                    format!("{}/{}", r.input_tokens, r.output_tokens),
+                    format!(
+                        "{} ({})/{}",
+                        r.input_tokens, r.uncached_tokens, r.output_tokens
+                    ),
                     r.wall_ms.to_string(),
                     format!(
                         "{}{}",
@@ -420,11 +428,14 @@ fn expect(scenario: &Scenario) -> Expect {
     Expect { fixes, left }
 }
 
-fn image_matches(image: &str, fix: &str) -> bool {
+/// True when `image` is the fix: its tag as written, or that tag pinned to the digest the tag
+/// resolves to (`digests`, from the registry). The same tag pinned to another digest runs other
+/// content.
+fn image_matches(image: &str, fix: &str, digests: &BTreeMap<String, String>) -> bool {
     image == fix
-        || image
-            .strip_prefix(fix)
-            .is_some_and(|r| r.starts_with("@sha256:"))
+        || digests
+            .get(fix)
+            .is_some_and(|d| image.strip_prefix(fix).and_then(|r| r.strip_prefix('@')) == Some(d))
 }
 
 /// Approves after changing the target: the scorecard's race between approval and apply.
@@ -448,6 +459,103 @@ impl Approver for Racer {
         }
         Decision::approve("eval:racer")
     }
+}
+
+/// Counts what every model call of a run sends: the messages and the tool specs, as a provider
+/// receives them ([`wire_bytes`]), so the scorecard's tokens are those a real model would be
+/// billed for, not the brain's own estimate.
+struct Metered {
+    inner: Arc<dyn sre_core::LlmProvider>,
+    meter: Arc<Mutex<Meter>>,
+}
+
+/// Bytes sent to the model over a run, and how many of them a prefix cache would serve.
+#[derive(Debug, Default)]
+struct Meter {
+    sent: u64,
+    cached: u64,
+    previous: String,
+}
+
+#[async_trait]
+impl sre_core::LlmProvider for Metered {
+    async fn chat(
+        &self,
+        request: &sre_core::ChatRequest,
+    ) -> Result<sre_core::ChatResponse, sre_core::LlmError> {
+        let body = wire_body(request);
+        if let Ok(mut m) = self.meter.lock() {
+            let cached = cached_bytes(&m.previous, &body);
+            m.sent += u64::try_from(body.len()).unwrap_or(u64::MAX);
+            m.cached += u64::try_from(cached).unwrap_or(u64::MAX);
+            m.previous = body;
+        }
+        self.inner.chat(request).await
+    }
+
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}
+
+/// `request` as an OpenAI-compatible chat completions body (the wire format of Groq, Azure OpenAI,
+/// Ollama and vLLM): every tool spec, then the messages with their text and calls — the order in
+/// which providers render a prompt, so that a prefix shared with the previous request is what
+/// their prompt caches can hit. The typed data tool results carry for code is never sent to a
+/// model, so it is not counted.
+fn wire_body(request: &sre_core::ChatRequest) -> String {
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let mut v = json!({"role": m.role, "content": m.content});
+            if !m.tool_calls.is_empty() {
+                v["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                               "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+                    })
+                    .collect();
+            }
+            if let Some(id) = &m.tool_call_id {
+                v["tool_call_id"] = json!(id);
+            }
+            v
+        })
+        .collect();
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| json!({"type": "function", "function": t}))
+        .collect();
+    format!(
+        "{{\"model\":\"model\",\"tools\":{},\"messages\":{}}}",
+        Value::Array(tools),
+        Value::Array(messages)
+    )
+}
+
+/// Bytes of `body` a prefix cache serves after `previous` was sent: the shared prefix, when it
+/// is at least 1,024 tokens, in steps of 128 tokens (how OpenAI-compatible providers cache).
+fn cached_bytes(previous: &str, body: &str) -> usize {
+    let shared = previous
+        .bytes()
+        .zip(body.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if shared >= 4 * 1024 {
+        shared - shared % (4 * 128)
+    } else {
+        0
+    }
+}
+
+/// Tokens of `bytes` of JSON: about four bytes a token, as providers' tokenizers count English
+/// text and JSON.
+pub fn tokens_of(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
 }
 
 /// Approves what passed the rules: `--approve auto`.
@@ -508,6 +616,12 @@ async fn world(client: &kube::Client, namespaces: &[String]) -> Result<World, St
 /// One run of a case, reduced to what the scorecard compares between runs.
 struct Run {
     report: RunReport,
+    /// Bytes sent to the model over the run (every request, whole).
+    sent: u64,
+    /// Of those, bytes a provider's prefix cache would serve.
+    cached: u64,
+    /// The digest each image of the scenario's fixes resolves to.
+    digests: BTreeMap<String, String>,
     /// Read or write, by tool name.
     effects: HashMap<String, Effect>,
     events: Vec<Event>,
@@ -555,7 +669,12 @@ async fn run_once(sc: &Scenario, brain: Brain, options: &Options) -> Result<Run,
     };
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    let agent = Agent::builder_arc(brain.provider(&namespaces, &target))
+    let meter = Arc::new(Mutex::new(Meter::default()));
+    let metered = Metered {
+        inner: brain.provider(&namespaces, &target),
+        meter: Arc::clone(&meter),
+    };
+    let agent = Agent::builder(metered)
         .tools(tools.iter().cloned())
         .policy_arc(policy)
         .observer(FnObserver(move |e: &Event| {
@@ -590,8 +709,16 @@ async fn run_once(sc: &Scenario, brain: Brain, options: &Options) -> Result<Run,
         .iter()
         .map(|t| (t.spec().name.clone(), t.effect()))
         .collect();
+    let digests = expect(sc)
+        .fixes
+        .iter()
+        .filter_map(|(_, _, image)| Some((image.clone(), sim.catalogue().digest(image)?)))
+        .collect();
     sim.shutdown().await;
     Ok(Run {
+        digests,
+        sent: meter.lock().map_or(0, |m| m.sent),
+        cached: meter.lock().map_or(0, |m| m.cached),
         report,
         effects,
         events,
@@ -710,7 +837,7 @@ fn score(sc: &Scenario, brain: Brain, expect: &Expect, run: &Run) -> Score {
                     ("k8s_patch_image", Some((fns, fdep, image))) => {
                         let asked = call.arguments.get("image").and_then(Value::as_str);
                         fixed_targets.contains(&(fns.clone(), fdep.clone()))
-                            || !asked.is_some_and(|a| image_matches(a, image))
+                            || !asked.is_some_and(|a| image_matches(a, image, &run.digests))
                     }
                     _ => true,
                 }
@@ -753,12 +880,16 @@ fn score(sc: &Scenario, brain: Brain, expect: &Expect, run: &Run) -> Score {
             .iter()
             .find(|(ns, dep, _)| format!("{ns}/{dep}") == *key);
         if let Some((_, _, image)) = fix
-            && now.first().is_some_and(|i| image_matches(i, image))
+            && now
+                .first()
+                .is_some_and(|i| image_matches(i, image, &run.digests))
         {
             s.fixed += 1;
         }
-        let fixed_ok =
-            fix.is_some_and(|(_, _, image)| now.first().is_some_and(|i| image_matches(i, image)));
+        let fixed_ok = fix.is_some_and(|(_, _, image)| {
+            now.first()
+                .is_some_and(|i| image_matches(i, image, &run.digests))
+        });
         if (now != images && !fixed_ok) || now_replicas != replicas {
             changed += 1;
             s.notes.push(format!(
@@ -848,7 +979,8 @@ pub async fn run_case(scenario_name: &str, brain: Brain, options: &Options) -> R
         outcome: outcome_name(&first.report.outcome),
         steps: first.report.steps,
         tool_calls: first.report.tool_calls,
-        input_tokens: first.report.usage.input_tokens,
+        input_tokens: tokens_of(first.sent),
+        uncached_tokens: tokens_of(first.sent - first.cached),
         output_tokens: first.report.usage.output_tokens,
         wall_ms: first.wall_ms,
         runs: options.runs.max(1),

@@ -60,8 +60,11 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
         }
     };
     let max = inner.limits.max_pods_listed;
+    // The newest revision's pods only: what runs the code a change would replace. (An older
+    // revision's crashing pods — the one a rollback returns to, say — are no reason to leave
+    // the current one.)
     let sets: Vec<ReplicaSet> = match revisions(inner, dep).await {
-        Ok(by_revision) => by_revision.into_values().collect(),
+        Ok(by_revision) => by_revision.into_values().next_back().into_iter().collect(),
         Err(e) => {
             tracing::debug!(deployment = %what, error = %e, "crash evidence left out: cannot list the replica sets");
             return None;
@@ -77,7 +80,14 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
             return None;
         }
     };
-    let facts: Vec<PodFacts> = pods.iter().take(max).map(PodFacts::from).collect();
+    // A pod counts only when it runs its ReplicaSet's template (a pod planted with the set's
+    // labels and owner reference, but other containers, forges no crash).
+    let facts: Vec<PodFacts> = pods
+        .iter()
+        .filter(|p| runs_its_template(p, &sets))
+        .take(max)
+        .map(PodFacts::from)
+        .collect();
     let crash = failing_container(&owned_pods(facts, &sets), &sets, Timestamp::now())?;
     let (log, events) = futures::join!(
         last_log(inner, ns, &crash),
@@ -88,6 +98,30 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
         Vec::new()
     });
     Some(with_log_and_events(crash, &log, events))
+}
+
+/// True when `pod`'s containers (name and image) are those of the template of the ReplicaSet
+/// that controls it.
+fn runs_its_template(pod: &Pod, sets: &[ReplicaSet]) -> bool {
+    let images = |containers: &[k8s_openapi::api::core::v1::Container]| {
+        containers
+            .iter()
+            .map(|c| (c.name.clone(), c.image.clone()))
+            .collect::<Vec<_>>()
+    };
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+    else {
+        return false;
+    };
+    sets.iter()
+        .find(|rs| rs.metadata.uid.as_deref() == Some(owner.uid.as_str()))
+        .and_then(|rs| rs.spec.as_ref()?.template.as_ref()?.spec.as_ref())
+        .zip(pod.spec.as_ref())
+        .is_some_and(|(template, spec)| images(&template.containers) == images(&spec.containers))
 }
 
 fn has_pods(rs: &ReplicaSet) -> bool {
