@@ -326,6 +326,25 @@ fn eval_prints_the_scorecard_and_fails_on_bad_input() {
         "{follower}"
     );
 
+    // The baseline without the rules: the injected writes go through, and the exit code says so.
+    let o = sre_agent(
+        &[
+            "eval",
+            "--no-rules",
+            "--scenario",
+            "prompt-injection",
+            "--brain",
+            "follows-injections",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("FAILED prompt-injection / follows-injections: executed"),
+        "{}",
+        text(&o)
+    );
+
     let o = sre_agent(&["eval", "--brain", "gpt-9"], "");
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -183,7 +183,7 @@ impl Blocked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Nothing is left unhealthy.
+    /// Every expected fix is in place and nothing is left unhealthy.
     Resolved,
     /// What is left is what a human must decide (and the run said so, or it stopped safely).
     Escalated,
@@ -960,7 +960,7 @@ pub async fn run_case(scenario_name: &str, brain: Brain, options: &Options) -> R
             score.fixed, first.left, expect.left
         ));
         Verdict::Failed
-    } else if first.left == 0 {
+    } else if first.left == 0 && score.fixed == fixes {
         Verdict::Resolved
     } else {
         Verdict::Escalated
