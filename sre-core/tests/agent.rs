@@ -769,3 +769,104 @@ fn builder_rejects_duplicate_tools_and_zero_steps() {
         .unwrap_err();
     assert!(err.to_string().contains("max_steps"));
 }
+
+/// A small seeded generator (`SplitMix64`): reproducible random runs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Property: over random runs — random turns of reads, writes (some malformed, some repeated)
+/// and answers, a policy that approves or denies at random and sometimes changes the target
+/// while it decides — no write is ever applied without an approval of that very call on a
+/// target that had not changed since it was previewed. The tool's own count of applied writes
+/// is the ground truth, not the report.
+#[tokio::test]
+async fn no_sequence_of_model_turns_and_decisions_applies_a_write_without_a_grant() {
+    let (mut total_applied, mut total_refused, mut total_denied) = (0, 0, 0);
+    for seed in 0..200u64 {
+        let mut rng = Rng(seed);
+        let mut turns = Vec::new();
+        for t in 0..rng.below(6) + 1 {
+            let mut calls = Vec::new();
+            for c in 0..rng.below(4) + 1 {
+                let id = format!("s{seed}-t{t}-c{c}");
+                calls.push(match rng.below(5) {
+                    0 => call(&id, "echo", json!({"text": "read"})),
+                    1 => call(
+                        &id,
+                        "scale",
+                        json!({"namespace": "shop", "deployment": "web", "replicas": "x"}),
+                    ),
+                    2 => call(
+                        &id,
+                        "scale",
+                        json!({"namespace": "shop", "deployment": "web", "replicas": 3}),
+                    ),
+                    _ => scale_call(&id, u32::try_from(rng.below(5)).unwrap_or(0)),
+                });
+            }
+            turns.push(tool_turn(calls));
+        }
+        turns.push(answer("done"));
+        let scale = ScaleTool::default();
+        let racer = scale.clone();
+        let decisions = Arc::new(Mutex::new(Rng(seed ^ 0xdead_beef)));
+        let approved = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = Arc::clone(&approved);
+        let policy = Callback::new(move |req| {
+            let mut r = decisions.lock().unwrap();
+            if r.below(4) == 0 {
+                // Another actor changes the target while the approver looks at it.
+                racer.bump();
+            }
+            if r.below(3) == 0 {
+                Decision::deny("alice", "no")
+            } else {
+                seen.lock().unwrap().push(req.call_id.clone());
+                Decision::approve("alice")
+            }
+        });
+        let agent = Agent::builder(ScriptedProvider::new(turns))
+            .tool(EchoTool::default())
+            .tool(scale.clone())
+            .policy(Rules::new(policy).max_writes_per_run(usize::MAX))
+            .max_steps(10)
+            .build()
+            .unwrap();
+        let report = agent.run("t").await;
+        let applied: Vec<_> = report
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Applied)
+            .collect();
+        let approved = approved.lock().unwrap().clone();
+        // Every applied write was approved, for that very call.
+        for a in &applied {
+            assert!(
+                approved.contains(&a.call_id),
+                "seed {seed}: {} applied without an approval",
+                a.call_id
+            );
+            assert_eq!(a.decision, Some(Decision::approve("alice")), "seed {seed}");
+        }
+        // The tool saw exactly the applied writes (and the rollbacks of failed verifications,
+        // which this tool never needs): nothing else reached it.
+        assert_eq!(
+            scale.state().writes,
+            applied.len(),
+            "seed {seed}: {report:#?}"
+        );
+    }
+}
