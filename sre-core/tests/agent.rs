@@ -798,9 +798,9 @@ async fn no_sequence_of_model_turns_and_decisions_applies_a_write_without_a_gran
     for seed in 0..200u64 {
         let mut rng = Rng(seed);
         let mut turns = Vec::new();
-        for t in 0..rng.below(6) + 1 {
+        for t in 0..=rng.below(6) {
             let mut calls = Vec::new();
-            for c in 0..rng.below(4) + 1 {
+            for c in 0..=rng.below(4) {
                 let id = format!("s{seed}-t{t}-c{c}");
                 calls.push(match rng.below(5) {
                     0 => call(&id, "echo", json!({"text": "read"})),
@@ -868,5 +868,21 @@ async fn no_sequence_of_model_turns_and_decisions_applies_a_write_without_a_gran
             applied.len(),
             "seed {seed}: {report:#?}"
         );
+        total_applied += applied.len();
+        total_refused += report
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Refused)
+            .count();
+        total_denied += report
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Denied)
+            .count();
     }
+    // The runs reached every outcome: the property is not vacuous.
+    assert!(
+        total_applied > 20 && total_refused > 5 && total_denied > 20,
+        "applied {total_applied}, refused {total_refused}, denied {total_denied}"
+    );
 }
