@@ -1,6 +1,7 @@
-//! The HTTP face of the simulator: Kubernetes REST paths, label and field selectors, patches with
-//! dry run and resourceVersion preconditions, pod logs, SelfSubjectAccessReview, RBAC (403) and
-//! `Status` error bodies shaped like the real API server's.
+//! The HTTP face of the simulator: Kubernetes REST paths, label and field selectors, lists built
+//! from the stored bytes (paginated with `limit`/`continue`), watches, patches with dry run and
+//! resourceVersion preconditions, pod logs, SelfSubjectAccessReview, RBAC (403) and `Status`
+//! error bodies shaped like the real API server's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,12 +10,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::ser::SerializeMap;
 use serde_json::{Value, json};
 
+use super::page::Continue;
 use super::patch::strategic_merge;
 use super::scenario::{Access, Rule};
+use super::select::Selectors;
 use super::store::{ResourceType, Store, resource_type};
 
 pub(crate) type Shared = Arc<Mutex<Store>>;
@@ -173,156 +174,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// One requirement of a label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requirement {
-    Eq(String, String),
-    NotEq(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-fn split_top(s: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut depth = 0;
-    let mut cur = String::new();
-    for c in s.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        parts.push(cur);
-    }
-    parts
-}
-
-fn parse_label_selector(s: &str) -> Result<Vec<Requirement>, String> {
-    let mut out = Vec::new();
-    for part in split_top(s) {
-        let p = part.trim();
-        if p.is_empty() {
-            continue;
-        }
-        let set = |rest: &str| -> Result<Vec<String>, String> {
-            let inner = rest
-                .trim()
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| {
-                    format!("unable to parse requirement: {p:?}: expected a set in parentheses")
-                })?;
-            Ok(inner
-                .split(',')
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .collect())
-        };
-        let r = if let Some(key) = p.strip_prefix('!') {
-            Requirement::NotExists(key.trim().to_owned())
-        } else if let Some((k, v)) = p.split_once("!=") {
-            Requirement::NotEq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = p.split_once("==") {
-            Requirement::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = p.split_once('=') {
-            Requirement::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, rest)) = p.split_once(" notin ") {
-            Requirement::NotIn(k.trim().to_owned(), set(rest)?)
-        } else if let Some((k, rest)) = p.split_once(" in ") {
-            Requirement::In(k.trim().to_owned(), set(rest)?)
-        } else if p
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
-            Requirement::Exists(p.to_owned())
-        } else {
-            return Err(format!("unable to parse requirement: {p:?}"));
-        };
-        out.push(r);
-    }
-    Ok(out)
-}
-
-fn label_matches(obj: &Value, reqs: &[Requirement]) -> bool {
-    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    reqs.iter().all(|r| match r {
-        Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
-        Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
-        Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-        Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
-        Requirement::Exists(k) => get(k).is_some(),
-        Requirement::NotExists(k) => get(k).is_none(),
-    })
-}
-
-fn parse_field_selector(s: &str) -> Result<Vec<(String, bool, String)>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
-            (k, false, v)
-        } else if let Some((k, v)) = part.split_once("==") {
-            (k, true, v)
-        } else if let Some((k, v)) = part.split_once('=') {
-            (k, true, v)
-        } else {
-            return Err(format!(
-                "invalid selector: '{part}'; can't understand '{part}'"
-            ));
-        };
-        out.push((k.trim().to_owned(), eq, v.trim().to_owned()));
-    }
-    Ok(out)
-}
-
-fn field_matches(obj: &Value, reqs: &[(String, bool, String)]) -> bool {
-    reqs.iter().all(|(path, eq, want)| {
-        let pointer = format!("/{}", path.replace('.', "/"));
-        let got = match obj.pointer(&pointer) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        };
-        (got == *want) == *eq
-    })
-}
-
-/// A list item as the API server sends it: without `kind` and `apiVersion`.
-struct Item<'a>(&'a Value);
-
-impl Serialize for Item<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Value::Object(m) = self.0 else {
-            return self.0.serialize(s);
-        };
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in m {
-            if k != "kind" && k != "apiVersion" {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct List<'a> {
-    kind: String,
-    #[serde(rename = "apiVersion")]
-    api_version: String,
-    metadata: Value,
-    items: Vec<Item<'a>>,
-}
-
 fn api_version(t: &ResourceType) -> String {
     if t.group.is_empty() {
         t.version.to_owned()
@@ -363,7 +214,7 @@ fn discovery(segs: &[&str]) -> Option<Value> {
                 .iter()
                 .filter(|t| t.group == group && t.version == *v)
                 .map(|t| json!({"name": t.plural, "singularName": "", "namespaced": t.namespaced, "kind": t.kind,
-                                "verbs": ["get", "list", "patch"]}))
+                                "verbs": ["get", "list", "patch", "watch"]}))
                 .collect();
             if resources.is_empty() && group != "authorization.k8s.io" {
                 return None;
@@ -498,12 +349,7 @@ pub(crate) async fn handle(
         ("get", None) => get(&store, &target),
         ("get", Some("log")) if t.plural == "pods" => logs(&store, &target, &query),
         ("patch", None) => patch(&store, &target, &query, &headers, &body),
-        ("watch", _) => status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "watch is not supported by the sre-agent simulator",
-            json!({}),
-        ),
+        ("watch", _) => watch(store, &target, &query),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -513,59 +359,138 @@ pub(crate) async fn handle(
     }
 }
 
+fn bad_request(message: &str) -> Response {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message, json!({}))
+}
+
+/// A list: the stored bytes of the selected objects, one page of them when `limit` is given.
 fn list(store: &Shared, target: &Target<'_>, query: &HashMap<String, String>) -> Response {
-    let labels = match query
-        .get("labelSelector")
-        .map(|s| parse_label_selector(s))
-        .transpose()
-    {
-        Ok(l) => l.unwrap_or_default(),
-        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e, json!({})),
+    let t = target.t;
+    let selectors = match Selectors::from_query(t, query) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
     };
-    let fields = match query
-        .get("fieldSelector")
-        .map(|s| parse_field_selector(s))
+    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) => usize::try_from(n).ok().filter(|n| *n > 0),
+        Some(Err(_)) => {
+            return bad_request(&format!(
+                "limit: Invalid value: {:?}: must be an integer",
+                query.get("limit").map_or("", String::as_str)
+            ));
+        }
+    };
+    let token = match query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(|c| Continue::decode(c))
         .transpose()
     {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e, json!({})),
+        Ok(c) => c,
+        Err(e) => return bad_request(&e),
     };
     let s = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let plural = target.t.plural;
-    let in_scope = |((p, n, _), v): (&(&'static str, String, String), &'_ Value)| {
-        *p == plural
-            && target.ns.is_none_or(|ns| n == ns)
-            && label_matches(v, &labels)
-            && field_matches(v, &fields)
-    };
-    let start = (
-        plural,
-        target.ns.unwrap_or_default().to_owned(),
-        String::new(),
+    let (from_ns, from_name) = token.as_ref().map_or_else(
+        || (target.ns.unwrap_or_default().to_owned(), String::new()),
+        |c| c.start_at(target.ns, t.namespaced),
     );
-    let items: Vec<Item<'_>> = s
-        .objects
-        .range(start..)
-        .take_while(|((p, n, _), _)| *p == plural && target.ns.is_none_or(|ns| n == ns))
-        .filter(|kv| in_scope(*kv))
-        .map(|(_, v)| Item(v))
-        .collect();
-    let body = List {
-        kind: format!("{}List", target.t.kind),
-        api_version: api_version(target.t),
-        metadata: json!({"resourceVersion": s.rv.to_string()}),
-        items,
-    };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => json_response(StatusCode::OK, bytes),
-        Err(e) => status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            &e.to_string(),
-            json!({}),
+    let rv = token.as_ref().map_or(s.rv, |c| c.rv);
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    let mut remaining: u64 = 0;
+    for (key, obj) in s.range(t.plural, target.ns, (&from_ns, &from_name)) {
+        if !selectors.matches(key, obj) {
+            continue;
+        }
+        if limit.is_some_and(|l| items.len() >= l) {
+            more = true;
+            remaining += 1;
+            if !selectors.is_empty() {
+                break;
+            }
+            continue;
+        }
+        items.push(Arc::clone(obj));
+        last = Some(key);
+    }
+    let next = last.filter(|_| more).map(|(_, ns, name)| {
+        let key = if target.ns.is_none() && t.namespaced {
+            format!("{ns}/{name}")
+        } else {
+            name.clone()
+        };
+        Continue::after(&key, rv).encode()
+    });
+    drop(s);
+    let meta = match next {
+        // The API server counts what is left only when it does not filter.
+        Some(token) if selectors.is_empty() => format!(
+            "{{\"resourceVersion\":\"{rv}\",\"continue\":\"{token}\",\"remainingItemCount\":{remaining}}}"
         ),
+        Some(token) => format!("{{\"resourceVersion\":\"{rv}\",\"continue\":\"{token}\"}}"),
+        None => format!("{{\"resourceVersion\":\"{rv}\"}}"),
+    };
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{meta},\"items\":[",
+        t.kind,
+        api_version(t)
+    );
+    let size = head.len() + items.iter().map(|o| o.len() + 1).sum::<usize>() + 2;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head.as_bytes());
+    for (i, obj) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(obj.item());
+    }
+    body.extend_from_slice(b"]}");
+    json_response(StatusCode::OK, body)
+}
+
+fn watch(store: Shared, target: &Target<'_>, query: &HashMap<String, String>) -> Response {
+    let selectors = match Selectors::from_query(target.t, query) {
+        Ok(s) => s,
+        Err(e) => return bad_request(&e),
+    };
+    let from = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => None,
+        Some(rv) => match rv.parse::<u64>() {
+            Ok(rv) => Some(rv),
+            Err(_) => return bad_request(&format!("invalid resource version: {rv:?}")),
+        },
+    };
+    let timeout = match query.get("timeoutSeconds").map(|t| t.parse::<u64>()) {
+        None => None,
+        Some(Ok(secs)) => Some(std::time::Duration::from_secs(secs)),
+        Some(Err(_)) => {
+            return bad_request(&format!(
+                "timeoutSeconds: Invalid value: {:?}: must be a non-negative integer",
+                query.get("timeoutSeconds").map_or("", String::as_str)
+            ));
+        }
+    };
+    super::watch::serve(
+        store,
+        super::watch::Request {
+            t: target.t,
+            ns: target.ns.map(str::to_owned),
+            selectors,
+            from,
+            timeout,
+        },
+    )
+}
+
+/// An object that is not stored (a dry run's answer) as the API server writes it: `kind` and
+/// `apiVersion` first.
+fn object_bytes(t: &ResourceType, obj: &Value) -> Vec<u8> {
+    match super::objects::Stored::encode(Some(t), t.plural, obj, 0) {
+        Ok(s) => s.object_bytes(Some(t)),
+        Err(_) => obj.to_string().into_bytes(),
     }
 }
 
@@ -574,8 +499,8 @@ fn get(store: &Shared, target: &Target<'_>) -> Response {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = target.name.unwrap_or_default();
-    match s.get(target.t.plural, target.ns.unwrap_or_default(), name) {
-        Some(v) => json_response(StatusCode::OK, v.to_string().into_bytes()),
+    match s.stored(target.t.plural, target.ns.unwrap_or_default(), name) {
+        Some(obj) => json_response(StatusCode::OK, obj.object_bytes(Some(target.t))),
         None => not_found(target.t, name),
     }
 }
@@ -782,7 +707,7 @@ fn patch(
     let mut s = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(current) = s.get(t.plural, ns, name).cloned() else {
+    let Some(current) = s.get(t.plural, ns, name) else {
         return not_found(t, name);
     };
     let mut next = current.clone();
@@ -856,7 +781,7 @@ fn patch(
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     if dry_run {
         next["metadata"]["resourceVersion"] = current_rv.unwrap_or(Value::Null);
-        return json_response(StatusCode::OK, next.to_string().into_bytes());
+        return json_response(StatusCode::OK, object_bytes(t, &next));
     }
     let entry = json!({"manager": manager, "operation": "Update", "apiVersion": api_version(t), "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()});
     match next["metadata"]
@@ -869,11 +794,18 @@ fn patch(
         }
         None => next["metadata"]["managedFields"] = json!([entry]),
     }
-    let stored = s.put(t.plural, next);
+    s.put(t.plural, next);
+    // The answer is the object as stored by the patch, before the controllers act on it.
+    let answer = s
+        .stored(t.plural, ns, name)
+        .map(|obj| obj.object_bytes(Some(t)));
     if t.plural == "deployments" && spec_changed {
         s.reconcile(ns, name, false);
     }
-    json_response(StatusCode::OK, stored.to_string().into_bytes())
+    match answer {
+        Some(bytes) => json_response(StatusCode::OK, bytes),
+        None => not_found(t, name),
+    }
 }
 
 fn self_subject_review(store: &Shared, rest: &[&str], body: &Bytes) -> Response {
@@ -950,30 +882,6 @@ fn self_subject_review(store: &Shared, rest: &[&str], body: &Bytes) -> Response 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn label_selectors() {
-        let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
-        let m = |s: &str| label_matches(&obj, &parse_label_selector(s).unwrap());
-        assert!(m("app=web"));
-        assert!(m("app==web,tier"));
-        assert!(!m("app!=web"));
-        assert!(m("tier in (front, back)"));
-        assert!(!m("tier notin (front)"));
-        assert!(m("!missing"));
-        assert!(!m("missing"));
-        assert!(parse_label_selector("app in front").is_err());
-    }
-
-    #[test]
-    fn field_selectors() {
-        let obj = json!({"metadata": {"name": "a"}, "status": {"phase": "Running"}, "involvedObject": {"name": "p"}});
-        let m = |s: &str| field_matches(&obj, &parse_field_selector(s).unwrap());
-        assert!(m("metadata.name=a,status.phase=Running"));
-        assert!(m("involvedObject.name=p"));
-        assert!(!m("status.phase!=Running"));
-        assert!(parse_field_selector("nonsense").is_err());
-    }
 
     #[test]
     fn percent_decoding() {

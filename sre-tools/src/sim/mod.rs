@@ -1,8 +1,10 @@
 //! The embedded Kubernetes API simulator (feature `sim`): an HTTP server on 127.0.0.1 that the real
 //! kube [`Client`](kube::Client) talks to, seeded from a [`Scenario`]. It is a stand-in for the API
-//! server, speaking its protocol — paths, selectors, patches, dry run, 409/403/404 `Status` bodies —
-//! not a mock of this crate's functions. Patching a deployment rolls it out: a new ReplicaSet and
-//! pods whose health, logs and events come from the scenario's image catalogue.
+//! server, speaking its protocol — paths, selectors, paginated lists, watches, patches, dry run,
+//! 409/403/404 `Status` bodies — not a mock of this crate's functions. It stores each object once,
+//! as the JSON bytes a list returns for it, beside the few fields lists and watches filter on.
+//! Patching a deployment rolls it out: a new ReplicaSet and pods whose health, logs and events
+//! come from the scenario's image catalogue.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sre_tools::Error> {
@@ -18,10 +20,14 @@
 
 mod api;
 pub mod kubelet;
+mod objects;
+mod page;
 mod patch;
 pub mod scenario;
+mod select;
 mod store;
 pub mod trivy;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -164,10 +170,8 @@ impl Simulator {
             .store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.objects
-            .iter()
-            .find(|((p, ns, n), _)| *p == plural && ns == namespace && n == name)
-            .map(|(_, v)| v.clone())
+        let t = store::TYPES.iter().find(|t| t.plural == plural)?;
+        s.get(t.plural, namespace, name)
     }
 
     /// Number of stored objects of a resource type.
@@ -176,11 +180,29 @@ impl Simulator {
             .store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.objects.keys().filter(|(p, _, _)| *p == plural).count()
+        s.keys().filter(|(p, _, _)| *p == plural).count()
+    }
+
+    /// The bytes of JSON the simulator stores for its objects (each once, as a list item).
+    pub fn stored_bytes(&self) -> usize {
+        let s = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.stored_bytes()
+    }
+
+    /// Ends every open watch, so that the server can stop.
+    fn close_watches(&self) {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .close();
     }
 
     /// Stops the server and waits until its task has ended (the port is free afterwards).
     pub async fn shutdown(mut self) {
+        self.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -192,6 +214,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -1,14 +1,17 @@
-//! The simulator's state: objects as JSON (like the API server's storage), a resourceVersion
-//! counter, pod logs, and the controller that turns deployments into replica sets and pods whose
-//! health comes from the scenario's image catalogue.
+//! The simulator's state: every object once as its JSON bytes with the fields lists filter on
+//! ([`super::objects`]), a resourceVersion counter, a short history of changes for watches, pod
+//! logs, and the controller that turns deployments into replica sets and pods whose health comes
+//! from the scenario's image catalogue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::kubelet;
+use super::objects::{Change, ChangeKind, Stored};
 use super::scenario::{Access, ContainerSpec, DeploymentSpec, Health, ImageProfile, Scenario};
 use super::trivy::Catalogue;
 use crate::trivy::report::Severity;
@@ -78,6 +81,11 @@ fn type_of_kind(kind: &str) -> Option<&'static ResourceType> {
     TYPES.iter().find(|t| t.kind == kind)
 }
 
+/// The type a stored plural names (`None` for objects of a kind the simulator does not serve).
+pub(crate) fn type_of_plural(plural: &str) -> Option<&'static ResourceType> {
+    TYPES.iter().find(|t| t.plural == plural)
+}
+
 /// Key of a stored object: resource plural, namespace ("" for cluster-scoped), name.
 pub(crate) type Key = (&'static str, String, String);
 
@@ -88,9 +96,22 @@ const NODE: &str = "sim-node-1";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH: &str = "pod-template-hash";
 
+/// How many changes the store keeps for watches (the API server's watch cache keeps a window
+/// too; a watch from before it gets `410 Gone`).
+pub(crate) const HISTORY: usize = 2048;
+
 pub(crate) struct Store {
     pub(crate) rv: u64,
-    pub(crate) objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Stored>>,
+    /// The latest changes, oldest first, once the scenario is seeded.
+    history: VecDeque<Change>,
+    /// Every change after this resourceVersion is in `history`.
+    history_after: u64,
+    recording: bool,
+    /// Wakes watches: the resourceVersion of the latest change.
+    signal: tokio::sync::watch::Sender<u64>,
+    /// Set when the simulator stops: watches end.
+    pub(crate) closed: bool,
     /// (namespace, pod, container) → (current, previous).
     pub(crate) logs: HashMap<(String, String, String), (LogResult, LogResult)>,
     /// The live image catalogue, shared with the simulator's scanner and tag lister.
@@ -144,6 +165,11 @@ impl Store {
         let mut store = Self {
             rv: 1000,
             objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_after: 0,
+            recording: false,
+            signal: tokio::sync::watch::Sender::new(1000),
+            closed: false,
             logs: HashMap::new(),
             catalogue,
             access,
@@ -195,6 +221,10 @@ impl Store {
             let plural = type_of_kind(kind).map_or("unknown", |t| t.plural);
             store.put(plural, o.clone());
         }
+        // The seeded state is where watches start: a watch from before it gets 410 Gone.
+        store.history_after = store.rv;
+        store.recording = true;
+        store.signal.send_replace(store.rv);
         store
     }
 
@@ -230,7 +260,8 @@ impl Store {
         ts(SystemTime::now().max(self.epoch))
     }
 
-    /// Stores an object, setting uid, creationTimestamp and a new resourceVersion.
+    /// Stores an object, setting uid, creationTimestamp and a new resourceVersion; returns it
+    /// as stored.
     pub(crate) fn put(&mut self, plural: &'static str, mut obj: Value) -> Value {
         self.rv += 1;
         let rv = self.rv.to_string();
@@ -254,12 +285,140 @@ impl Store {
         }
         let ns = str_at(&obj, "/metadata/namespace").to_owned();
         let name = str_at(&obj, "/metadata/name").to_owned();
-        self.objects.insert((plural, ns, name), obj.clone());
+        let stored = match Stored::encode(type_of_plural(plural), plural, &obj, self.rv) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                // A `Value` always serializes; nothing to store if it somehow did not.
+                tracing::error!(error = %e, "simulator cannot encode {plural} {ns}/{name}");
+                return obj;
+            }
+        };
+        if !self.recording {
+            self.objects.insert((plural, ns, name), stored);
+            return obj;
+        }
+        let previous = self
+            .objects
+            .insert((plural, ns.clone(), name.clone()), Arc::clone(&stored));
+        let kind = if previous.is_some() {
+            ChangeKind::Modified
+        } else {
+            ChangeKind::Added
+        };
+        self.record(Change {
+            kind,
+            plural,
+            namespace: ns,
+            name,
+            object: stored,
+            previous,
+        });
         obj
     }
 
-    pub(crate) fn get(&self, plural: &'static str, ns: &str, name: &str) -> Option<&Value> {
+    /// Removes an object, as a delete does: a new resourceVersion, and a `DELETED` change with
+    /// the object as it was, at that resourceVersion.
+    pub(crate) fn remove(&mut self, plural: &'static str, ns: &str, name: &str) {
+        let Some(old) = self
+            .objects
+            .remove(&(plural, ns.to_owned(), name.to_owned()))
+        else {
+            return;
+        };
+        self.rv += 1;
+        if !self.recording {
+            return;
+        }
+        let t = type_of_plural(plural);
+        let mut last = old.decode(t);
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
+        }
+        let object = match Stored::encode(t, plural, &last, self.rv) {
+            Ok(s) => Arc::new(s),
+            Err(_) => Arc::clone(&old),
+        };
+        self.record(Change {
+            kind: ChangeKind::Deleted,
+            plural,
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            object,
+            previous: Some(old),
+        });
+    }
+
+    fn record(&mut self, change: Change) {
+        if !self.recording {
+            return;
+        }
+        self.history.push_back(change);
+        while self.history.len() > HISTORY {
+            if let Some(dropped) = self.history.pop_front() {
+                self.history_after = dropped.object.rv;
+            }
+        }
+        self.signal.send_replace(self.rv);
+    }
+
+    /// The changes after resourceVersion `rv`, oldest first, or `Err` with the oldest
+    /// resourceVersion a watch can still start from when `rv` is older than the history.
+    pub(crate) fn changes_after(&self, rv: u64) -> Result<impl Iterator<Item = &Change>, u64> {
+        if rv < self.history_after {
+            return Err(self.history_after);
+        }
+        let from = self.history.partition_point(|c| c.object.rv <= rv);
+        Ok(self.history.range(from..))
+    }
+
+    /// A receiver that wakes on every change and when the simulator stops.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signal.subscribe()
+    }
+
+    /// Stops every watch (the simulator is shutting down).
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.signal.send_modify(|_| {});
+    }
+
+    /// The stored object.
+    pub(crate) fn stored(
+        &self,
+        plural: &'static str,
+        ns: &str,
+        name: &str,
+    ) -> Option<&Arc<Stored>> {
         self.objects.get(&(plural, ns.to_owned(), name.to_owned()))
+    }
+
+    /// The stored object, decoded.
+    pub(crate) fn get(&self, plural: &'static str, ns: &str, name: &str) -> Option<Value> {
+        self.stored(plural, ns, name)
+            .map(|s| s.decode(type_of_plural(plural)))
+    }
+
+    /// The objects of `plural` in key order (namespace, then name), from `from` (a namespace and
+    /// name, inclusive) on, within namespace `ns` when given.
+    pub(crate) fn range<'a>(
+        &'a self,
+        plural: &'static str,
+        ns: Option<&'a str>,
+        from: (&str, &str),
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Stored>)> + 'a {
+        self.objects
+            .range((plural, from.0.to_owned(), from.1.to_owned())..)
+            .take_while(move |((p, n, _), _)| *p == plural && ns.is_none_or(|ns| n == ns))
+    }
+
+    /// The bytes of JSON stored for every object.
+    pub(crate) fn stored_bytes(&self) -> usize {
+        self.objects.values().map(|o| o.len()).sum()
+    }
+
+    /// Every stored key.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.objects.keys()
     }
 
     /// What a pod starting now gets for `image`: a tag's current content, or the content a
@@ -281,7 +440,6 @@ impl Store {
             self.reconcile(&d.namespace, &d.name, i + 1 < d.history.len());
             dep = self
                 .get("deployments", &d.namespace, &d.name)
-                .cloned()
                 .unwrap_or(dep);
         }
         dep["spec"]["template"] = d.template(&BTreeMap::new());
@@ -290,15 +448,20 @@ impl Store {
     }
 
     fn owned_replica_sets(&self, ns: &str, dep_name: &str) -> Vec<Value> {
-        self.objects
-            .range(("replicasets", ns.to_owned(), String::new())..)
-            .take_while(|((p, n, _), _)| *p == "replicasets" && n == ns)
-            .filter(|(_, rs)| {
-                rs.pointer("/metadata/ownerReferences/0/name")
-                    .and_then(Value::as_str)
-                    == Some(dep_name)
-            })
-            .map(|(_, v)| v.clone())
+        let t = type_of_plural("replicasets");
+        self.range("replicasets", Some(ns), (ns, ""))
+            .filter(|(_, rs)| rs.owner() == dep_name)
+            .map(|(_, rs)| rs.decode(t))
+            .collect()
+    }
+
+    /// The names of the pods of ReplicaSet `rs_name` in `ns`, and whether each is ready.
+    fn pods_of(&self, ns: &str, rs_name: &str) -> Vec<(String, bool)> {
+        let prefix = format!("{rs_name}-");
+        self.range("pods", Some(ns), (ns, &prefix))
+            .take_while(|((_, _, name), _)| name.starts_with(&prefix))
+            .filter(|(_, pod)| pod.owner() == rs_name)
+            .map(|((_, _, name), pod)| (name.clone(), pod.ready))
             .collect()
     }
 
@@ -327,7 +490,7 @@ impl Store {
         reason = "the deployment controller's one pass: revisions, scaling, pods, status"
     )]
     pub(crate) fn reconcile(&mut self, ns: &str, name: &str, history: bool) {
-        let Some(mut dep) = self.get("deployments", ns, name).cloned() else {
+        let Some(mut dep) = self.get("deployments", ns, name) else {
             return;
         };
         let desired = dep
@@ -530,48 +693,24 @@ impl Store {
     /// Makes the pods of a ReplicaSet match `want`; returns (pods, ready pods).
     fn sync_pods(&mut self, rs: &Value, want: i64, ns: &str, dep_name: &str) -> (i64, i64) {
         let rs_name = str_at(rs, "/metadata/name").to_owned();
-        let existing: Vec<String> = self
-            .objects
-            .range(("pods", ns.to_owned(), format!("{rs_name}-"))..)
-            .take_while(|((p, n, name), _)| {
-                *p == "pods" && n == ns && name.starts_with(&format!("{rs_name}-"))
-            })
-            .filter(|(_, pod)| str_at(pod, "/metadata/ownerReferences/0/name") == rs_name)
-            .map(|((_, _, name), _)| name.clone())
-            .collect();
+        let existing = self.pods_of(ns, &rs_name);
         let have = i64::try_from(existing.len()).unwrap_or(i64::MAX);
-        for name in existing
+        for (name, _) in existing
             .iter()
             .skip(usize::try_from(want.max(0)).unwrap_or(0))
         {
-            self.objects.remove(&("pods", ns.to_owned(), name.clone()));
+            self.remove("pods", ns, name);
             self.logs.retain(|(n, p, _), _| !(n == ns && p == name));
         }
         for _ in have..want {
             self.create_pod(rs, ns, dep_name);
         }
-        let mut pods = 0;
-        let mut ready = 0;
-        for ((_, _, _), pod) in self
-            .objects
-            .range(("pods", ns.to_owned(), format!("{rs_name}-"))..)
-            .take_while(|((p, n, name), _)| {
-                *p == "pods" && n == ns && name.starts_with(&format!("{rs_name}-"))
-            })
-        {
-            if str_at(pod, "/metadata/ownerReferences/0/name") != rs_name {
-                continue;
-            }
-            pods += 1;
-            if pod
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["ready"] == json!(true)))
-            {
-                ready += 1;
-            }
-        }
-        (pods, ready)
+        let pods = self.pods_of(ns, &rs_name);
+        let ready = pods.iter().filter(|(_, ready)| *ready).count();
+        (
+            i64::try_from(pods.len()).unwrap_or(i64::MAX),
+            i64::try_from(ready).unwrap_or(i64::MAX),
+        )
     }
 
     fn create_pod(&mut self, rs: &Value, ns: &str, dep_name: &str) {
@@ -651,7 +790,7 @@ impl Store {
                 continue;
             }
             let name = format!("replicaset-{rs_name}-{container}");
-            if self.get("vulnerabilityreports", &ns, &name).is_some() {
+            if self.stored("vulnerabilityreports", &ns, &name).is_some() {
                 continue;
             }
             // The explicit findings and up to 5 generated ones per severity.
