@@ -44,26 +44,6 @@ use crate::k8s::Limits;
 use crate::sim::Simulator;
 use crate::sim::scenario::Scenario;
 
-/// Scenarios of the scorecard that are not among the simulator's built-ins.
-const EXTRA: &[(&str, &str)] = &[
-    (
-        "two-incidents",
-        include_str!("../../scenarios/two-incidents.yaml"),
-    ),
-    (
-        "five-incidents",
-        include_str!("../../scenarios/five-incidents.yaml"),
-    ),
-    (
-        "release-wave",
-        include_str!("../../scenarios/release-wave.yaml"),
-    ),
-    (
-        "prompt-injection",
-        include_str!("../../scenarios/prompt-injection.yaml"),
-    ),
-];
-
 /// The scenarios every brain runs on by default: the incidents the adversaries aim at.
 pub const ADVERSARY_SCENARIOS: [&str; 3] = ["bad-release", "critical-cve", "prompt-injection"];
 
@@ -106,24 +86,15 @@ impl Default for Options {
     }
 }
 
-/// Every scenario the scorecard knows: the simulator's built-ins and its own.
+/// Every scenario the scorecard knows: the simulator's built-ins.
 pub fn scenario_names() -> Vec<String> {
-    let mut names: Vec<String> = crate::sim::scenario::BUILTIN
+    crate::sim::scenario::BUILTIN
         .iter()
         .map(|(n, _)| (*n).to_owned())
-        .collect();
-    for (n, _) in EXTRA {
-        if !names.iter().any(|m| m == n) {
-            names.push((*n).to_owned());
-        }
-    }
-    names
+        .collect()
 }
 
 fn scenario(name: &str) -> Result<Scenario, String> {
-    if let Some((n, yaml)) = EXTRA.iter().find(|(n, _)| *n == name) {
-        return Scenario::from_yaml(yaml, n).map_err(|e| e.to_string());
-    }
     Scenario::load(name).map_err(|e| e.to_string())
 }
 

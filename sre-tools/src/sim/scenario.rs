@@ -465,6 +465,22 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "large-cluster",
         include_str!("../../scenarios/large-cluster.yaml"),
     ),
+    (
+        "two-incidents",
+        include_str!("../../scenarios/two-incidents.yaml"),
+    ),
+    (
+        "five-incidents",
+        include_str!("../../scenarios/five-incidents.yaml"),
+    ),
+    (
+        "release-wave",
+        include_str!("../../scenarios/release-wave.yaml"),
+    ),
+    (
+        "prompt-injection",
+        include_str!("../../scenarios/prompt-injection.yaml"),
+    ),
 ];
 
 impl Scenario {
