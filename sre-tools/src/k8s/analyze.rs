@@ -1,6 +1,7 @@
 //! Analyzers: pods, replica sets and deployments in, compact findings grouped per workload out.
-//! Pure functions over `k8s-openapi` types, so they run the same on a live cluster, the simulator
-//! and fixture files.
+//! Pure functions over `k8s-openapi` types and pod facts, so they run the same on a live cluster,
+//! the simulator and fixture files — and [`triage_cluster`], which lists a cluster page by page
+//! and runs them (what `k8s_find_unhealthy` returns).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -8,7 +9,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 
-use super::facts::{ContainerStatusFacts, PodFacts};
+use super::facts::{ContainerStatusFacts, OwnerFacts, PodFacts};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -182,18 +183,38 @@ pub fn owner_of<S: std::hash::BuildHasher>(
     pod: &PodFacts,
     replica_sets: &HashMap<(String, String), &ReplicaSet, S>,
 ) -> (String, String) {
-    let refs = &pod.metadata.owner_references;
-    let Some(owner) = refs
-        .iter()
+    let m = &pod.metadata;
+    resolve_owner(
+        &m.namespace,
+        &m.name,
+        controller_ref(&m.owner_references),
+        m.pod_template_hash.as_deref(),
+        replica_sets,
+    )
+}
+
+/// The owner reference that decides a pod's workload: its controller, else its first.
+fn controller_ref(refs: &[OwnerFacts]) -> Option<&OwnerFacts> {
+    refs.iter()
         .find(|r| r.controller == Some(true))
         .or(refs.first())
-    else {
-        return ("Pod".into(), pod.metadata.name.clone());
+}
+
+/// [`owner_of`] from the parts of a pod it reads.
+fn resolve_owner<S: std::hash::BuildHasher>(
+    namespace: &str,
+    name: &str,
+    owner: Option<&OwnerFacts>,
+    pod_template_hash: Option<&str>,
+    replica_sets: &HashMap<(String, String), &ReplicaSet, S>,
+) -> (String, String) {
+    let Some(owner) = owner else {
+        return ("Pod".into(), name.to_owned());
     };
     if owner.kind != "ReplicaSet" {
         return (owner.kind.clone(), owner.name.clone());
     }
-    if let Some(rs) = replica_sets.get(&(pod.metadata.namespace.clone(), owner.name.clone())) {
+    if let Some(rs) = replica_sets.get(&(namespace.to_owned(), owner.name.clone())) {
         if let Some(dep) = rs
             .metadata
             .owner_references
@@ -205,10 +226,10 @@ pub fn owner_of<S: std::hash::BuildHasher>(
         return ("ReplicaSet".into(), owner.name.clone());
     }
     // Without the ReplicaSet: a Deployment's ReplicaSet is named <deployment>-<pod-template-hash>.
-    if let Some(hash) = &pod.metadata.pod_template_hash
+    if let Some(hash) = pod_template_hash
         && let Some(dep) = owner
             .name
-            .strip_suffix(hash.as_str())
+            .strip_suffix(hash)
             .and_then(|d| d.strip_suffix('-'))
     {
         return ("Deployment".into(), dep.to_owned());
@@ -483,86 +504,180 @@ pub fn triage(
     triage_facts(&facts, replica_sets, deployments, now)
 }
 
-/// [`triage`] over pod facts (e.g. from [`parse_pod_list`]).
+/// [`triage`] over pod facts (e.g. from [`parse_pod_list`]): a [`TriageBuilder`] fed `pods`.
 pub fn triage_facts(
     pods: &[PodFacts],
     replica_sets: &[ReplicaSet],
     deployments: &[Deployment],
     now: Timestamp,
 ) -> Triage {
-    let rs_index: HashMap<(String, String), &ReplicaSet> = replica_sets
-        .iter()
-        .map(|rs| {
-            (
+    let mut builder = TriageBuilder::new(now);
+    for pod in pods {
+        builder.add(pod);
+    }
+    builder.finish(replica_sets, deployments)
+}
+
+/// A triage fed pod by pod, e.g. a paginated list's pages as they arrive: each pod is analysed
+/// when added and only what grouping needs is kept — its namespace, name, owner reference,
+/// `pod-template-hash` and findings, a few hundred bytes for a healthy pod — so the pages and
+/// their facts can be dropped as they are read. The result is [`triage_facts`]'s for the same
+/// pods in the same order (which is this, over a slice).
+///
+/// ```
+/// use sre_tools::k8s::analyze::TriageBuilder;
+/// use sre_tools::k8s::facts::pod_page_from_json;
+/// let mut triage = TriageBuilder::new(k8s_openapi::jiff::Timestamp::now());
+/// for page in [
+///     &br#"{"metadata":{"continue":"p2"},"items":[{"metadata":{"name":"web-1","namespace":"shop"}}]}"#[..],
+///     br#"{"metadata":{},"items":[{"metadata":{"name":"web-2","namespace":"shop"},"status":{"containerStatuses":
+///         [{"name":"web","image":"web:1","state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}]}"#,
+/// ] {
+///     for pod in &pod_page_from_json(page).unwrap().items {
+///         triage.add(pod);
+///     }
+/// }
+/// let t = triage.finish(&[], &[]);
+/// assert_eq!((t.pods_scanned, t.workloads.len()), (2, 1));
+/// assert_eq!(t.workloads[0].findings[0].pods, ["web-2"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TriageBuilder {
+    now: Timestamp,
+    pods_scanned: usize,
+    pods: Vec<PodVerdict>,
+}
+
+/// What [`TriageBuilder`] keeps of a pod.
+#[derive(Debug, Clone)]
+struct PodVerdict {
+    namespace: String,
+    name: String,
+    owner: Option<OwnerFacts>,
+    pod_template_hash: Option<String>,
+    findings: Vec<Finding>,
+}
+
+impl TriageBuilder {
+    /// An empty triage as of `now` (what "running for a minute" is measured against).
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            now,
+            pods_scanned: 0,
+            pods: Vec::new(),
+        }
+    }
+
+    /// Analyses one pod. A terminating pod is counted as scanned but is not a finding nor part
+    /// of its workload's count: it is on its way out (e.g. the old pods of a rollout).
+    pub fn add(&mut self, pod: &PodFacts) {
+        self.pods_scanned += 1;
+        let m = &pod.metadata;
+        if m.deletion_timestamp.is_some() {
+            return;
+        }
+        self.pods.push(PodVerdict {
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            owner: controller_ref(&m.owner_references).cloned(),
+            pod_template_hash: m.pod_template_hash.clone(),
+            findings: analyze_facts(pod, self.now),
+        });
+    }
+
+    /// Pods added so far.
+    pub fn pods_scanned(&self) -> usize {
+        self.pods_scanned
+    }
+
+    /// Adds every pod of `other` after those of `self` (e.g. the next namespace's).
+    pub fn append(&mut self, other: Self) {
+        self.pods_scanned += other.pods_scanned;
+        self.pods.extend(other.pods);
+    }
+
+    /// Groups the pods per workload — Pod → ReplicaSet (from `replica_sets`) → Deployment —
+    /// adds the deployments' own findings and orders the result, most severe first.
+    pub fn finish(self, replica_sets: &[ReplicaSet], deployments: &[Deployment]) -> Triage {
+        let rs_index: HashMap<(String, String), &ReplicaSet> = replica_sets
+            .iter()
+            .map(|rs| {
                 (
-                    rs.metadata.namespace.clone().unwrap_or_default(),
-                    rs.metadata.name.clone().unwrap_or_default(),
-                ),
-                rs,
+                    (
+                        rs.metadata.namespace.clone().unwrap_or_default(),
+                        rs.metadata.name.clone().unwrap_or_default(),
+                    ),
+                    rs,
+                )
+            })
+            .collect();
+        // (namespace, kind, name) → (pods total, unhealthy pods, findings)
+        let mut groups: BTreeMap<WorkloadKey, (usize, usize, Vec<Finding>)> = BTreeMap::new();
+        for pod in self.pods {
+            let (kind, name) = resolve_owner(
+                &pod.namespace,
+                &pod.name,
+                pod.owner.as_ref(),
+                pod.pod_template_hash.as_deref(),
+                &rs_index,
+            );
+            let entry = groups.entry((pod.namespace, kind, name)).or_default();
+            entry.0 += 1;
+            if !pod.findings.is_empty() {
+                entry.1 += 1;
+            }
+            for f in pod.findings {
+                merge(&mut entry.2, f);
+            }
+        }
+        for dep in deployments {
+            let ns = dep.metadata.namespace.clone().unwrap_or_default();
+            let name = dep.metadata.name.clone().unwrap_or_default();
+            let findings = analyze_deployment(dep);
+            if findings.is_empty() {
+                continue;
+            }
+            let entry = groups.entry((ns, "Deployment".into(), name)).or_default();
+            for f in findings {
+                merge(&mut entry.2, f);
+            }
+        }
+        let mut workloads: Vec<WorkloadFindings> = groups
+            .into_iter()
+            .filter(|(_, (_, _, f))| !f.is_empty())
+            .map(
+                |((namespace, kind, name), (pods_total, pods_unhealthy, mut findings))| {
+                    findings.sort_by_key(|f| (severity(f.kind), f.kind));
+                    WorkloadFindings {
+                        namespace,
+                        kind,
+                        name,
+                        pods_total,
+                        pods_unhealthy,
+                        findings,
+                    }
+                },
             )
-        })
-        .collect();
-    // (namespace, kind, name) → (pods total, unhealthy pods, findings)
-    let mut groups: BTreeMap<WorkloadKey, (usize, usize, Vec<Finding>)> = BTreeMap::new();
-    // A terminating pod is on its way out (e.g. the old pods of a rollout): not a finding.
-    for pod in pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        let (kind, name) = owner_of(pod, &rs_index);
-        let ns = pod.metadata.namespace.clone();
-        let entry = groups.entry((ns, kind, name)).or_default();
-        entry.0 += 1;
-        let findings = analyze_facts(pod, now);
-        if !findings.is_empty() {
-            entry.1 += 1;
+            .collect();
+        workloads.sort_by(|a, b| {
+            let sa = a.findings.first().map_or(u8::MAX, |f| severity(f.kind));
+            let sb = b.findings.first().map_or(u8::MAX, |f| severity(f.kind));
+            sa.cmp(&sb)
+                .then_with(|| a.namespace.cmp(&b.namespace))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Triage {
+            pods_scanned: self.pods_scanned,
+            deployments_scanned: deployments.len(),
+            workloads,
         }
-        for f in findings {
-            merge(&mut entry.2, f);
-        }
-    }
-    for dep in deployments {
-        let ns = dep.metadata.namespace.clone().unwrap_or_default();
-        let name = dep.metadata.name.clone().unwrap_or_default();
-        let findings = analyze_deployment(dep);
-        if findings.is_empty() {
-            continue;
-        }
-        let entry = groups.entry((ns, "Deployment".into(), name)).or_default();
-        for f in findings {
-            merge(&mut entry.2, f);
-        }
-    }
-    let mut workloads: Vec<WorkloadFindings> = groups
-        .into_iter()
-        .filter(|(_, (_, _, f))| !f.is_empty())
-        .map(
-            |((namespace, kind, name), (pods_total, pods_unhealthy, mut findings))| {
-                findings.sort_by_key(|f| (severity(f.kind), f.kind));
-                WorkloadFindings {
-                    namespace,
-                    kind,
-                    name,
-                    pods_total,
-                    pods_unhealthy,
-                    findings,
-                }
-            },
-        )
-        .collect();
-    workloads.sort_by(|a, b| {
-        let sa = a.findings.first().map_or(u8::MAX, |f| severity(f.kind));
-        let sb = b.findings.first().map_or(u8::MAX, |f| severity(f.kind));
-        sa.cmp(&sb)
-            .then_with(|| a.namespace.cmp(&b.namespace))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    Triage {
-        pods_scanned: pods.len(),
-        deployments_scanned: deployments.len(),
-        workloads,
     }
 }
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TriageBuilder>();
+};
 
 const MAX_PODS_LISTED: usize = 3;
 
@@ -651,4 +766,96 @@ pub fn parse_pod_list(json: &[u8]) -> Result<Vec<PodFacts>, serde_json::Error> {
 pub fn triage_pod_list_json(json: &[u8]) -> Result<Triage, serde_json::Error> {
     let pods = parse_pod_list(json)?;
     Ok(triage_facts(&pods, &[], &[], Timestamp::now()))
+}
+
+/// Lists the pods, ReplicaSets and Deployments of `namespaces` (every namespace when empty; each
+/// namespace separately, never cluster-wide then) and triages them as of now: what
+/// `k8s_find_unhealthy` returns, as data. Lists are read in pages of `page_size` objects
+/// (`limit`, following `metadata.continue`; `0` asks for one unpaginated list — the tool uses
+/// 500): each pod page is decoded into facts ([`facts::pod_page_from_json`](super::facts::pod_page_from_json)),
+/// triaged ([`TriageBuilder`]) and dropped before the next is asked for, so memory follows the
+/// page size and the workloads, not the cluster. A list whose continue token expires while it is
+/// read (410 Gone: the API server compacted it) is started over, at most twice. Needs `list` on
+/// pods, replicasets and deployments.
+///
+/// ```no_run
+/// # async fn demo(client: kube::Client) -> Result<(), sre_core::ToolError> {
+/// let t = sre_tools::k8s::analyze::triage_cluster(&client, &["shop".into()], 500).await?;
+/// println!("{}", t.render());
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// A [`ToolError`](sre_core::ToolError) naming the list (`pods in namespace shop`): forbidden
+/// (403) or not found (404) with the API server's message; a page that is not a list of such
+/// objects, naming the page and the item (`page 3 (items 1000 onward): … at
+/// items[12].status.containerStatuses[0].restartCount …, in pod "web-7"`); a list that expired
+/// three times; a server that sends the same continue token twice.
+pub async fn triage_cluster(
+    client: &kube::Client,
+    namespaces: &[String],
+    page_size: u32,
+) -> Result<Triage, sre_core::ToolError> {
+    super::read::triage_namespaces(client, namespaces, page_size).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTS: [&str; 4] = [
+        include_str!("../../tests/fixtures/k8s/podlist-crashloop-k3s.json"),
+        include_str!("../../tests/fixtures/k8s/podlist-errimagepull.json"),
+        include_str!("../../tests/fixtures/k8s/podlist-oomkilled-job.json"),
+        include_str!("../../tests/fixtures/k8s/podlist-pending-insufficient-resources.json"),
+    ];
+
+    #[test]
+    fn a_triage_fed_page_by_page_and_namespace_by_namespace_is_the_whole_lists() {
+        let mut pods: Vec<PodFacts> = LISTS
+            .iter()
+            .flat_map(|l| parse_pod_list(l.as_bytes()).unwrap())
+            .collect();
+        // A terminating copy of the crash-looping pod: scanned, never a finding.
+        let mut leaving = pods[0].clone();
+        leaving.metadata.name.push_str("-old");
+        leaving.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        pods.insert(1, leaving);
+        let sets: Vec<ReplicaSet> = vec![
+            serde_json::from_value(serde_json::json!({"metadata": {
+                "name": "crash-loop-app-67586446fc", "namespace": pods[0].metadata.namespace,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                    "name": "crash-loop-app", "uid": "1", "controller": true}]}}))
+            .unwrap(),
+        ];
+        let now = Timestamp::now();
+        let whole = triage_facts(&pods, &sets, &[], now);
+        assert_eq!(whole.pods_scanned, pods.len());
+        assert!(whole.workloads.iter().all(|w| {
+            w.findings
+                .iter()
+                .all(|f| !f.pods.iter().any(|p| p.ends_with("-old")))
+        }));
+        // Pages of one pod, split in two "namespaces" appended in order.
+        let (a, b) = pods.split_at(3);
+        let mut first = TriageBuilder::new(now);
+        for p in a {
+            first.add(p);
+        }
+        let mut second = TriageBuilder::new(now);
+        for p in b {
+            second.add(p);
+        }
+        assert_eq!(second.pods_scanned(), b.len());
+        first.append(second);
+        let paged = first.finish(&sets, &[]);
+        assert_eq!(paged, whole);
+        assert_eq!(paged.render(), whole.render());
+        let crash = paged
+            .workloads
+            .iter()
+            .find(|w| w.name == "crash-loop-app")
+            .unwrap();
+        assert_eq!((crash.kind.as_str(), crash.pods_total), ("Deployment", 2));
+    }
 }

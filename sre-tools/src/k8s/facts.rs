@@ -1505,6 +1505,303 @@ fn path_at(json: &[u8], pos: usize) -> String {
     path
 }
 
+// ---------------------------------------------------------------------------------------------
+// A page of a paginated list, and the slim pod of a watch.
+// ---------------------------------------------------------------------------------------------
+
+/// One page of a paginated pod list (`GET /api/v1/namespaces/shop/pods?limit=500&continue=…`):
+/// its pods' facts and the list metadata that says how to go on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodPage {
+    /// The pods of this page, in order.
+    pub items: Vec<PodFacts>,
+    /// `metadata.continue`: the token that asks for the next page; `None` on the last page (the
+    /// API server leaves it out or sends `""`).
+    pub continue_token: Option<String>,
+    /// `metadata.resourceVersion` (every page of one list carries the first page's).
+    pub resource_version: Option<String>,
+}
+
+/// Parses one page of a pod list — [`pod_list_from_json`] plus the list's `metadata.continue`
+/// and `metadata.resourceVersion` — so a paginated list can be read a page at a time, each
+/// page's bytes dropped once decoded.
+///
+/// ```
+/// let page = br#"{"kind":"PodList","apiVersion":"v1",
+///   "metadata":{"resourceVersion":"4711","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ","remainingItemCount":12},
+///   "items":[{"metadata":{"name":"web-1"}}]}"#;
+/// let page = sre_tools::k8s::facts::pod_page_from_json(page).unwrap();
+/// assert_eq!(page.items[0].metadata.name, "web-1");
+/// assert_eq!(page.continue_token.as_deref(), Some("eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ"));
+/// assert_eq!(page.resource_version.as_deref(), Some("4711"));
+/// ```
+///
+/// # Errors
+/// As [`pod_list_from_json`]; an item that cannot be read is also named by its pod's name when
+/// that can be read: `expected an integer, found a string at
+/// items[3].status.containerStatuses[0].restartCount (line 1, column 1834), in pod "web-4"`.
+pub fn pod_page_from_json(json: &[u8]) -> Result<PodPage, serde_json::Error> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    page(json, threads.min(8)).map_err(|fail| {
+        let name = item_at(json, fail.pos).and_then(|start| name_of(json, start));
+        let e = fail.into_error(json);
+        match name {
+            Some(name) => <serde_json::Error as serde::de::Error>::custom(format_args!(
+                "{e}, in pod {name:?}"
+            )),
+            None => e,
+        }
+    })
+}
+
+fn page(json: &[u8], threads: usize) -> Parsed<PodPage> {
+    let mut r = Reader::new(json);
+    let mut out = PodPage::default();
+    let mut pods = None;
+    r.object(|r, key| match key {
+        b"items" => {
+            pods = Some(if r.null()? {
+                Vec::new()
+            } else {
+                items(r, threads)?
+            });
+            Ok(())
+        }
+        b"metadata" => r.nullable(list_meta, &mut out),
+        _ => r.skip(),
+    })?;
+    r.end()?;
+    out.items = pods.ok_or(Fail {
+        pos: 0,
+        what: "expected a list of pods: an object with `items`".into(),
+    })?;
+    out.continue_token = out.continue_token.filter(|t| !t.is_empty());
+    Ok(out)
+}
+
+fn list_meta(r: &mut Reader<'_>, page: &mut PodPage) -> Parsed<()> {
+    r.object(|r, key| match key {
+        b"continue" => {
+            page.continue_token = r.opt_string()?;
+            Ok(())
+        }
+        b"resourceVersion" => {
+            page.resource_version = r.opt_string()?;
+            Ok(())
+        }
+        _ => r.skip(),
+    })
+}
+
+/// Where the item of the list's `items` that holds byte `pos` starts: a tolerant look, run only
+/// when an error is reported. `None` when `pos` is outside every item.
+fn item_at(json: &[u8], pos: usize) -> Option<usize> {
+    let mut r = Reader::new(json);
+    let mut items = None;
+    // Stops (with an error that is thrown away) once at the items' value.
+    let _ = r.object(|r, key| {
+        if key == b"items" {
+            items = Some(r.pos);
+            return r.fail("");
+        }
+        r.skip()
+    });
+    let mut r = Reader {
+        src: json,
+        pos: items?,
+    };
+    if r.peek().ok()? != b'[' {
+        return None;
+    }
+    r.pos += 1;
+    loop {
+        r.peek().ok()?;
+        let start = r.pos;
+        if start > pos {
+            return None;
+        }
+        if r.skip().is_err() || r.pos > pos {
+            return Some(start);
+        }
+        if r.peek().ok()? != b',' {
+            return None;
+        }
+        r.pos += 1;
+    }
+}
+
+/// The `metadata.name` of the object at `start`, when it comes before anything unreadable.
+fn name_of(json: &[u8], start: usize) -> Option<String> {
+    let mut r = Reader {
+        src: json,
+        pos: start,
+    };
+    let mut name = None;
+    let _ = r.object(|r, key| {
+        if key != b"metadata" {
+            return r.skip();
+        }
+        r.object(|r, key| {
+            if key != b"name" {
+                return r.skip();
+            }
+            name = Some(r.string()?);
+            // Found: stop reading.
+            r.fail("")
+        })
+    });
+    name
+}
+
+/// A pod as a watch stream delivers it to `serve`: the [`PodFacts`] triage reads, and the few
+/// object-metadata fields kube's watcher and `ResourceExt` read — name, namespace, uid and
+/// `resourceVersion`. It is the `v1` `Pod` resource for kube (`k8s_openapi::Resource` and
+/// `Metadata`, hence `kube::Resource`), so an `Api<SlimPod>` lists and watches
+/// `/api/v1/namespaces/{ns}/pods` — same requests, same RBAC — and decodes each object straight
+/// into facts, skipping `managedFields`, annotations and the rest of the pod instead of building
+/// a whole `Pod` first.
+///
+/// ```
+/// use kube::ResourceExt as _;
+/// let pod: sre_tools::k8s::facts::SlimPod = serde_json::from_str(r#"{"kind":"Pod","apiVersion":"v1",
+///   "metadata":{"name":"web-1","namespace":"shop","uid":"4f6c","resourceVersion":"812",
+///     "managedFields":[{"manager":"kubelet"}]},
+///   "status":{"containerStatuses":[{"name":"web","restartCount":7}]}}"#).unwrap();
+/// assert_eq!(pod.resource_version().as_deref(), Some("812"));
+/// assert_eq!(pod.facts.metadata.name, "web-1");
+/// assert_eq!(pod.facts.status.container_statuses[0].restart_count, 7);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlimPod {
+    /// Only `name`, `namespace`, `uid` and `resourceVersion` are set.
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    /// What triage reads.
+    pub facts: PodFacts,
+}
+
+impl k8s_openapi::Resource for SlimPod {
+    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = <Pod as k8s_openapi::Resource>::Scope;
+}
+
+impl k8s_openapi::ListableResource for SlimPod {
+    const LIST_KIND: &'static str = <Pod as k8s_openapi::ListableResource>::LIST_KIND;
+}
+
+impl k8s_openapi::Metadata for SlimPod {
+    type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn metadata(&self) -> &Self::Ty {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut Self::Ty {
+        &mut self.metadata
+    }
+}
+
+impl From<&Pod> for SlimPod {
+    fn from(pod: &Pod) -> Self {
+        let m = &pod.metadata;
+        Self {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: m.name.clone(),
+                namespace: m.namespace.clone(),
+                uid: m.uid.clone(),
+                resource_version: m.resource_version.clone(),
+                ..Default::default()
+            },
+            facts: PodFacts::from(pod),
+        }
+    }
+}
+
+/// A pod's metadata as [`SlimPod`] reads it: [`MetaFacts`] and the watcher's fields.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SlimMeta {
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    namespace: String,
+    #[serde(rename = "labels", deserialize_with = "template_hash")]
+    pod_template_hash: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    owner_references: Vec<OwnerFacts>,
+    deletion_timestamp: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for SlimPod {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum Field {
+            Metadata,
+            Spec,
+            Status,
+            #[serde(other)]
+            Other,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SlimPod;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a pod object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SlimPod, A::Error> {
+                let mut pod = SlimPod::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Metadata => {
+                            let m: SlimMeta = map.next_value::<Option<_>>()?.unwrap_or_default();
+                            let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+                            pod.metadata.name = some(&m.name);
+                            pod.metadata.namespace = some(&m.namespace);
+                            pod.metadata.uid = m.uid;
+                            pod.metadata.resource_version = m.resource_version;
+                            pod.facts.metadata = MetaFacts {
+                                name: m.name,
+                                namespace: m.namespace,
+                                pod_template_hash: m.pod_template_hash,
+                                owner_references: m.owner_references,
+                                deletion_timestamp: m.deletion_timestamp,
+                            };
+                        }
+                        Field::Spec => {
+                            pod.facts.spec = map.next_value::<Option<_>>()?.unwrap_or_default();
+                        }
+                        Field::Status => {
+                            pod.facts.status = map.next_value::<Option<_>>()?.unwrap_or_default();
+                        }
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(pod)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PodPage>();
+    assert_send_sync::<SlimPod>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1832,5 +2129,146 @@ mod tests {
                 assert_eq!(fast, slow, "byte {at} flipped");
             }
         }
+    }
+
+    #[test]
+    fn a_page_reads_its_items_continue_token_and_resource_version() {
+        for list in LISTS {
+            let page = pod_page_from_json(list.as_bytes()).unwrap();
+            assert_eq!(page.items, pod_list_from_json(list.as_bytes()).unwrap());
+            assert_eq!(page.continue_token, None);
+        }
+        let page = pod_page_from_json(
+            br#"{"kind":"PodList","apiVersion":"v1","metadata":{"selfLink":"","resourceVersion":"4711",
+                "continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ","remainingItemCount":1200},"items":[{},{}]}"#,
+        )
+        .unwrap();
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(
+            page.continue_token.as_deref(),
+            Some("eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ")
+        );
+        assert_eq!(page.resource_version.as_deref(), Some("4711"));
+        // The last page: no token, an empty one, or null metadata.
+        for last in [
+            &br#"{"metadata":{"resourceVersion":"9"},"items":[]}"#[..],
+            br#"{"metadata":{"continue":""},"items":[]}"#,
+            br#"{"metadata":{"continue":null},"items":null}"#,
+            br#"{"metadata":null,"items":[]}"#,
+            br#"{"items":[]}"#,
+        ] {
+            assert_eq!(pod_page_from_json(last).unwrap().continue_token, None);
+        }
+        let e = pod_page_from_json(br#"{"metadata":{"continue":7},"items":[]}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("expected a string, found a number at metadata.continue"),
+            "{e}"
+        );
+        assert!(pod_page_from_json(br#"{"metadata":{}}"#).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_item_of_a_page_is_named_by_its_pod() {
+        let page = |items: &str| format!(r#"{{"metadata":{{"continue":"x"}},"items":[{items}]}}"#);
+        let e = pod_page_from_json(
+            page(r#"{"metadata":{"name":"web-1"}},
+                {"metadata":{"name":"web-2","namespace":"shop"},"status":{"containerStatuses":[{"restartCount":"7"}]}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "expected an integer, found a string at items[1].status.containerStatuses[0].restartCount (line 2, column"
+            ) && e.ends_with(r#"), in pod "web-2""#),
+            "{e}"
+        );
+        // Broken JSON inside the item, before its name: named by its index only.
+        let e = pod_page_from_json(
+            page("{},{\"spec\":{\"x\":\"a\u{1}b\"},\"metadata\":{\"name\":\"web-2\"}}").as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("items[1].spec.x") && !e.contains("in pod"),
+            "{e}"
+        );
+        // A name with control characters is quoted, not printed raw.
+        let e = pod_page_from_json(
+            page(r#"{"metadata":{"name":"evil\u001b[2J"},"status":{"phase":1}}"#).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with(r#"in pod "evil\u{1b}[2J""#), "{e}");
+        // A truncated page names the last item it reached.
+        let whole =
+            page(r#"{"metadata":{"name":"web-1"}},{"metadata":{"name":"web-2"},"spec":{}}"#);
+        let e = pod_page_from_json(&whole.as_bytes()[..whole.len() - 8])
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with(r#"in pod "web-2""#), "{e}");
+        // An error outside every item names no pod.
+        let e = pod_page_from_json(br#"{"metadata":[],"items":[{"metadata":{"name":"a"}}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("in pod"), "{e}");
+    }
+
+    #[test]
+    fn slim_pods_read_like_the_facts_of_real_pods() {
+        for list in LISTS {
+            let value: serde_json::Value = serde_json::from_str(list).unwrap();
+            for item in value["items"].as_array().unwrap() {
+                let bytes = serde_json::to_vec(item).unwrap();
+                let slim: SlimPod = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(slim.facts, PodFacts::from_json(&bytes).unwrap());
+                let typed: Pod = serde_json::from_value(item.clone()).unwrap();
+                assert_eq!(slim, SlimPod::from(&typed));
+                let m = &slim.metadata;
+                assert_eq!(m.name, typed.metadata.name);
+                assert_eq!(m.namespace, typed.metadata.namespace);
+                assert_eq!(m.uid, typed.metadata.uid);
+                assert_eq!(m.resource_version, typed.metadata.resource_version);
+                assert!(m.labels.is_none() && m.managed_fields.is_none());
+            }
+        }
+        // A list and a watch event decode through kube's own types.
+        let list: kube::core::ObjectList<SlimPod> = serde_json::from_str(LISTS[0]).unwrap();
+        assert_eq!(list.items.len(), 2);
+        let event: kube::core::WatchEvent<SlimPod> = serde_json::from_str(&format!(
+            r#"{{"type":"MODIFIED","object":{}}}"#,
+            include_str!("../../tests/fixtures/k8s/pod-running-healthy.json")
+        ))
+        .unwrap();
+        assert!(
+            matches!(event, kube::core::WatchEvent::Modified(p) if p.facts.status.phase.as_deref() == Some("Running"))
+        );
+        let null: SlimPod =
+            serde_json::from_str(r#"{"metadata":null,"spec":null,"status":null}"#).unwrap();
+        assert_eq!(null, SlimPod::default());
+        assert!(serde_json::from_str::<SlimPod>("[]").is_err());
+        let e = serde_json::from_str::<SlimPod>(
+            r#"{"status":{"containerStatuses":[{"restartCount":"x"}]}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("expected i32"), "{e}");
+    }
+
+    #[test]
+    fn a_slim_pod_is_the_v1_pod_resource_for_kube() {
+        use kube::Resource as _;
+        assert_eq!(
+            SlimPod::url_path(&(), Some("shop")),
+            "/api/v1/namespaces/shop/pods"
+        );
+        assert_eq!(SlimPod::url_path(&(), None), "/api/v1/pods");
+        assert_eq!(
+            (SlimPod::kind(&()), SlimPod::api_version(&())),
+            ("Pod".into(), "v1".into())
+        );
+        let mut pod = SlimPod::default();
+        pod.meta_mut().resource_version = Some("12".into());
+        assert_eq!(pod.meta().resource_version.as_deref(), Some("12"));
     }
 }

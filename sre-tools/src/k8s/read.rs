@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
@@ -21,7 +22,8 @@ use serde_json::Value;
 use sre_core::{Tool, ToolContext, ToolError, ToolOutput, ToolSpec, parse_args, spec_for};
 
 use super::Inner;
-use super::analyze::{self, triage};
+use super::analyze::{self, TriageBuilder};
+use super::facts;
 use super::kube_error;
 use super::names::{Label, Namespace, Subdomain};
 
@@ -261,51 +263,274 @@ async fn list_pods(inner: &Inner, a: NamespaceArgs) -> Result<ToolOutput, ToolEr
     Ok(ToolOutput::text(out.trim_end()))
 }
 
-/// Lists pods, replica sets and deployments of the namespaces and triages them.
+/// Objects a page when `k8s_find_unhealthy` lists pods, ReplicaSets and Deployments (`limit`):
+/// a page of realistic pods is about 3 MB of JSON, decoded and dropped before the next.
+pub(crate) const LIST_PAGE_SIZE: u32 = 500;
+
+/// How many times a list whose continue token expired (410) is started over before giving up.
+const LIST_RESTARTS: u32 = 2;
+
+/// Lists pods, replica sets and deployments of the namespaces (all namespaces when empty), page
+/// by page, and triages them ([`analyze::triage_cluster`]).
 pub(crate) async fn triage_namespaces(
-    inner: &Inner,
+    client: &kube::Client,
     namespaces: &[String],
+    page_size: u32,
 ) -> Result<analyze::Triage, ToolError> {
-    let mut pods = Vec::new();
-    let mut sets = Vec::new();
-    let mut deps = Vec::new();
-    let lp = ListParams::default();
-    let client = &inner.client;
+    let now = Timestamp::now();
     let fetch = |ns: Option<&str>| {
-        let (p, r, d): (Api<Pod>, Api<ReplicaSet>, Api<Deployment>) = match ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
         let where_ = ns.map_or_else(|| "all namespaces".to_owned(), |n| format!("namespace {n}"));
-        let lp = lp.clone();
+        let pods_url = <Pod as kube::Resource>::url_path(&(), ns);
+        let sets_url = <ReplicaSet as kube::Resource>::url_path(&(), ns);
+        let deps_url = <Deployment as kube::Resource>::url_path(&(), ns);
+        let (pods_what, sets_what, deps_what) = (
+            format!("pods in {where_}"),
+            format!("replicasets in {where_}"),
+            format!("deployments in {where_}"),
+        );
         async move {
-            let (p, r, d) = futures::join!(p.list(&lp), r.list(&lp), d.list(&lp));
-            let p = p.map_err(|e| kube_error(&format!("pods in {where_}"), &e))?;
-            let r = r.map_err(|e| kube_error(&format!("replicasets in {where_}"), &e))?;
-            let d = d.map_err(|e| kube_error(&format!("deployments in {where_}"), &e))?;
-            Ok::<_, ToolError>((p.items, r.items, d.items))
+            let pods = list_pages(
+                client,
+                &pods_url,
+                &pods_what,
+                page_size,
+                || TriageBuilder::new(now),
+                |json, triage: &mut TriageBuilder| {
+                    let page = facts::pod_page_from_json(json).map_err(|e| e.to_string())?;
+                    for pod in &page.items {
+                        triage.add(pod);
+                    }
+                    Ok((page.items.len(), page.continue_token))
+                },
+            );
+            let sets = list_pages(
+                client,
+                &sets_url,
+                &sets_what,
+                page_size,
+                Vec::new,
+                |json, out: &mut Vec<ReplicaSet>| {
+                    let page: WirePage<WireReplicaSet> =
+                        serde_json::from_slice(json).map_err(|e| e.to_string())?;
+                    let n = page.items.len();
+                    out.extend(page.items.into_iter().map(WireReplicaSet::into_replica_set));
+                    Ok((n, page.metadata.continue_token()))
+                },
+            );
+            let deps = list_pages(
+                client,
+                &deps_url,
+                &deps_what,
+                page_size,
+                Vec::new,
+                |json, out: &mut Vec<Deployment>| {
+                    let page: WirePage<WireDeployment> =
+                        serde_json::from_slice(json).map_err(|e| e.to_string())?;
+                    let n = page.items.len();
+                    out.extend(page.items.into_iter().map(WireDeployment::into_deployment));
+                    Ok((n, page.metadata.continue_token()))
+                },
+            );
+            let (p, r, d) = futures::join!(pods, sets, deps);
+            Ok::<_, ToolError>((p?, r?, d?))
         }
     };
     if namespaces.is_empty() {
-        let (p, r, d) = fetch(None).await?;
-        return Ok(triage(&p, &r, &d, Timestamp::now()));
+        let (triage, sets, deps) = fetch(None).await?;
+        return Ok(triage.finish(&sets, &deps));
     }
     let results = futures::future::join_all(namespaces.iter().map(|ns| fetch(Some(ns)))).await;
+    let mut triage = TriageBuilder::new(now);
+    let mut sets = Vec::new();
+    let mut deps = Vec::new();
     for r in results {
-        let (p, s, d) = r?;
-        pods.extend(p);
+        let (t, s, d) = r?;
+        triage.append(t);
         sets.extend(s);
         deps.extend(d);
     }
-    Ok(triage(&pods, &sets, &deps, Timestamp::now()))
+    Ok(triage.finish(&sets, &deps))
+}
+
+/// Reads the list at `url` (a collection path such as `/api/v1/namespaces/shop/pods`) page by
+/// page, `page_size` objects a page (`0`: one unpaginated list), following `metadata.continue`:
+/// `decode` folds each page's bytes into the accumulator and says how many items it held and
+/// the next continue token; the bytes are dropped before the next page is asked for. A 410 on
+/// a continued page (the token expired: the API server compacted the list's snapshot) starts
+/// the list over with a fresh accumulator — every page of a list is one consistent snapshot, and
+/// a triage mixing two would count moved pods twice — at most [`LIST_RESTARTS`] times. `what`
+/// names the list in errors (`pods in namespace shop`).
+async fn list_pages<S>(
+    client: &kube::Client,
+    url: &str,
+    what: &str,
+    page_size: u32,
+    init: impl Fn() -> S,
+    mut decode: impl FnMut(&[u8], &mut S) -> Result<(usize, Option<String>), String>,
+) -> Result<S, ToolError> {
+    let request = kube::core::Request::new(url);
+    let mut restarts = 0;
+    'list: loop {
+        let mut acc = init();
+        let mut token: Option<String> = None;
+        let mut page = 1_usize;
+        let mut seen = 0_usize;
+        loop {
+            let lp = ListParams {
+                limit: (page_size > 0).then_some(page_size),
+                continue_token: token.clone(),
+                ..ListParams::default()
+            };
+            let mut req = request
+                .list(&lp)
+                .map_err(|e| ToolError::Failed(format!("{what}: {e}")))?;
+            req.extensions_mut().insert("list");
+            let text = match client.request_text(req).await {
+                Ok(text) => text,
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                    if restarts == LIST_RESTARTS {
+                        return Err(ToolError::Failed(format!(
+                            "{what}: the list expired {} times while it was read page by page \
+                             ({} {}: {}); the objects change faster than they can be listed, \
+                             try again",
+                            restarts + 1,
+                            s.code,
+                            s.reason,
+                            s.message
+                        )));
+                    }
+                    restarts += 1;
+                    tracing::info!(
+                        list = what,
+                        page,
+                        "the list's continue token expired (410); listing again from the first page"
+                    );
+                    continue 'list;
+                }
+                Err(e) => return Err(kube_error(what, &e)),
+            };
+            let (n, next) = decode(text.as_bytes(), &mut acc).map_err(|e| {
+                ToolError::Failed(format!(
+                    "{what}: cannot read page {page} of the list (items {seen} onward): {e}"
+                ))
+            })?;
+            drop(text);
+            seen += n;
+            match next.filter(|t| !t.is_empty()) {
+                None => return Ok(acc),
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(ToolError::Failed(format!(
+                        "{what}: the API server sent the same continue token for page {} as for \
+                         page {page}; stopping instead of listing forever",
+                        page + 1
+                    )));
+                }
+                Some(next) => token = Some(next),
+            }
+            page += 1;
+        }
+    }
+}
+
+/// A page of a typed list, as far as triage reads it.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+struct WirePage<T> {
+    #[serde(default)]
+    metadata: WireListMeta,
+    #[serde(deserialize_with = "crate::serde_util::nullable")]
+    items: Vec<T>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct WireListMeta {
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+impl WireListMeta {
+    fn continue_token(self) -> Option<String> {
+        self.continue_.filter(|t| !t.is_empty())
+    }
+}
+
+/// Object metadata, as far as triage reads it.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(deserialize_with = "crate::serde_util::nullable")]
+    owner_references: Vec<facts::OwnerFacts>,
+}
+
+impl WireMeta {
+    fn into_meta(self) -> ObjectMeta {
+        let owners: Vec<OwnerReference> = self
+            .owner_references
+            .into_iter()
+            .map(|o| OwnerReference {
+                kind: o.kind,
+                name: o.name,
+                controller: o.controller,
+                ..OwnerReference::default()
+            })
+            .collect();
+        ObjectMeta {
+            name: self.name,
+            namespace: self.namespace,
+            owner_references: (!owners.is_empty()).then_some(owners),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// A ReplicaSet as triage reads it: its name and owners (Pod → ReplicaSet → Deployment).
+#[derive(Deserialize)]
+struct WireReplicaSet {
+    #[serde(default, deserialize_with = "crate::serde_util::nullable")]
+    metadata: WireMeta,
+}
+
+impl WireReplicaSet {
+    fn into_replica_set(self) -> ReplicaSet {
+        ReplicaSet {
+            metadata: self.metadata.into_meta(),
+            ..ReplicaSet::default()
+        }
+    }
+}
+
+/// A Deployment as triage reads it ([`analyze::analyze_deployment`]): its name, desired
+/// replicas and status.
+#[derive(Deserialize)]
+struct WireDeployment {
+    #[serde(default, deserialize_with = "crate::serde_util::nullable")]
+    metadata: WireMeta,
+    #[serde(default)]
+    spec: Option<WireDeploymentSpec>,
+    #[serde(default)]
+    status: Option<DeploymentStatus>,
+}
+
+#[derive(Deserialize)]
+struct WireDeploymentSpec {
+    #[serde(default)]
+    replicas: Option<i32>,
+}
+
+impl WireDeployment {
+    fn into_deployment(self) -> Deployment {
+        Deployment {
+            metadata: self.metadata.into_meta(),
+            spec: self.spec.map(|s| DeploymentSpec {
+                replicas: s.replicas,
+                ..DeploymentSpec::default()
+            }),
+            status: self.status,
+        }
+    }
 }
 
 async fn find_unhealthy(inner: &Inner, a: MaybeNamespaceArgs) -> Result<ToolOutput, ToolError> {
@@ -317,7 +542,7 @@ async fn find_unhealthy(inner: &Inner, a: MaybeNamespaceArgs) -> Result<ToolOutp
         (None, Some(scope)) => scope.to_vec(),
         (None, None) => Vec::new(),
     };
-    let t = triage_namespaces(inner, &namespaces).await?;
+    let t = triage_namespaces(&inner.client, &namespaces, LIST_PAGE_SIZE).await?;
     ToolOutput::with_data(t.render(), &t)
 }
 

@@ -8,9 +8,11 @@
 //! (`Progressing` False with `ProgressDeadlineExceeded`) — and offers one [`Incident`] per
 //! unhealthy Deployment, keyed `{namespace}/{deployment}/health`. A pod is mapped to its
 //! Deployment by its ReplicaSet owner reference and its `pod-template-hash` label, without any
-//! further API read. It keeps a few lines per unhealthy workload, never whole objects, and offers
-//! still-unhealthy workloads again every [`WatchConfig::resync`], so that an incident dropped by
-//! a full queue comes back.
+//! further API read. Pods arrive as [`SlimPod`]s: each watch event and list page is decoded
+//! straight into the facts triage reads, never into a whole `Pod` (whose `managedFields` and
+//! annotations are most of its bytes). It keeps a few lines per unhealthy workload, never whole
+//! objects, and offers still-unhealthy workloads again every [`WatchConfig::resync`], so that an
+//! incident dropped by a full queue comes back.
 //!
 //! The sweep lists VulnerabilityReports every interval and offers an incident keyed
 //! `{namespace}/{deployment}/vulnerabilities` for CRITICAL findings no earlier sweep saw.
@@ -34,7 +36,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
@@ -49,7 +50,7 @@ use tokio::time::Instant;
 use super::store::{Incident, Trigger};
 use super::{Health, Offer, Queue};
 use crate::k8s::analyze::{self, Finding, FindingKind};
-use crate::k8s::facts::PodFacts;
+use crate::k8s::facts::{PodFacts, SlimPod};
 use crate::k8s::names::{Label, Subdomain};
 use crate::trivy::operator::{self, OperatorReport};
 use crate::trivy::report::Severity;
@@ -395,9 +396,8 @@ enum Seen {
     Other,
 }
 
-fn seen_pod(pod: Pod) -> Seen {
-    let facts = PodFacts::from(&pod);
-    drop(pod);
+fn seen_pod(pod: SlimPod) -> Seen {
+    let facts = pod.facts;
     match pod_deployment(&facts) {
         Some(workload) => Seen::Pod {
             issue: pod_issue(&facts, Timestamp::now()),
@@ -819,7 +819,8 @@ pub async fn watch_workloads_with(
             continue;
         }
         let i = sources.len();
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        // Each pod is decoded straight into its facts (`SlimPod`), never into a whole `Pod`.
+        let pods: Api<SlimPod> = Api::namespaced(client.clone(), &ns);
         streams.push(restarting(pods, seen_pod).map(move |r| (i, r)).boxed());
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         streams.push(
@@ -1253,6 +1254,12 @@ pub async fn trivy_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    /// The pod as the watch stream decodes it: from its JSON into a [`SlimPod`].
+    fn slim(pod: &Pod) -> SlimPod {
+        serde_json::from_value(serde_json::to_value(pod).unwrap()).unwrap()
+    }
 
     fn fixture(path: &str) -> String {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1303,7 +1310,7 @@ mod tests {
                 .is_empty()
         );
         for pod in pods("k8s/podlist-crashloop-k3s.json") {
-            let seen = seen_pod(pod);
+            let seen = seen_pod(slim(&pod));
             assert!(
                 t.apply(0, "test-crash", Watched::Pods, Event::InitApply(seen), now)
                     .is_empty(),
@@ -1340,7 +1347,7 @@ mod tests {
         let now = Instant::now();
         let mut offered = 0;
         for i in 0..500 {
-            let seen = seen_pod(crash_pod(i));
+            let seen = seen_pod(slim(&crash_pod(i)));
             offered +=
                 offers(&t.apply(0, "test-crash", Watched::Pods, Event::Apply(seen), now)).len();
         }
@@ -1374,7 +1381,7 @@ mod tests {
                 0,
                 "test-crash",
                 Watched::Pods,
-                Event::Apply(seen_pod(pod)),
+                Event::Apply(seen_pod(slim(&pod))),
                 now,
             ))
             .len();
@@ -1392,7 +1399,7 @@ mod tests {
             0,
             "test-crash",
             Watched::Pods,
-            Event::Apply(seen_pod(crash_pod(1))),
+            Event::Apply(seen_pod(slim(&crash_pod(1)))),
             now,
         );
         assert_eq!(offers(&a).len(), 1);
@@ -1401,7 +1408,7 @@ mod tests {
             0,
             "test-crash",
             Watched::Pods,
-            Event::Apply(seen_pod(healthy(crash_pod(1)))),
+            Event::Apply(seen_pod(slim(&healthy(crash_pod(1))))),
             now,
         );
         assert!(a.is_empty());
@@ -1409,7 +1416,7 @@ mod tests {
             0,
             "test-crash",
             Watched::Pods,
-            Event::Apply(seen_pod(crash_pod(1))),
+            Event::Apply(seen_pod(slim(&crash_pod(1)))),
             now,
         );
         assert!(a.is_empty(), "relapse within the resync period: {a:?}");
@@ -1429,7 +1436,7 @@ mod tests {
                 0,
                 "message-oomkill-pod",
                 Watched::Pods,
-                Event::Apply(seen_pod(job)),
+                Event::Apply(seen_pod(slim(&job))),
                 now
             )
             .is_empty()
@@ -1485,7 +1492,7 @@ mod tests {
             0,
             "test-crash",
             Watched::Pods,
-            Event::InitApply(seen_pod(crash_pod(1))),
+            Event::InitApply(seen_pod(slim(&crash_pod(1)))),
             now,
         );
         t.abort(0);
