@@ -117,7 +117,11 @@ async fn twenty_identical_crash_loops_get_one_diagnosis_and_twenty_approved_roll
         assert!(a.verification.as_ref().unwrap().passed, "{a:?}");
     }
     for (ns, dep) in wave() {
-        assert_eq!(image(&sim, &ns, &dep), "ghcr.io/acme/svc:1.9.3", "{ns}/{dep}");
+        assert_eq!(
+            image(&sim, &ns, &dep),
+            "ghcr.io/acme/svc:1.9.3",
+            "{ns}/{dep}"
+        );
     }
     let answer = r.answer.unwrap();
     assert!(
@@ -140,7 +144,11 @@ async fn a_write_limit_applies_what_it_allows_and_hands_every_other_incident_to_
         .filter(|a| a.status == ActionStatus::Applied)
         .collect();
     assert_eq!(applied.len(), 3);
-    assert_eq!(calls_of(&r, "k8s_rollback"), 20, "each asked once, never retried");
+    assert_eq!(
+        calls_of(&r, "k8s_rollback"),
+        20,
+        "each asked once, never retried"
+    );
     let answer = r.answer.clone().unwrap();
     let mut rolled_back = 0;
     for (ns, dep) in wave() {
@@ -171,7 +179,10 @@ async fn mixed_incidents_are_each_fixed_or_handed_to_a_human_in_one_run() {
     // OOM-killed worker.
     assert_eq!(calls_of(&r, "k8s_pod_logs"), 2);
     assert_eq!(calls_of(&r, "k8s_rollback"), 3);
-    assert_eq!(image(&sim, "payments", "api"), "ghcr.io/acme/payments:1.8.4");
+    assert_eq!(
+        image(&sim, "payments", "api"),
+        "ghcr.io/acme/payments:1.8.4"
+    );
     assert_eq!(
         image(&sim, "payments", "ledger"),
         "ghcr.io/acme/payments:1.8.4"
@@ -190,7 +201,10 @@ async fn mixed_incidents_are_each_fixed_or_handed_to_a_human_in_one_run() {
         "raise the memory limit of jobs/worker",
         "make room for ml/trainer",
     ] {
-        assert!(answer.contains(expected), "{expected:?} missing from: {answer}");
+        assert!(
+            answer.contains(expected),
+            "{expected:?} missing from: {answer}"
+        );
     }
 }
 
@@ -207,11 +221,22 @@ async fn two_unrelated_incidents_are_both_diagnosed_and_fixed() {
     let answer = r.answer.unwrap();
     assert!(answer.contains("DATABASE_URL"), "{answer}");
     assert!(answer.contains("cannot be pulled"), "{answer}");
-    assert!(!answer.contains("workloads failing the same way"), "{answer}");
+    assert!(
+        !answer.contains("workloads failing the same way"),
+        "{answer}"
+    );
 }
 
 /// What a run did, without what differs between two runs of the same thing (ids, times).
-fn shape(r: &RunReport) -> (Outcome, usize, Vec<(String, String)>, Vec<ActionStatus>, String) {
+fn shape(
+    r: &RunReport,
+) -> (
+    Outcome,
+    usize,
+    Vec<(String, String)>,
+    Vec<ActionStatus>,
+    String,
+) {
     let calls = r
         .transcript
         .iter()
