@@ -24,7 +24,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use sre_core::{Tool, ToolContext, ToolError};
 use sre_tools::k8s::analyze::{FindingKind, Triage, triage_cluster};
-use sre_tools::k8s::{K8s, Scope};
+use sre_tools::k8s::{K8s, Limits, Scope};
 
 const TOKEN: &str = "s3cr3t-bearer-token-for-the-loopback";
 const RS: &str = "web-7d9f8b6c5d";
@@ -344,6 +344,34 @@ async fn page_size_zero_is_one_unpaginated_list_and_gives_the_same_triage() {
     );
     assert_eq!(paged, whole);
     assert_eq!(whole.pods_scanned, 7);
+}
+
+#[tokio::test]
+async fn the_tool_lists_in_pages_of_the_configured_size() {
+    let (s, client) = server(pods(), 3, Mode::Pages).await;
+    let limits = Limits {
+        list_page_size: 3,
+        ..Limits::default()
+    };
+    let tool = K8s::with_limits(client.clone(), Scope::namespaces(["shop"]), limits)
+        .read_tools()
+        .into_iter()
+        .find(|t| t.spec().name == "k8s_find_unhealthy")
+        .unwrap();
+    let out = tool
+        .call(&json!({"namespace": "shop"}), &ToolContext::default())
+        .await
+        .unwrap();
+    let t: Triage = serde_json::from_value(out.data.unwrap()).unwrap();
+    assert_eq!(
+        requests(&s, "pods"),
+        [
+            "limit=3",
+            "limit=3&continue=from-3",
+            "limit=3&continue=from-6"
+        ]
+    );
+    assert_eq!(t.pods_scanned, 7);
 }
 
 #[tokio::test]

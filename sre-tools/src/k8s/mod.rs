@@ -93,6 +93,11 @@ pub struct Limits {
     pub poll_interval: Duration,
     /// Most replicas `k8s_scale_deployment` may set.
     pub max_replicas: i32,
+    /// Objects per page when `k8s_find_unhealthy` lists pods, ReplicaSets and Deployments (the
+    /// list's `limit`): each page is decoded into what triage reads and dropped before the next,
+    /// so memory stays flat as a namespace grows (a page of 500 realistic pods is about 3.5 MB of
+    /// JSON). `0` asks for one unpaginated list: faster on small clusters, memory grows with them.
+    pub list_page_size: u32,
 }
 
 impl Default for Limits {
@@ -106,6 +111,7 @@ impl Default for Limits {
             rollout_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_secs(2),
             max_replicas: 50,
+            list_page_size: 500,
         }
     }
 }

@@ -263,10 +263,6 @@ async fn list_pods(inner: &Inner, a: NamespaceArgs) -> Result<ToolOutput, ToolEr
     Ok(ToolOutput::text(out.trim_end()))
 }
 
-/// Objects a page when `k8s_find_unhealthy` lists pods, ReplicaSets and Deployments (`limit`):
-/// a page of realistic pods is about 3 MB of JSON, decoded and dropped before the next.
-pub(crate) const LIST_PAGE_SIZE: u32 = 500;
-
 /// How many times a list whose continue token expired (410) is started over before giving up.
 const LIST_RESTARTS: u32 = 2;
 
@@ -542,7 +538,7 @@ async fn find_unhealthy(inner: &Inner, a: MaybeNamespaceArgs) -> Result<ToolOutp
         (None, Some(scope)) => scope.to_vec(),
         (None, None) => Vec::new(),
     };
-    let t = triage_namespaces(&inner.client, &namespaces, LIST_PAGE_SIZE).await?;
+    let t = triage_namespaces(&inner.client, &namespaces, inner.limits.list_page_size).await?;
     ToolOutput::with_data(t.render(), &t)
 }
 
