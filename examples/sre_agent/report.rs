@@ -303,6 +303,7 @@ mod tests {
                 introduces: vec![],
             }),
             crash: None,
+            target_crash: None,
         }
     }
 

@@ -440,6 +440,14 @@ fn check_evidence(request: &ApprovalRequest) -> Result<(), String> {
             v.introduces.len()
         ));
     }
+    // Going back to a revision whose own pods fail runs code that fails too.
+    if let Some(c) = evidence.and_then(|e| e.target_crash.as_ref()) {
+        return Err(format!(
+            "the plan of {} returns to a revision whose own pods fail too ({} failing pod(s)); \
+             an unattended approval never does",
+            request.tool, c.failing_pods
+        ));
+    }
     // A crash is fixed by running other code in the container that crashes: a restart or a scale
     // runs the same code again, and a change of another container fixes nothing.
     let changes_the_crashed_container = |crash: &CrashEvidence| {
@@ -1006,6 +1014,19 @@ mod tests {
         });
         let d = rules.decide(&with(crashed.clone())).await;
         assert!(d.is_approved(), "{d:?}");
+        // The same crash, but the revision a rollback returns to fails too: no fix. A human
+        // (rules without `evidence_required`) may still approve it.
+        let both = Some(Evidence {
+            crash: Some(crash.clone()),
+            target_crash: Some(crash.clone()),
+            ..Evidence::default()
+        });
+        let d = rules.decide(&with(both.clone())).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("whose own pods fail too")),
+            "{d:?}"
+        );
+        assert!(Rules::new(yes()).decide(&with(both)).await.is_approved());
         // The same crash behind a restart (no image changes): the same code runs again.
         let mut restart = with(crashed);
         restart.preview.images = Some(vec![crate::plan::ImageChange {

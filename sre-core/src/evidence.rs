@@ -37,12 +37,16 @@ pub struct Evidence {
     /// For a rollback or restart: the crash that led to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<CrashEvidence>,
+    /// For a rollback: the pods of the revision it returns to, failing as well — going back runs
+    /// code that fails too, so it is no fix (an unattended approval never makes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_crash: Option<CrashEvidence>,
 }
 
 impl Evidence {
     /// True when there is nothing to show.
     pub fn is_empty(&self) -> bool {
-        self.vulnerabilities.is_none() && self.crash.is_none()
+        self.vulnerabilities.is_none() && self.crash.is_none() && self.target_crash.is_none()
     }
 
     /// The evidence in one line of counts — trusted data only (numbers and fixed words), so a
@@ -72,6 +76,12 @@ impl Evidence {
                 c.restarts, c.failing_pods
             ));
         }
+        if let Some(c) = &self.target_crash {
+            parts.push(format!(
+                "the revision it returns to FAILS TOO: {} failing pod(s)",
+                c.failing_pods
+            ));
+        }
         parts.join("; ")
     }
 
@@ -83,6 +93,10 @@ impl Evidence {
             out.extend(v.render_lines());
         }
         if let Some(c) = &self.crash {
+            out.extend(c.render_lines());
+        }
+        if let Some(c) = &self.target_crash {
+            out.push("the revision it returns to fails too:".to_owned());
             out.extend(c.render_lines());
         }
         out.join("\n")
@@ -516,6 +530,7 @@ mod tests {
         let text = Evidence {
             vulnerabilities: Some(v),
             crash: None,
+            target_crash: None,
         }
         .render();
         assert!(text.contains("2 CRITICAL, 6 HIGH"), "{text}");
@@ -535,7 +550,8 @@ mod tests {
         assert_eq!(
             Evidence {
                 vulnerabilities: Some(v2),
-                crash: None
+                crash: None,
+                target_crash: None,
             }
             .headline(),
             "2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 2, remains 0"
@@ -559,6 +575,7 @@ mod tests {
         let text = Evidence {
             vulnerabilities: None,
             crash: Some(c),
+            target_crash: None,
         }
         .render();
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
@@ -569,6 +586,7 @@ mod tests {
                 last_log_lines: vec!["x".repeat(20_000)],
                 ..c2
             }),
+            target_crash: None,
         }
         .render();
         assert!(long.len() < 1_000, "{}", long.len());

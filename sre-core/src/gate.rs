@@ -544,6 +544,7 @@ mod tests {
                 last_log_lines: lines,
                 events: vec!["token=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into()],
             }),
+            target_crash: None,
         };
         let out = gate.redact_evidence(Box::new(evidence));
         let json = serde_json::to_string(&out).unwrap_or_default();

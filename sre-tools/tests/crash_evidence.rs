@@ -105,6 +105,7 @@ async fn a_rollback_approval_shows_the_crash_of_the_bad_release() {
     let text = sre_core::evidence::Evidence {
         vulnerabilities: None,
         crash: Some(crash),
+        target_crash: None,
     }
     .render();
     assert!(text.contains("(Error), exit code 1, 7 restarts"), "{text}");

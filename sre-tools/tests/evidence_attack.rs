@@ -1220,6 +1220,17 @@ fn nasty_evidence() -> Evidence {
             last_log_lines: vec![NASTY.to_owned(); 9],
             events: vec![format!("BackOff: {NASTY}"); 4],
         }),
+        target_crash: Some(CrashEvidence {
+            pod: format!("web-0{NASTY}"),
+            container: format!("web{NASTY}"),
+            image: format!("web:1{NASTY}"),
+            reason: format!("CrashLoopBackOff{NASTY}"),
+            exit_code: Some(i32::MAX),
+            restarts: i32::MIN,
+            failing_pods: u32::MAX,
+            last_log_lines: vec![NASTY.to_owned(); 9],
+            events: vec![format!("BackOff: {NASTY}"); 4],
+        }),
     }
 }
 
@@ -1310,6 +1321,7 @@ fn empty_evidence_parts_render() {
             last_log_lines: Vec::new(),
             events: Vec::new(),
         }),
+        target_crash: None,
     };
     let text = e.render();
     assert!(text.contains("no findings") && text.contains("clears:    none"));

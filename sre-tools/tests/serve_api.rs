@@ -835,6 +835,7 @@ async fn an_approval_carries_the_evidence_it_was_asked_with() {
     let evidence = sre_core::evidence::Evidence {
         vulnerabilities: None,
         crash: Some(crash.clone()),
+        target_crash: None,
     };
     let web = parked::Sample::new("web", HOUR)
         .plan_evidence(evidence)

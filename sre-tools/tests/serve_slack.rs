@@ -776,6 +776,7 @@ fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
             introduces: vec![],
         }),
         crash: None,
+        target_crash: None,
     }
 }
 
@@ -958,6 +959,7 @@ async fn a_rollback_shows_the_crash() {
             last_log_lines: vec!["panic: missing DATABASE_URL <!here>".into()],
             events: vec!["BackOff: Back-off restarting failed container (×12)".into()],
         }),
+        target_crash: None,
     }));
     let (_, blocks) = ask(&env, &a).await;
     let (label, lines, _) = scan_block(&blocks);

@@ -973,6 +973,7 @@ fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
             introduces: vec![],
         }),
         crash: None,
+        target_crash: None,
     }
 }
 
@@ -1160,6 +1161,7 @@ fn the_card_shows_the_findings_as_plain_text_with_hostile_ids_inert() {
             last_log_lines: vec!["panic: missing DATABASE_URL".into()],
             events: vec![],
         }),
+        target_crash: None,
     }));
     let settled = teams::settled_card(&Settled {
         approval: ask.approval.clone(),

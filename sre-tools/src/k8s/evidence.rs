@@ -59,7 +59,6 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
             return None;
         }
     };
-    let max = inner.limits.max_pods_listed;
     // The newest revision's pods only: what runs the code a change would replace. (An older
     // revision's crashing pods — the one a rollback returns to, say — are no reason to leave
     // the current one.)
@@ -70,6 +69,37 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
             return None;
         }
     };
+    crash_of(inner, ns, &what, &sets).await
+}
+
+/// For a rollback to `target`, the ReplicaSet of the revision it returns to: the worst failing
+/// container of that revision's own pods (while it still has some — a stalled rollout keeps the
+/// old pods), as [`crash_evidence`] reads the newest revision's. A revision that fails too is no
+/// fix. `None` when it has no pods, none fails, or they cannot be listed.
+pub(crate) async fn revision_crash(
+    inner: &Inner,
+    dep: &Deployment,
+    target: &ReplicaSet,
+) -> Option<CrashEvidence> {
+    if !has_pods(target) {
+        return None;
+    }
+    let ns = dep.metadata.namespace.as_deref().unwrap_or_default();
+    let what = format!(
+        "replicaset {ns}/{}",
+        target.metadata.name.as_deref().unwrap_or_default()
+    );
+    crash_of(inner, ns, &what, std::slice::from_ref(target)).await
+}
+
+/// The worst failing container of the pods that `sets` control, with its log and events.
+async fn crash_of(
+    inner: &Inner,
+    ns: &str,
+    what: &str,
+    sets: &[ReplicaSet],
+) -> Option<CrashEvidence> {
+    let max = inner.limits.max_pods_listed;
     // Pods of the deployment's own ReplicaSets (by uid, every page): planted pods with its
     // labels can neither hide the crash nor forge one.
     let live: Vec<&ReplicaSet> = sets.iter().filter(|rs| has_pods(rs)).collect();
@@ -84,11 +114,11 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
     // labels and owner reference, but other containers, forges no crash).
     let facts: Vec<PodFacts> = pods
         .iter()
-        .filter(|p| runs_its_template(p, &sets))
+        .filter(|p| runs_its_template(p, sets))
         .take(max)
         .map(PodFacts::from)
         .collect();
-    let crash = failing_container(&owned_pods(facts, &sets), &sets, Timestamp::now())?;
+    let crash = failing_container(&owned_pods(facts, sets), sets, Timestamp::now())?;
     let (log, events) = futures::join!(
         last_log(inner, ns, &crash),
         warning_events(inner, ns, &crash.pod, inner.limits.max_events)
@@ -393,6 +423,7 @@ mod tests {
         let text = sre_core::evidence::Evidence {
             vulnerabilities: None,
             crash: Some(crash),
+            target_crash: None,
         }
         .render();
         assert!(

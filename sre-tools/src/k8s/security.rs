@@ -1,7 +1,9 @@
 //! The security side of an image patch: before approval, pin the new image to the digest the
 //! registry serves and scan the running and the candidate image for the approver
 //! ([`plan_patch`]); after the rollout, scan the digest the pods *run* and check it against what
-//! was approved ([`verify_patch`]).
+//! was approved ([`verify_patch`]). A rollback changes images too: its plan scans what runs and
+//! what the revision it returns to runs ([`plan_rollback`]), so a rollback to a release with
+//! CRITICALs the current one fixed carries the evidence that vetoes it.
 //!
 //! Only pods of the deployment's own newest ReplicaSet count (owner references checked by uid, not
 //! labels: a pod anyone planted with matching labels cannot speak for the deployment).
@@ -95,6 +97,82 @@ pub(crate) async fn plan_patch(
     }
 }
 
+/// The scans for a rollback to `target` (the ReplicaSet of the revision it returns to), one per
+/// container whose image changes, as for a patch: what runs now (by the digest the newest
+/// revision's pods report, else the image its template names) against what the target revision
+/// runs (by the digest its own pods report while it still has some, else its template's image).
+/// `changes` are `(container, image now, image after)`. Of several containers, the evidence kept
+/// is the first whose candidate brings in a CRITICAL/HIGH finding (what an unattended approval
+/// must see), else the first scanned. Best effort: a scan that fails is a note, nothing is blocked.
+pub(crate) async fn plan_rollback(
+    inner: &Inner,
+    sec: &Security,
+    dep: &Deployment,
+    target: &ReplicaSet,
+    changes: &[(String, String, String)],
+) -> (Option<VulnerabilityEvidence>, Vec<String>) {
+    let ns = dep.metadata.namespace.clone().unwrap_or_default();
+    let mut notes = Vec::new();
+    let mut kept: Option<VulnerabilityEvidence> = None;
+    for (container, old, image) in changes {
+        let running = running_images(inner, dep, container, None)
+            .await
+            .ok()
+            .and_then(|ids| most_common(&ids));
+        let target_runs = images_run_by(inner, &ns, target, container, None)
+            .await
+            .ok()
+            .and_then(|ids| most_common(&ids));
+        let current_ref = running.clone().unwrap_or_else(|| old.clone());
+        let candidate_ref = target_runs.clone().unwrap_or_else(|| image.clone());
+        let (current, candidate) = futures::join!(
+            sec.scanner.scan(&current_ref),
+            sec.scanner.scan(&candidate_ref)
+        );
+        let digest_of = |r: &str| r.rsplit_once('@').map(|(_, d)| d.to_owned());
+        let evidence = match (current, candidate) {
+            (Ok(cur), Ok(cand)) => compare(
+                container,
+                image_scan(
+                    &cur,
+                    old,
+                    running.as_deref().and_then(digest_of),
+                    source(sec),
+                ),
+                image_scan(
+                    &cand,
+                    image,
+                    target_runs
+                        .as_deref()
+                        .and_then(digest_of)
+                        .or_else(|| digest_of(image)),
+                    source(sec),
+                ),
+            ),
+            (Err(e), _) => {
+                notes.push(format!(
+                    "container {container}: the running image was not scanned: {e}"
+                ));
+                continue;
+            }
+            (_, Err(e)) => {
+                notes.push(format!(
+                    "container {container}: the image it returns to was not scanned: {e}"
+                ));
+                continue;
+            }
+        };
+        let introduces = !evidence.introduces.is_empty();
+        if kept.is_none() || introduces {
+            kept = Some(evidence);
+        }
+        if introduces {
+            break;
+        }
+    }
+    (kept, notes)
+}
+
 /// Scans what the deployment's newest ReplicaSet runs in `evidence.container` (by the digest its
 /// pods report) and checks it against the approved evidence. `Err`: nothing could be checked.
 pub(crate) async fn verify_patch(
@@ -163,9 +241,24 @@ async fn running_images(
     let Some(rs) = sets.values().next_back() else {
         return Ok(BTreeMap::new());
     };
-    let pods = pods_of(inner, &ns, [rs])
-        .await
-        .map_err(|e| format!("pods of deployment {ns}: {e}"))?;
+    images_run_by(inner, &ns, rs, container, spec_image).await
+}
+
+/// The references (`repo@sha256:…`) that the running pods of ReplicaSet `rs` report for
+/// `container`, with how many pods run each; with `spec_image`, only pods whose spec asks for it.
+async fn images_run_by(
+    inner: &Inner,
+    ns: &str,
+    rs: &ReplicaSet,
+    container: &str,
+    spec_image: Option<&str>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let pods = pods_of(inner, ns, [rs]).await.map_err(|e| {
+        format!(
+            "pods of replicaset {ns}/{}: {e}",
+            rs.metadata.name.as_deref().unwrap_or_default()
+        )
+    })?;
     let mut out = BTreeMap::new();
     for pod in &pods {
         let asked = pod

@@ -504,7 +504,7 @@ impl WriteTool {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                let images = to
+                let images: Vec<ImageChange> = to
                     .iter()
                     .map(|(c, i)| ImageChange {
                         container: c.clone(),
@@ -516,9 +516,32 @@ impl WriteTool {
                     .map_err(|e| ToolError::Failed(e.to_string()))?;
                 let other = non_image_changes(&now, &template);
                 let rs_name = rs.metadata.name.clone().unwrap_or_default();
+                // What the revision it returns to runs, scanned against what runs now (a
+                // rollback can bring back CRITICALs the current release fixed), and its own pods
+                // failing too (going back is then no fix).
+                let mut evidence = Evidence::default();
+                let mut notes = String::new();
+                if let Some(security) = &self.inner.security {
+                    let changes: Vec<(String, String, String)> = images
+                        .iter()
+                        .filter(|c| c.changes())
+                        .filter_map(|c| {
+                            Some((c.container.clone(), c.before.clone()?, c.after.clone()))
+                        })
+                        .collect();
+                    let (scan, why) =
+                        super::security::plan_rollback(&self.inner, security, dep, &rs, &changes)
+                            .await;
+                    evidence.vulnerabilities = scan;
+                    if !why.is_empty() {
+                        notes = format!(" ({})", why.join("; "));
+                    }
+                }
+                evidence.target_crash =
+                    super::evidence::revision_crash(&self.inner, dep, &rs).await;
                 Plan {
                     summary: format!(
-                        "{what}: roll back from revision {current_rev} ({}) to revision {rev} (ReplicaSet {rs_name}: {})",
+                        "{what}: roll back from revision {current_rev} ({}) to revision {rev} (ReplicaSet {rs_name}: {}){notes}",
                         show(&every),
                         show(&to)
                     ),
@@ -541,7 +564,7 @@ impl WriteTool {
                             other.join(", ")
                         )
                     }),
-                    evidence: Evidence::default(),
+                    evidence,
                 }
             }
         })
