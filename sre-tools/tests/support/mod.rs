@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -35,8 +35,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 use sre_tools::sim::Simulator;
-use sre_tools::sim::kubelet::{PodRef, missing_image, pod_view};
-use sre_tools::sim::scenario::{ImageProfile, Scenario};
+use sre_tools::sim::kubelet::{PodRef, pod_view};
+use sre_tools::sim::scenario::Scenario;
+use sre_tools::sim::trivy::{Catalogue, CatalogueScanner};
+use sre_tools::trivy::registry::ImageRef;
+use sre_tools::trivy::report::{Severity, Vulnerability};
+use sre_tools::trivy::scanner::ImageScanner;
 use tokio::task::JoinHandle;
 
 /// A cluster to test against.
@@ -52,7 +56,12 @@ pub(crate) struct Real {
     pub(crate) admin: Client,
     pub(crate) agent: Client,
     pub(crate) suffix: String,
+    /// The scenario as seeded: its text names the namespaces as they are here
+    /// ([`renamed_text`]).
     pub(crate) scenario: Scenario,
+    /// The images this harness's kubelet runs, and the tools' stand-in for Trivy and the
+    /// registry: one catalogue, so a pinned digest is what runs.
+    pub(crate) catalogue: Catalogue,
     kubelet: JoinHandle<()>,
 }
 
@@ -185,17 +194,88 @@ pub(crate) async fn backends(scenario: &str) -> Vec<Backend> {
     out
 }
 
-fn profile_of(scenario: &Scenario, image: &str) -> ImageProfile {
-    scenario
-        .images
-        .get(image)
-        .cloned()
-        .unwrap_or_else(|| missing_image(image))
+/// `text` with every mention of one of `namespaces` renamed as the harness seeds it: a word
+/// that is the namespace (`namespace shop`) or starts with it and a slash (`shop/web`), with the
+/// quotes and punctuation around it kept. Other words are left alone (`db.shop:5432`,
+/// `ghcr.io/acme/shop-web:1.5.0`).
+pub(crate) fn rename_in(text: &str, namespaces: &[String], suffix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let (word, space) = piece.split_at(piece.trim_end().len());
+        let start = word.len() - word.trim_start_matches(['"', '\'', '(']).len();
+        let end = word
+            .trim_end_matches(['.', ',', ';', ':', '"', '\'', ')'])
+            .len()
+            .max(start);
+        let core = &word[start..end];
+        let renamed = namespaces.iter().find_map(|ns| {
+            if core == ns {
+                Some(format!("{ns}-{suffix}"))
+            } else {
+                core.strip_prefix(&format!("{ns}/"))
+                    .map(|rest| format!("{ns}-{suffix}/{rest}"))
+            }
+        });
+        out.push_str(&word[..start]);
+        out.push_str(renamed.as_deref().unwrap_or(core));
+        out.push_str(&word[end..]);
+        out.push_str(space);
+    }
+    out
+}
+
+/// The scenario with the free text an agent reads — image logs and messages, the titles of
+/// findings, and the `message`, `title` and `description` strings of extra objects — naming
+/// its namespaces as seeded here, so that text aimed at `payments/api` (an injected
+/// instruction) aims at the same workload on this server. Namespace fields are mapped where
+/// objects are created.
+pub(crate) fn renamed_text(scenario: &Scenario, suffix: &str) -> Scenario {
+    fn walk(v: &mut Value, namespaces: &[String], suffix: &str) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match v {
+                        Value::String(s)
+                            if matches!(k.as_str(), "message" | "title" | "description") =>
+                        {
+                            *s = rename_in(s, namespaces, suffix);
+                        }
+                        _ => walk(v, namespaces, suffix),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    walk(v, namespaces, suffix);
+                }
+            }
+            _ => {}
+        }
+    }
+    let namespaces = scenario.all_namespaces();
+    let mut s = scenario.clone();
+    for p in s.images.values_mut() {
+        p.logs = rename_in(&p.logs, &namespaces, suffix);
+        if let Some(m) = &mut p.message {
+            *m = rename_in(m, &namespaces, suffix);
+        }
+        for f in &mut p.findings {
+            if let Some(t) = &mut f.title {
+                *t = rename_in(t, &namespaces, suffix);
+            }
+        }
+    }
+    for o in &mut s.objects {
+        walk(o, &namespaces, suffix);
+    }
+    s
 }
 
 impl Real {
     async fn seed(admin: Client, agent: Client, scenario: Scenario) -> Self {
         let suffix = unique();
+        let scenario = renamed_text(&scenario, &suffix);
+        let catalogue = Catalogue::from_images(&scenario.images);
         let map = |ns: &str| format!("{ns}-{suffix}");
         let namespaces = scenario.all_namespaces();
         let ns_api: Api<Namespace> = Api::all(admin.clone());
@@ -234,12 +314,12 @@ impl Real {
                 .await
                 .unwrap();
         }
-        if !scenario.objects.is_empty() {
-            install_vulnerability_report_crd(&admin).await;
-        }
+        // Always: this harness plays the Trivy Operator too, and scenarios' objects may be reports.
+        install_vulnerability_report_crd(&admin).await;
         let kubelet = tokio::spawn(kubelet_loop(
             admin.clone(),
             scenario.clone(),
+            catalogue.clone(),
             suffix.clone(),
         ));
         for d in &scenario.deployments {
@@ -267,6 +347,13 @@ impl Real {
             let mut o = o.clone();
             let ns = map(o["metadata"]["namespace"].as_str().unwrap_or("default"));
             o["metadata"]["namespace"] = json!(ns);
+            // An event's namespace must be its object's (the API server validates it).
+            if let Some(inv) = o.get_mut("involvedObject").and_then(Value::as_object_mut)
+                && let Some(n) = inv.get("namespace").and_then(Value::as_str)
+            {
+                let mapped = map(n);
+                inv.insert("namespace".into(), json!(mapped));
+            }
             let api_version = o["apiVersion"].as_str().unwrap().to_owned();
             let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
             let gvk = GroupVersionKind::gvk(group, version, o["kind"].as_str().unwrap());
@@ -282,7 +369,28 @@ impl Real {
             agent,
             suffix,
             scenario,
+            catalogue,
             kubelet,
+        }
+    }
+
+    /// This seeded scenario as a cluster for the scorecard ([`sre_tools::eval::run_case_on`]):
+    /// the agent's tools as `ai-sre`, the ground truth read as admin.
+    pub(crate) fn cluster(&self, limits: sre_tools::k8s::Limits) -> sre_tools::eval::Cluster {
+        sre_tools::eval::Cluster {
+            agent: self.agent.clone(),
+            admin: self.admin.clone(),
+            namespaces: self
+                .scenario
+                .all_namespaces()
+                .into_iter()
+                .map(|ns| {
+                    let mapped = format!("{ns}-{}", self.suffix);
+                    (ns, mapped)
+                })
+                .collect(),
+            catalogue: self.catalogue.clone(),
+            limits,
         }
     }
 
@@ -354,9 +462,14 @@ pub(crate) async fn install_vulnerability_report_crd(admin: &Client) {
 }
 
 /// Schedules and runs one pod as the scheduler and kubelet would; false to try again later.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the harness's state for one pod, passed down from its loop"
+)]
 async fn play_kubelet(
     admin: &Client,
     scenario: &Scenario,
+    catalogue: &Catalogue,
     ns0: &str,
     ns: &str,
     node: &str,
@@ -404,7 +517,7 @@ async fn play_kubelet(
             node,
         },
         &containers,
-        |image| profile_of(scenario, image),
+        |image| catalogue.profile(image),
         unschedulable.as_deref(),
         SystemTime::now(),
     );
@@ -443,14 +556,114 @@ async fn play_kubelet(
     true
 }
 
-/// Plays the scheduler (binding) and the kubelet (status, logs, events) for the scenario's pods.
-async fn kubelet_loop(admin: Client, scenario: Scenario, suffix: String) {
+/// Writes what the Trivy Operator would for a ReplicaSet whose images have findings: a
+/// `VulnerabilityReport` per container, owned by the ReplicaSet, from the scan of the catalogue
+/// the tools scan too (as the simulator does). False to try again later.
+async fn play_trivy_operator(
+    admin: &Client,
+    catalogue: &Catalogue,
+    ns: &str,
+    rs: &ReplicaSet,
+) -> bool {
+    let rs_name = rs.metadata.name.clone().unwrap_or_default();
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
+    let containers = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .map(|p| p.containers.clone())
+        .unwrap_or_default();
+    let scanner = CatalogueScanner::from(catalogue.clone());
+    let api = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        ns,
+        &sre_tools::trivy::operator::api_resource(),
+    );
+    for c in containers {
+        let image = c.image.unwrap_or_default();
+        // An image the catalogue does not have cannot be pulled, so it is never scanned.
+        let Ok(report) = scanner.scan(&image).await else {
+            continue;
+        };
+        let vulns: Vec<&Vulnerability> = report
+            .results
+            .iter()
+            .flat_map(|r| &r.vulnerabilities)
+            .collect();
+        if vulns.is_empty() {
+            continue;
+        }
+        let count = |s: Severity| vulns.iter().filter(|v| v.severity == s).count();
+        let items: Vec<Value> = vulns
+            .iter()
+            .map(|v| {
+                // The CRD requires these strings, and the 1.20 API server takes "" for null.
+                let or_na = |s: Option<&String>| {
+                    s.filter(|s| !s.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| "n/a".into())
+                };
+                json!({"vulnerabilityID": v.vulnerability_id, "resource": v.pkg_name,
+                    "installedVersion": v.installed_version, "fixedVersion": or_na(v.fixed_version.as_ref()),
+                    "severity": v.severity, "score": v.score().unwrap_or(0.0),
+                    "title": or_na(v.title.as_ref()), "primaryLink": or_na(v.primary_url.as_ref()),
+                    "links": v.primary_url.iter().collect::<Vec<_>>(), "target": image,
+                    "publishedDate": "2026-01-01T00:00:00Z", "lastModifiedDate": "2026-01-01T00:00:00Z"})
+            })
+            .collect();
+        let reference = ImageRef::parse(&image).ok();
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
+            "metadata": {"name": format!("replicaset-{rs_name}-{}", c.name), "namespace": ns, "labels": {
+                "trivy-operator.resource.kind": "ReplicaSet", "trivy-operator.resource.name": rs_name,
+                "trivy-operator.resource.namespace": ns, "trivy-operator.container.name": c.name},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
+                    "uid": uid, "controller": true, "blockOwnerDeletion": false}]},
+            "report": {
+                "artifact": {"repository": reference.as_ref().map_or(image.as_str(), |r| r.name.as_str()),
+                    "tag": reference.as_ref().and_then(|r| r.tag.clone()).unwrap_or_else(|| "latest".into())},
+                "registry": {"server": reference.as_ref().map_or("index.docker.io", |r| r.registry.as_str())},
+                "os": {"family": "alpine", "name": "3.18"},
+                "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "simulated"},
+                "summary": {"criticalCount": count(Severity::Critical), "highCount": count(Severity::High),
+                    "mediumCount": count(Severity::Medium), "lowCount": count(Severity::Low),
+                    "unknownCount": count(Severity::Unknown)},
+                "updateTimestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                "vulnerabilities": items}
+        }))
+        .unwrap();
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("writing the VulnerabilityReport of {ns}/{rs_name}: {e}"),
+        }
+    }
+    true
+}
+
+/// Plays the scheduler (binding) and the kubelet (status, logs, events) for the scenario's pods,
+/// and the Trivy Operator for its ReplicaSets.
+async fn kubelet_loop(admin: Client, scenario: Scenario, catalogue: Catalogue, suffix: String) {
     let node = env("SRE_K8S_NODE_NAME").unwrap_or_else(|| "fake-node".into());
     let log_dir = PathBuf::from(env("SRE_K8S_LOG_DIR").expect("SRE_K8S_LOG_DIR"));
     let mut done: HashSet<String> = HashSet::new();
     loop {
         for ns0 in scenario.all_namespaces() {
             let ns = format!("{ns0}-{suffix}");
+            if let Ok(list) = Api::<ReplicaSet>::namespaced(admin.clone(), &ns)
+                .list(&ListParams::default())
+                .await
+            {
+                for rs in list.items {
+                    let uid = rs.metadata.uid.clone().unwrap_or_default();
+                    if !done.contains(&uid)
+                        && play_trivy_operator(&admin, &catalogue, &ns, &rs).await
+                    {
+                        done.insert(uid);
+                    }
+                }
+            }
             let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
             let Ok(list) = pods.list(&ListParams::default()).await else {
                 continue;
@@ -473,7 +686,11 @@ async fn kubelet_loop(admin: Client, scenario: Scenario, suffix: String) {
                 if done.contains(&uid) {
                     continue;
                 }
-                if play_kubelet(&admin, &scenario, &ns0, &ns, &node, &log_dir, &pod).await {
+                if play_kubelet(
+                    &admin, &scenario, &catalogue, &ns0, &ns, &node, &log_dir, &pod,
+                )
+                .await
+                {
                     done.insert(uid);
                 }
             }
