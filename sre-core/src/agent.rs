@@ -24,12 +24,11 @@ use crate::redact::Redactor;
 pub use crate::report::{ActionRecord, RunReport};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolOutput, ToolSet};
 
-/// The default system prompt: an SRE that investigates before it acts.
-pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a careful Kubernetes SRE agent. Investigate with the read tools before \
-proposing any change. Propose the smallest change that fixes the problem. Every write is shown to an approver as a \
-dry-run diff and may be denied: if it is, do not retry it; explain what you would have done and stop. Never invent \
-tool names or arguments. Finish with a short report: what was wrong, the evidence, what you changed, and what a \
-human still has to do.";
+/// The default system prompt: an SRE that investigates before it acts. Short, because it is
+/// resent on every model call, and fixed, so that it stays in the prefix providers cache.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a careful Kubernetes SRE agent. Investigate, then make the smallest \
+fix. If a write is denied, do not retry it; say what you would have done. Never invent tools or arguments. End with \
+a short report: cause, evidence, changes, what a human must still do.";
 
 /// Limits on one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

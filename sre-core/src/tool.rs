@@ -305,8 +305,9 @@ pub fn schema_for<A: JsonSchema>() -> Value {
 }
 
 /// Keywords a model does not need to call a tool well: the validator enforces them on every call,
-/// and the model learns a violation from the error it gets back.
-const VALIDATION_ONLY: [&str; 8] = [
+/// and the model learns a violation from the error it gets back (a closed object included: an
+/// unknown argument comes back as an error naming it).
+const VALIDATION_ONLY: [&str; 19] = [
     "pattern",
     "minLength",
     "maxLength",
@@ -315,54 +316,216 @@ const VALIDATION_ONLY: [&str; 8] = [
     "$schema",
     "title",
     "$comment",
+    "additionalProperties",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
 ];
 
-/// A tool's argument schema as a model is sent it: without the keywords only validation needs
-/// (patterns, lengths, formats, `null` defaults), without the struct's own description (the tool
-/// has one), and with `["string", "null"]` written as `"string"` (an optional argument is one not
-/// in `required`). Types, `required`, `enum`, `const`, ranges, `items`, `additionalProperties` and
-/// the properties' descriptions stay. About 40 % of a tool spec's bytes, resent on every model
-/// call.
-pub fn compact_schema(schema: &Value) -> Value {
-    fn walk(v: &Value, top: bool) -> Value {
-        match v {
-            Value::Object(map) => {
-                let mut out = serde_json::Map::new();
-                for (k, x) in map {
-                    if VALIDATION_ONLY.contains(&k.as_str()) || (top && k == "description") {
-                        continue;
-                    }
-                    let x = match (k.as_str(), x) {
-                        ("type", Value::Array(types)) => {
-                            let kept: Vec<&Value> = types
-                                .iter()
-                                .filter(|t| t.as_str() != Some("null"))
-                                .collect();
-                            match kept.as_slice() {
-                                [one] => (*one).clone(),
-                                _ => Value::Array(kept.into_iter().cloned().collect()),
-                            }
-                        }
-                        // Property names are data, not keywords: walk each property's schema.
-                        ("properties" | "$defs" | "definitions", Value::Object(props)) => {
-                            Value::Object(
-                                props
-                                    .iter()
-                                    .map(|(name, p)| (name.clone(), walk(p, false)))
-                                    .collect(),
-                            )
-                        }
-                        _ => walk(x, false),
-                    };
-                    out.insert(k.clone(), x);
-                }
-                Value::Object(out)
+/// Words a property description may add to its name and still say nothing more
+/// (`"namespace": "Kubernetes namespace."`, `"pod": "Pod name."`).
+const FILLER: [&str; 7] = ["a", "an", "the", "name", "reference", "its", "kubernetes"];
+
+/// True when `description` only restates the property `name` (`pod`: "Pod name.").
+fn restates(name: &str, description: &str) -> bool {
+    let own: Vec<String> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    description
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .all(|w| {
+            let w = w.to_lowercase();
+            FILLER.contains(&w.as_str()) || own.contains(&w)
+        })
+}
+
+/// `{"anyOf": [S, {"type": "null"}]}` (an optional argument) as `S`; a `oneOf`/`anyOf` whose
+/// branches are all constants of one type as `{"type": T, "enum": [...]}`. `None`: neither.
+fn simplify_choice(map: &serde_json::Map<String, Value>) -> Option<Value> {
+    let (key, branches) = ["anyOf", "oneOf"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_array).map(|b| (*k, b)))?;
+    let not_null: Vec<&Value> = branches
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+        .collect();
+    let mut out = if let [one] = not_null.as_slice()
+        && not_null.len() < branches.len()
+    {
+        (*one).clone()
+    } else {
+        let consts: Option<Vec<&Value>> = not_null.iter().map(|b| b.get("const")).collect();
+        let types: Vec<Option<&Value>> = not_null.iter().map(|b| b.get("type")).collect();
+        let consts = consts.filter(|c| !c.is_empty())?;
+        let mut e = serde_json::Map::new();
+        if let Some(Some(t)) = types.first()
+            && types.iter().all(|x| x == &Some(*t))
+        {
+            e.insert("type".into(), (*t).clone());
+        }
+        e.insert(
+            "enum".into(),
+            Value::Array(consts.into_iter().cloned().collect()),
+        );
+        Value::Object(e)
+    };
+    if let Value::Object(o) = &mut out {
+        for (k, v) in map {
+            if k != key {
+                o.insert(k.clone(), v.clone());
             }
-            Value::Array(items) => Value::Array(items.iter().map(|x| walk(x, false)).collect()),
-            other => other.clone(),
         }
     }
-    walk(schema, true)
+    Some(out)
+}
+
+/// A tool's argument schema as a model is sent it. Only what a model needs to call the tool well
+/// stays: types, `required`, `enum`, `const`, `items`, and the properties' descriptions that say
+/// more than the property's name. Dropped: the keywords only validation needs (patterns, lengths,
+/// ranges, formats, `null` defaults, `additionalProperties`), the struct's own description (the
+/// tool has one), and descriptions that restate a property's name (`"pod": "Pod name."`).
+/// Rewritten: `["string", "null"]` as `"string"` and `anyOf [S, null]` as `S` (an optional
+/// argument is one not in `required`), local `$ref`s inlined (and `$defs` dropped), a choice of
+/// constants as an `enum`. About two thirds of a tool spec's bytes, resent on every model call.
+///
+/// Arguments are still validated against the whole schema ([`ToolSet::validate`]).
+pub fn compact_schema(schema: &Value) -> Value {
+    let inlined = Compactor {
+        root: schema,
+        inline: true,
+        too_deep: std::cell::Cell::new(false),
+    };
+    let out = inlined.walk(schema, true, 0);
+    if !inlined.too_deep.get() {
+        return out;
+    }
+    let kept = Compactor {
+        inline: false,
+        ..inlined
+    };
+    kept.walk(schema, true, 0)
+}
+
+/// A `$ref` reached deeper than this (a recursive type) is not inlined: the schema then keeps its
+/// `$defs` and refs.
+const MAX_INLINE_DEPTH: usize = 16;
+
+/// One pass of [`compact_schema`] over a schema (`root`, for its local `$ref`s).
+struct Compactor<'a> {
+    root: &'a Value,
+    /// Inline local `$ref`s and drop `$defs` (off for a recursive schema).
+    inline: bool,
+    /// Set when a `$ref` or the nesting went too deep to inline.
+    too_deep: std::cell::Cell<bool>,
+}
+
+impl Compactor<'_> {
+    fn walk(&self, v: &Value, top: bool, depth: usize) -> Value {
+        if depth >= MAX_INLINE_DEPTH * 4 {
+            self.too_deep.set(true);
+            return v.clone();
+        }
+        let Value::Object(map) = v else {
+            return match v {
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|x| self.walk(x, false, depth + 1))
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+        };
+        // A local `$ref` is replaced by what it names, its siblings (a description) kept.
+        if self.inline
+            && let Some(Value::Object(target)) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+                .and_then(|pointer| self.root.pointer(pointer))
+        {
+            if depth >= MAX_INLINE_DEPTH {
+                self.too_deep.set(true);
+                return v.clone();
+            }
+            let mut merged = target.clone();
+            for (k, x) in map {
+                if k != "$ref" {
+                    merged.insert(k.clone(), x.clone());
+                }
+            }
+            return self.walk(&Value::Object(merged), top, depth + 1);
+        }
+        if let Some(simpler) = simplify_choice(map) {
+            return self.walk(&simpler, top, depth + 1);
+        }
+        let mut out = serde_json::Map::new();
+        for (k, x) in map {
+            if VALIDATION_ONLY.contains(&k.as_str())
+                || (self.inline && matches!(k.as_str(), "$defs" | "definitions"))
+                || (top && k == "description")
+            {
+                continue;
+            }
+            let x = match (k.as_str(), x) {
+                ("type", Value::Array(types)) => {
+                    let kept: Vec<&Value> = types
+                        .iter()
+                        .filter(|t| t.as_str() != Some("null"))
+                        .collect();
+                    match kept.as_slice() {
+                        [one] => (*one).clone(),
+                        _ => Value::Array(kept.into_iter().cloned().collect()),
+                    }
+                }
+                // Property and definition names are data, not keywords: walk each one's schema.
+                ("properties" | "$defs" | "definitions", Value::Object(named)) => {
+                    self.named(named, k == "properties", depth)
+                }
+                _ => self.walk(x, false, depth + 1),
+            };
+            out.insert(k.clone(), x);
+        }
+        Value::Object(out)
+    }
+
+    /// The schemas of `properties` (whose descriptions that restate the name are dropped) or of
+    /// `$defs`.
+    fn named(
+        &self,
+        named: &serde_json::Map<String, Value>,
+        properties: bool,
+        depth: usize,
+    ) -> Value {
+        Value::Object(
+            named
+                .iter()
+                .map(|(name, p)| {
+                    let mut p = self.walk(p, false, depth + 1);
+                    if properties
+                        && let Value::Object(pm) = &mut p
+                        && pm
+                            .get("description")
+                            .and_then(Value::as_str)
+                            .is_some_and(|d| restates(name, d))
+                    {
+                        pm.remove("description");
+                    }
+                    (name.clone(), p)
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A [`ToolSpec`] whose parameters are the schema of `A`.
@@ -608,12 +771,11 @@ mod tests {
             compact,
             json!({
                 "type": "object",
-                "additionalProperties": false,
                 "required": ["name", "mode"],
                 "properties": {
                     "name": {"type": "string", "description": "Deployment name."},
                     "mode": {"enum": ["fast", "safe"], "description": "How."},
-                    "count": {"type": "integer", "minimum": 0, "maximum": 10},
+                    "count": {"type": "integer"},
                     "pattern": {"type": "string", "description": "a property named like a keyword"},
                     "default": {"type": "boolean"}
                 }
@@ -640,6 +802,71 @@ mod tests {
             set.validate("patch", &json!({"name": "web", "mode": "fast"}))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn optional_enums_and_refs_are_inlined_and_restated_names_dropped() {
+        let whole = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "$defs": {"Severity": {"description": "A severity.", "oneOf": [
+                {"const": "CRITICAL", "type": "string", "description": "CRITICAL."},
+                {"const": "HIGH", "type": "string", "description": "HIGH."}
+            ]}},
+            "required": ["namespace"],
+            "properties": {
+                "namespace": {"type": "string", "description": "Kubernetes namespace."},
+                "pod": {"type": "string", "description": "Pod name."},
+                "container": {"type": "string", "description": "Container name; required when the pod has several."},
+                "level": {"anyOf": [{"$ref": "#/$defs/Severity"}, {"type": "null"}],
+                          "description": "Findings at this level or worse."},
+                "mixed": {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+            }
+        });
+        assert_eq!(
+            compact_schema(&whole),
+            json!({
+                "type": "object",
+                "required": ["namespace"],
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "pod": {"type": "string"},
+                    "container": {"type": "string", "description": "Container name; required when the pod has several."},
+                    "level": {"type": "string", "enum": ["CRITICAL", "HIGH"],
+                              "description": "Findings at this level or worse."},
+                    "mixed": {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+                }
+            })
+        );
+        assert!(restates("deployment", "Deployment name."));
+        assert!(restates("tail_lines", "Tail lines."));
+        assert!(!restates("replicas", "Desired replicas."));
+    }
+
+    #[test]
+    fn a_recursive_schema_keeps_its_definitions() {
+        let whole = json!({
+            "type": "object",
+            "$defs": {"Node": {"type": "object", "properties": {
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                "label": {"type": ["string", "null"], "maxLength": 3}
+            }}},
+            "properties": {"root": {"$ref": "#/$defs/Node"}}
+        });
+        let compact = compact_schema(&whole);
+        assert_eq!(
+            compact["$defs"]["Node"]["properties"]["children"]["items"],
+            json!({"$ref": "#/$defs/Node"})
+        );
+        assert_eq!(
+            compact["properties"]["root"],
+            json!({"$ref": "#/$defs/Node"})
+        );
+        assert_eq!(
+            compact["$defs"]["Node"]["properties"]["label"],
+            json!({"type": "string"})
+        );
+        jsonschema::validator_for(&compact).unwrap();
     }
 
     #[test]

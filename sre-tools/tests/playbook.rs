@@ -353,3 +353,23 @@ async fn the_playbook_reads_typed_data_not_the_text() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn the_playbook_path_costs_under_6000_input_tokens_per_incident() {
+    // Issue 17: what a model following the playbook's path is sent (every request whole: tool
+    // specs, system prompt, transcript), metered by the scorecard on the OpenAI-compatible body.
+    let options = sre_tools::eval::Options::default();
+    for scenario in ["bad-release", "critical-cve"] {
+        let row = sre_tools::eval::run_case(scenario, sre_tools::eval::Brain::Playbook, &options)
+            .await
+            .unwrap();
+        assert_eq!(row.verdict, sre_tools::eval::Verdict::Resolved, "{row:?}");
+        assert_eq!(row.executed, 0, "{row:?}");
+        assert_eq!(row.steps, 4, "{scenario}: {row:?}");
+        assert!(
+            row.input_tokens < 6_000,
+            "{scenario}: {} input tokens",
+            row.input_tokens
+        );
+    }
+}

@@ -16,6 +16,11 @@
 //! chain credentials as expired or unknown (403 `ExpiredTokenException` or
 //! `UnrecognizedClientException`, or a 401), they are invalidated, fetched once more and the
 //! request is sent once more.
+//!
+//! Prompt caching ([`Bedrock::prompt_cache`], for the models that support it: Anthropic Claude
+//! and Amazon Nova) marks the request's stable prefix with Converse `cachePoint` blocks: after the
+//! tool specs, after the system prompt, and after the last message, so that the next call of the
+//! same run (the same tools, prompt and transcript, one turn longer) reads them from the cache.
 
 pub mod sigv4;
 
@@ -52,6 +57,7 @@ pub struct Bedrock {
     max_response_bytes: u64,
     http: reqwest::Client,
     clock: Option<SystemTime>,
+    prompt_cache: bool,
 }
 
 impl Bedrock {
@@ -93,6 +99,7 @@ impl Bedrock {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             http: http::client(Some(Duration::from_secs(120))),
             clock: None,
+            prompt_cache: false,
         }
     }
 
@@ -110,6 +117,17 @@ impl Bedrock {
     #[must_use]
     pub fn max_response_bytes(mut self, limit: u64) -> Self {
         self.max_response_bytes = limit;
+        self
+    }
+
+    /// Marks the stable prefix of every request with `cachePoint` blocks ([`add_cache_points`]),
+    /// so that Bedrock's prompt cache serves it on the next call of a run. Off by default: only
+    /// some models accept cache points (Anthropic Claude, Amazon Nova), and a prefix shorter than
+    /// the model's minimum (e.g. 1,024 tokens) is not cached. Cached input tokens are counted in
+    /// [`Usage::input_tokens`], so token budgets see every token the model read.
+    #[must_use]
+    pub fn prompt_cache(mut self, on: bool) -> Self {
+        self.prompt_cache = on;
         self
     }
 
@@ -213,6 +231,41 @@ pub fn request_body(request: &ChatRequest) -> Value {
     body
 }
 
+/// A Converse `cachePoint` block: the content before it is cached.
+fn cache_point() -> Value {
+    json!({"cachePoint": {"type": "default"}})
+}
+
+/// Adds `cachePoint` blocks to a Converse request body: at the end of the tool specs, of the
+/// system prompt and of the last message's content (three of the four a request may carry). The
+/// prefix up to each point is what the next request of the run shares.
+pub fn add_cache_points(body: &mut Value) {
+    if let Some(tools) = body
+        .pointer_mut("/toolConfig/tools")
+        .and_then(Value::as_array_mut)
+        .filter(|t| !t.is_empty())
+    {
+        tools.push(cache_point());
+    }
+    if let Some(system) = body
+        .get_mut("system")
+        .and_then(Value::as_array_mut)
+        .filter(|s| !s.is_empty())
+    {
+        system.push(cache_point());
+    }
+    if let Some(content) = body
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .and_then(|m| m.last_mut())
+        .and_then(|m| m.get_mut("content"))
+        .and_then(Value::as_array_mut)
+        .filter(|c| !c.is_empty())
+    {
+        content.push(cache_point());
+    }
+}
+
 /// Parses a Converse response body.
 ///
 /// # Errors
@@ -257,10 +310,12 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
             message: format!("stopReason {stop}"),
         });
     }
+    let tokens = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    // With prompt caching, `inputTokens` leaves out what was read from or written to the cache.
     let usage = Usage::new(
-        v.pointer("/usage/inputTokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        tokens("/usage/inputTokens")
+            .saturating_add(tokens("/usage/cacheReadInputTokens"))
+            .saturating_add(tokens("/usage/cacheWriteInputTokens")),
         v.pointer("/usage/outputTokens")
             .and_then(Value::as_u64)
             .unwrap_or(0),
@@ -446,8 +501,11 @@ impl Bedrock {
 impl LlmProvider for Bedrock {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let name = "bedrock";
-        let body = serde_json::to_vec(&request_body(request))
-            .map_err(|e| LlmError::Other(e.to_string()))?;
+        let mut body = request_body(request);
+        if self.prompt_cache {
+            add_cache_points(&mut body);
+        }
+        let body = serde_json::to_vec(&body).map_err(|e| LlmError::Other(e.to_string()))?;
         let credentials = self.credentials().await?;
         let r = self.send_scrubbed(&body, &credentials).await?;
         let (r, credentials) = if credentials_refused(&r) && self.credentials.is_refreshable() {
@@ -470,5 +528,92 @@ impl LlmProvider for Bedrock {
 
     fn name(&self) -> String {
         format!("bedrock/{}", self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_core::ToolSpec;
+
+    fn request() -> ChatRequest {
+        let call = ToolCall::new("c1", "k8s_find_unhealthy", json!({}));
+        ChatRequest {
+            messages: vec![
+                Message::system("be careful"),
+                Message::user("shop/web is failing"),
+                Message::assistant_tool_calls("", vec![call.clone()]),
+                Message::tool_result(&call, "1 unhealthy workload"),
+            ],
+            tools: vec![ToolSpec {
+                name: "k8s_find_unhealthy".into(),
+                description: "Start here.".into(),
+                parameters: json!({"type": "object", "properties": {}}),
+            }],
+            ..ChatRequest::default()
+        }
+    }
+
+    #[test]
+    fn cache_points_close_the_tools_the_system_prompt_and_the_transcript() {
+        let plain = request_body(&request());
+        let mut cached = plain.clone();
+        add_cache_points(&mut cached);
+        let point = json!({"cachePoint": {"type": "default"}});
+        let tools = cached["toolConfig"]["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 2);
+        assert_eq!(tools[1], point);
+        assert_eq!(cached["system"], json!([{"text": "be careful"}, point]));
+        let last = cached["messages"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["role"], "user");
+        let content = last["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2);
+        assert!(content[0].get("toolResult").is_some());
+        assert_eq!(content[1], point);
+        // Nothing else changes, and only three points (a request may carry four).
+        let mut stripped = cached.clone();
+        stripped["toolConfig"]["tools"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        stripped["system"].as_array_mut().unwrap().pop();
+        let n = stripped["messages"].as_array().unwrap().len();
+        stripped["messages"][n - 1]["content"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        assert_eq!(stripped, plain);
+        assert_eq!(cached.to_string().matches("cachePoint").count(), 3);
+    }
+
+    #[test]
+    fn a_request_without_tools_or_system_gets_no_empty_cache_points() {
+        let mut body = request_body(&ChatRequest {
+            messages: vec![Message::user("hi")],
+            ..ChatRequest::default()
+        });
+        add_cache_points(&mut body);
+        assert!(body.get("toolConfig").is_none());
+        assert!(body.get("system").is_none());
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([{"text": "hi"}, {"cachePoint": {"type": "default"}}])
+        );
+        let mut empty = json!({"messages": []});
+        add_cache_points(&mut empty);
+        assert_eq!(empty, json!({"messages": []}));
+    }
+
+    #[test]
+    fn cached_input_tokens_count_as_input() {
+        let body = json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": "done"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 120, "outputTokens": 7, "totalTokens": 1667,
+                      "cacheReadInputTokens": 1200, "cacheWriteInputTokens": 340}
+        });
+        let r = parse_response("bedrock", body.to_string().as_bytes()).unwrap();
+        assert_eq!(r.usage.input_tokens, 1660);
+        assert_eq!(r.usage.output_tokens, 7);
     }
 }

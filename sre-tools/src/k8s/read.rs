@@ -78,7 +78,7 @@ pub(crate) struct NamespaceArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MaybeNamespaceArgs {
-    /// Kubernetes namespace; omit to check every namespace in the agent's scope.
+    /// Default: all in scope.
     #[serde(default)]
     namespace: Option<Namespace>,
 }
@@ -93,7 +93,8 @@ pub(crate) struct PodArgs {
     pod: Subdomain,
 }
 
-/// Arguments of `k8s_pod_logs`.
+/// Arguments of `k8s_pod_logs`. `previous` and `tail_lines` are explained in the tool's
+/// description: their own would only restate their names, and a model is sent neither.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogArgs {
@@ -101,13 +102,13 @@ pub(crate) struct LogArgs {
     namespace: Namespace,
     /// Pod name.
     pod: Subdomain,
-    /// Container name; required when the pod has several.
+    /// Container name.
     #[serde(default)]
     container: Option<Label>,
-    /// Logs of the previous (crashed) container instead of the current one.
+    /// Previous.
     #[serde(default)]
     previous: Option<bool>,
-    /// How many lines from the end (default 50, at most 500).
+    /// Tail lines.
     #[serde(default)]
     #[schemars(range(min = 1, max = 5000))]
     tail_lines: Option<i64>,
@@ -119,7 +120,7 @@ pub(crate) struct LogArgs {
 pub(crate) struct EventArgs {
     /// Kubernetes namespace.
     namespace: Namespace,
-    /// Only events about the object with this name (a pod, a deployment, a ReplicaSet…).
+    /// Only events about this object.
     #[serde(default)]
     name: Option<Subdomain>,
 }
@@ -142,7 +143,7 @@ pub(crate) struct RolloutArgs {
     namespace: Namespace,
     /// Deployment name.
     deployment: Subdomain,
-    /// How long to wait for the rollout to finish (default 120, at most 600).
+    /// Timeout seconds.
     #[serde(default)]
     #[schemars(range(min = 0, max = 600))]
     timeout_seconds: Option<u64>,
@@ -153,47 +154,43 @@ pub(crate) fn tools(inner: &Arc<Inner>) -> Vec<Arc<dyn Tool>> {
         Arc::new(FnTool::<NamespaceArgs>::new(
             inner,
             "k8s_list_pods",
-            "List the pods of a namespace, one line each: phase, readiness, restarts, images.",
+            "A namespace's pods, one line each.",
             |i, a| Box::pin(list_pods(i, a)),
         )),
         Arc::new(FnTool::<MaybeNamespaceArgs>::new(
             inner,
             "k8s_find_unhealthy",
-            "Find unhealthy workloads (CrashLoopBackOff, image pull errors, OOMKilled, config errors, \
-             unschedulable pods, restart storms, failing readiness, stuck rollouts), grouped per workload \
-             (Pod -> ReplicaSet -> Deployment). Start here.",
+            "Start here: unhealthy workloads and their pods.",
             |i, a| Box::pin(find_unhealthy(i, a)),
         )),
         Arc::new(FnTool::<PodArgs>::new(
             inner,
             "k8s_describe_pod",
-            "Describe one pod compactly: owner, node, conditions, each container's image, state, last state, \
-             restarts and limits, and its recent warning events.",
+            "One pod: owner, node, containers' state, restarts, limits.",
             |i, a| Box::pin(describe_pod(i, a)),
         )),
         Arc::new(FnTool::<LogArgs>::new(
             inner,
             "k8s_pod_logs",
-            "Tail a pod container's logs. Use previous=true to read why a crash-looping container died.",
+            "A container's last log lines (previous: of the crashed one; at most 500).",
             |i, a| Box::pin(pod_logs(i, a)),
         )),
         Arc::new(FnTool::<EventArgs>::new(
             inner,
             "k8s_events",
-            "Recent events of a namespace (warnings first), optionally only those about one object.",
+            "Recent events, warnings first.",
             |i, a| Box::pin(events(i, a)),
         )),
         Arc::new(FnTool::<DeploymentArgs>::new(
             inner,
             "k8s_get_deployment",
-            "A deployment's replicas, conditions, current images and revision history (image per revision), \
-             for deciding on a rollback or an image patch.",
+            "A deployment's status, images and revisions.",
             |i, a| Box::pin(get_deployment(i, a)),
         )),
         Arc::new(FnTool::<RolloutArgs>::new(
             inner,
             "k8s_rollout_status",
-            "Wait until a deployment's rollout completes, fails (ProgressDeadlineExceeded) or the timeout passes.",
+            "Wait for a deployment's rollout to finish.",
             |i, a| Box::pin(rollout_status(i, a)),
         )),
     ]

@@ -36,9 +36,9 @@ pub(crate) struct PatchImageArgs {
     namespace: Namespace,
     /// Deployment name.
     deployment: Subdomain,
-    /// Container whose image changes.
+    /// Container name.
     container: Label,
-    /// The new image reference, e.g. `nginx:1.25.5-alpine` or `repo@sha256:…`.
+    /// Image reference.
     #[schemars(
         length(min = 1, max = 512),
         regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]*$")
@@ -54,7 +54,7 @@ pub(crate) struct ScaleArgs {
     namespace: Namespace,
     /// Deployment name.
     deployment: Subdomain,
-    /// Desired replicas.
+    /// Replicas.
     #[schemars(range(min = 0, max = 1000))]
     replicas: i32,
 }
@@ -108,32 +108,26 @@ pub(crate) fn tools(inner: &Arc<Inner>) -> Vec<Arc<dyn Tool>> {
             Kind::PatchImage,
             spec_for::<PatchImageArgs>(
                 "k8s_patch_image",
-                "Change one container's image in a deployment (e.g. to a tag that fixes vulnerabilities). \
-                 Shown to an approver as a server-side dry-run diff; verified by the rollout and rolled back \
-                 automatically if the rollout fails.",
+                "Set a container's image; undone if the rollout fails.",
             ),
         ),
         make(
             Kind::Rollback,
             spec_for::<DeploymentArgs>(
                 "k8s_rollback",
-                "Roll a deployment back to its previous revision (like `kubectl rollout undo`), e.g. after a \
-                 bad release or an image that cannot be pulled. Needs approval.",
+                "Roll a deployment back to its previous revision.",
             ),
         ),
         make(
             Kind::Restart,
             spec_for::<DeploymentArgs>(
                 "k8s_restart_deployment",
-                "Restart a deployment's pods with a rolling restart (like `kubectl rollout restart`). Needs approval.",
+                "Rolling restart of a deployment.",
             ),
         ),
         make(
             Kind::Scale,
-            spec_for::<ScaleArgs>(
-                "k8s_scale_deployment",
-                "Set a deployment's replica count. Needs approval; scaling to 0 is high risk.",
-            ),
+            spec_for::<ScaleArgs>("k8s_scale_deployment", "Set a deployment's replicas."),
         ),
     ]
 }

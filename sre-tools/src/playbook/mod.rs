@@ -6,7 +6,9 @@
 //! Several incidents at once are the normal case: rollout failures that are the same incident (the
 //! same finding on the same image in the same container) are diagnosed once and rolled back
 //! workload by workload; every read the runbooks need is asked in one step, then every write in one
-//! step, so a run over 1 or 20 incidents takes the same four steps.
+//! step, so a run over 1 or 20 incidents takes the same four steps. Reads that do not depend on each
+//! other share a step (the triage and the Trivy reports; a deployment and the recommendation for
+//! the image its report scanned): every model call resends the tool specs and the transcript.
 //!
 //! Runbooks:
 //! - crash-looping release → previous container's logs + events → revisions → roll back;
@@ -459,7 +461,14 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) {
                 r.name, r.container, r.critical, r.image
             ));
             let dep_args = json!({"namespace": ns, "deployment": r.name});
-            let Some(Ok(_)) = plan.need(h, "k8s_get_deployment", dep_args.clone()) else {
+            let deployment = plan.need(h, "k8s_get_deployment", dep_args.clone());
+            // The recommendation for the image the report scanned is asked in the same step as
+            // the deployment (one model call less); the deployment decides which image runs, and
+            // when it runs another one, that image's recommendation is asked next.
+            if !r.image.is_empty() {
+                plan.need(h, "image_recommend", json!({"image": r.image}));
+            }
+            let Some(Ok(_)) = deployment else {
                 continue;
             };
             let Some(image) = images_of(h.data("k8s_get_deployment", &dep_args))
@@ -504,7 +513,16 @@ fn same_incident(a: &Workload, b: &Workload) -> bool {
 impl Playbook {
     fn step(&self, h: &History<'_>) -> Step {
         let triage = match h.result("k8s_find_unhealthy", &json!({})) {
-            None => return Step::Calls(vec![("k8s_find_unhealthy".into(), json!({}))]),
+            None => {
+                // The security runbook does not depend on the triage: its first reads go in the
+                // same step (one model call less).
+                let mut plan = Plan::default();
+                plan.need(h, "k8s_find_unhealthy", json!({}));
+                if h.wants_security() {
+                    security(h, &mut plan, &self.namespaces);
+                }
+                return Step::Calls(plan.calls);
+            }
             Some(Err(e)) => {
                 return Step::Final(format!(
                     "I could not triage the cluster: {e}\nA human has to check the agent's access (sre-agent preflight)."
@@ -636,5 +654,151 @@ impl LlmProvider for Playbook {
 
     fn name(&self) -> String {
         "offline/playbook".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_core::ToolSpec;
+
+    /// A transcript of the security runbook: each step's calls, answered with `answer`.
+    struct Transcript {
+        request: ChatRequest,
+    }
+
+    impl Transcript {
+        fn new() -> Self {
+            let tool = |name: &str| ToolSpec {
+                name: name.into(),
+                description: String::new(),
+                parameters: json!({"type": "object"}),
+            };
+            Self {
+                request: ChatRequest {
+                    messages: vec![Message::user("Remediate critical CVEs in shop.")],
+                    tools: vec![
+                        tool("k8s_find_unhealthy"),
+                        tool("trivy_vulnerability_reports"),
+                    ],
+                    ..ChatRequest::default()
+                },
+            }
+        }
+
+        /// The playbook's next calls, as `(name, arguments)`.
+        async fn next(&self) -> Vec<(String, Value)> {
+            let r = Playbook::new(["shop"]).chat(&self.request).await.unwrap();
+            r.message
+                .tool_calls
+                .iter()
+                .map(|c| (c.name.clone(), c.arguments.clone()))
+                .collect()
+        }
+
+        /// Makes the playbook's next step and answers every call with `data(name, args)`.
+        async fn step(&mut self, data: impl Fn(&str, &Value) -> Option<Value>) {
+            let r = Playbook::new(["shop"]).chat(&self.request).await.unwrap();
+            let calls = r.message.tool_calls.clone();
+            self.request.messages.push(r.message);
+            for c in &calls {
+                let mut m = Message::tool_result(c, "ok");
+                m.data = data(&c.name, &c.arguments);
+                self.request.messages.push(m);
+            }
+        }
+    }
+
+    fn world(running: &'static str) -> impl Fn(&str, &Value) -> Option<Value> {
+        move |name, args| match name {
+            "trivy_vulnerability_reports" => Some(json!([{
+                "namespace": "shop", "kind": "Deployment", "name": "frontend",
+                "container": "nginx", "image": "nginx:1.25.3-alpine", "critical": 2, "high": 6
+            }])),
+            "k8s_get_deployment" => Some(json!({
+                "namespace": "shop", "name": "frontend",
+                "images": [{"container": "nginx", "image": running}],
+                "revisions": [{"number": 1, "current": true,
+                               "images": [{"container": "nginx", "image": running}]}]
+            })),
+            "image_recommend" => {
+                let asked = args["image"].as_str().unwrap_or_default();
+                Some(json!({"current": asked, "recommended": "nginx:1.25.5-alpine"}))
+            }
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn independent_reads_share_a_step() {
+        let mut t = Transcript::new();
+        assert_eq!(
+            t.next().await,
+            [
+                ("k8s_find_unhealthy".into(), json!({})),
+                (
+                    "trivy_vulnerability_reports".into(),
+                    json!({"namespace": "shop"})
+                ),
+            ]
+        );
+        t.step(world("nginx:1.25.3-alpine")).await;
+        assert_eq!(
+            t.next().await,
+            [
+                (
+                    "k8s_get_deployment".into(),
+                    json!({"namespace": "shop", "deployment": "frontend"})
+                ),
+                (
+                    "image_recommend".into(),
+                    json!({"image": "nginx:1.25.3-alpine"})
+                ),
+            ]
+        );
+        t.step(world("nginx:1.25.3-alpine")).await;
+        assert_eq!(
+            t.next().await,
+            [(
+                "k8s_patch_image".into(),
+                json!({"namespace": "shop", "deployment": "frontend", "container": "nginx",
+                       "image": "nginx:1.25.5-alpine"})
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_report_gets_the_running_image_recommended_before_any_patch() {
+        // The report scanned 1.25.3; the deployment runs 1.25.4 by now. The recommendation asked
+        // for the report's image is not used: the running image's is asked next.
+        let mut t = Transcript::new();
+        t.step(world("nginx:1.25.4-alpine")).await;
+        t.step(world("nginx:1.25.4-alpine")).await;
+        assert_eq!(
+            t.next().await,
+            [(
+                "image_recommend".into(),
+                json!({"image": "nginx:1.25.4-alpine"})
+            )]
+        );
+        t.step(world("nginx:1.25.4-alpine")).await;
+        let next = t.next().await;
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!(next[0].0, "k8s_patch_image");
+        let r = Playbook::new(["shop"]).chat(&t.request).await.unwrap();
+        t.request.messages.push(r.message.clone());
+        let call = &r.message.tool_calls[0];
+        t.request
+            .messages
+            .push(Message::tool_result(call, "applied: patched"));
+        let report = Playbook::new(["shop"]).chat(&t.request).await.unwrap();
+        assert!(
+            report
+                .message
+                .content
+                .contains("image nginx:1.25.4-alpine -> nginx:1.25.5-alpine"),
+            "{}",
+            report.message.content
+        );
     }
 }

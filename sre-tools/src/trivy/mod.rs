@@ -46,7 +46,7 @@ impl From<ScanError> for ToolError {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ScanArgs {
-    /// Image reference, e.g. `nginx:1.25.3-alpine`.
+    /// Image reference.
     #[schemars(length(min = 1, max = 512))]
     image: String,
 }
@@ -66,10 +66,10 @@ struct ReportsArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RecommendArgs {
-    /// The image in use, e.g. `nginx:1.25.3-alpine`.
+    /// Image reference.
     #[schemars(length(min = 1, max = 512))]
     image: String,
-    /// Findings at this severity or worse must be gone (default CRITICAL).
+    /// Default: CRITICAL.
     #[serde(default)]
     max_severity: Option<SeverityArg>,
 }
@@ -120,19 +120,14 @@ impl Trivy {
     pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
         let mut v: Vec<Arc<dyn Tool>> = vec![
             Arc::new(TrivyTool {
-                spec: spec_for::<ScanArgs>(
-                    "trivy_scan_image",
-                    "Scan a container image with Trivy: vulnerabilities by severity (entries and unique IDs), fixable vs \
-                     not, the top findings with installed -> fixed versions, end-of-life base OS.",
-                ),
+                spec: spec_for::<ScanArgs>("trivy_scan_image", "Trivy scan of an image."),
                 kind: Kind::Scan,
                 trivy: self.clone(),
             }),
             Arc::new(TrivyTool {
                 spec: spec_for::<RecommendArgs>(
                     "image_recommend",
-                    "Find the smallest upgrade of an image (same line and variant, never `latest`) whose scan clears \
-                     the findings at max_severity (default CRITICAL) or worse, with the evidence.",
+                    "Smallest upgrade of an image (same line) clearing its findings at max_severity or worse.",
                 ),
                 kind: Kind::Recommend,
                 trivy: self.clone(),
@@ -142,8 +137,7 @@ impl Trivy {
             v.push(Arc::new(TrivyTool {
                 spec: spec_for::<ReportsArgs>(
                     "trivy_vulnerability_reports",
-                    "Read the Trivy Operator's VulnerabilityReports of a namespace, per deployment and container, \
-                     with the worst findings.",
+                    "Trivy Operator reports per deployment.",
                 ),
                 kind: Kind::Reports,
                 trivy: self.clone(),
