@@ -449,6 +449,13 @@ fn security(h: &History<'_>, plan: &mut Plan, namespaces: &[String]) {
             }
         }
         let mut critical = reports_of(h.data("trivy_vulnerability_reports", &reports_args));
+        if critical.is_empty() {
+            // No report is no evidence of no vulnerability: say what is unknown.
+            plan.findings.push(format!(
+                "{ns}: no Trivy Operator vulnerability reports, so the images' vulnerabilities are unknown (is the operator installed and has it scanned them?)"
+            ));
+            continue;
+        }
         critical.retain(|r| r.critical > 0 && r.kind == "Deployment");
         if critical.is_empty() {
             plan.findings.push(format!(
@@ -765,6 +772,31 @@ mod tests {
                        "image": "nginx:1.25.5-alpine"})
             )]
         );
+    }
+
+    #[tokio::test]
+    async fn no_reports_is_said_to_be_unknown_not_an_all_clear() {
+        let answer = |reports: Value| async move {
+            let mut t = Transcript::new();
+            t.step(move |name, _| (name == "trivy_vulnerability_reports").then(|| reports.clone()))
+                .await;
+            let r = Playbook::new(["shop"]).chat(&t.request).await.unwrap();
+            assert!(
+                r.message.tool_calls.is_empty(),
+                "{:?}",
+                r.message.tool_calls
+            );
+            r.message.content
+        };
+        let none = answer(json!([])).await;
+        assert!(none.contains("vulnerabilities are unknown"), "{none}");
+        assert!(!none.contains("no running image has CRITICAL"), "{none}");
+        let clean = answer(json!([{
+            "namespace": "shop", "kind": "Deployment", "name": "frontend",
+            "container": "nginx", "image": "nginx:1.25.5-alpine", "critical": 0, "high": 1
+        }]))
+        .await;
+        assert!(clean.contains("no running image has CRITICAL"), "{clean}");
     }
 
     #[tokio::test]
