@@ -304,6 +304,8 @@ mod tests {
             }),
             crash: None,
             target_crash: None,
+            target_scan: None,
+            unchecked: Vec::new(),
         }
     }
 

@@ -430,14 +430,26 @@ fn check_evidence(request: &ApprovalRequest) -> Result<(), String> {
     let evidence = request.preview.evidence.as_deref();
     // A scan that finds the candidate brings in a CRITICAL/HIGH finding vetoes the change,
     // whatever else speaks for it.
-    if let Some(v) = evidence.and_then(|e| e.vulnerabilities.as_ref())
-        && !v.introduces.is_empty()
-    {
+    if let Some(v) = evidence.and_then(|e| {
+        [&e.vulnerabilities, &e.target_scan]
+            .into_iter()
+            .flatten()
+            .find(|v| !v.introduces.is_empty())
+    }) {
         return Err(format!(
             "the plan of {} brings in {} CRITICAL/HIGH finding(s) the running image does not have; \
              an unattended approval never does",
             request.tool,
             v.introduces.len()
+        ));
+    }
+    // A check the plan could not make is not a check passed.
+    if let Some(e) = evidence.filter(|e| !e.unchecked.is_empty()) {
+        return Err(format!(
+            "the plan of {} could not check {} thing(s) an unattended approval relies on (a scan, \
+             the pods of a revision); a human must decide",
+            request.tool,
+            e.unchecked.len()
         ));
     }
     // Going back to a revision whose own pods fail runs code that fails too.
@@ -1027,6 +1039,18 @@ mod tests {
             "{d:?}"
         );
         assert!(Rules::new(yes()).decide(&with(both)).await.is_approved());
+        // A check the plan could not make (the scan of the revision a rollback returns to)
+        // leaves the decision to a human, however strong the rest.
+        let unchecked = Some(Evidence {
+            crash: Some(crash.clone()),
+            unchecked: vec!["the image it returns to was not scanned".into()],
+            ..Evidence::default()
+        });
+        let d = rules.decide(&with(unchecked)).await;
+        assert!(
+            matches!(&d, Decision::Denied { reason, .. } if reason.contains("could not check")),
+            "{d:?}"
+        );
         // The same crash behind a restart (no image changes): the same code runs again.
         let mut restart = with(crashed);
         restart.preview.images = Some(vec![crate::plan::ImageChange {
@@ -1081,6 +1105,30 @@ mod tests {
                 ..Evidence::default()
             })
         };
+        // A rollback's scan only ever speaks against it: what it clears is no reason (nothing
+        // re-scans what a rollback runs), what it brings back vetoes even a crash.
+        let rollback_scan = |clears: &[&str], introduces: &[&str], crash: Option<CrashEvidence>| {
+            let mut e = patch(clears, introduces).unwrap_or_default();
+            e.target_scan = e.vulnerabilities.take();
+            e.crash = crash;
+            Some(e)
+        };
+        assert!(denied(
+            &rules
+                .decide(&with(rollback_scan(&["CVE-1"], &[], None)))
+                .await
+        ));
+        assert!(denied(
+            &rules
+                .decide(&with(rollback_scan(&[], &["CVE-9"], Some(crash.clone()))))
+                .await
+        ));
+        assert!(
+            rules
+                .decide(&with(rollback_scan(&[], &[], Some(crash.clone()))))
+                .await
+                .is_approved()
+        );
         assert!(
             rules
                 .decide(&with(patch(&["CVE-1"], &[])))

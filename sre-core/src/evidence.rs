@@ -41,12 +41,26 @@ pub struct Evidence {
     /// code that fails too, so it is no fix (an unattended approval never makes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_crash: Option<CrashEvidence>,
+    /// For a rollback: the scan of what runs now against what the revision it returns to runs.
+    /// Unlike a patch's scan it only ever speaks against the write (a rollback that brings back
+    /// a CRITICAL/HIGH finding is vetoed); what it clears is shown, never counted as a reason,
+    /// since nothing re-scans what a rollback runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scan: Option<VulnerabilityEvidence>,
+    /// What the plan could not check (a scan that failed, pods that could not be listed). An
+    /// unattended approval needs this empty: an unchecked veto is not a passed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
 }
 
 impl Evidence {
     /// True when there is nothing to show.
     pub fn is_empty(&self) -> bool {
-        self.vulnerabilities.is_none() && self.crash.is_none() && self.target_crash.is_none()
+        self.vulnerabilities.is_none()
+            && self.crash.is_none()
+            && self.target_crash.is_none()
+            && self.target_scan.is_none()
+            && self.unchecked.is_empty()
     }
 
     /// The evidence in one line of counts — trusted data only (numbers and fixed words), so a
@@ -54,7 +68,7 @@ impl Evidence {
     /// clears 2, remains 0` or `crash: exit code 1, 7 restarts, 3 failing pod(s)`.
     pub fn headline(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(v) = &self.vulnerabilities {
+        if let Some(v) = self.vulnerabilities.as_ref().or(self.target_scan.as_ref()) {
             let mut s = format!(
                 "{} now -> {} in the candidate; clears {}, remains {}",
                 v.current.counts.render(),
@@ -76,6 +90,12 @@ impl Evidence {
                 c.restarts, c.failing_pods
             ));
         }
+        if !self.unchecked.is_empty() {
+            parts.push(format!(
+                "{} check(s) could not be made",
+                self.unchecked.len()
+            ));
+        }
         if let Some(c) = &self.target_crash {
             parts.push(format!(
                 "the revision it returns to FAILS TOO: {} failing pod(s)",
@@ -92,8 +112,15 @@ impl Evidence {
         if let Some(v) = &self.vulnerabilities {
             out.extend(v.render_lines());
         }
+        if let Some(v) = &self.target_scan {
+            out.push("the revision it returns to, scanned:".to_owned());
+            out.extend(v.render_lines());
+        }
         if let Some(c) = &self.crash {
             out.extend(c.render_lines());
+        }
+        for u in &self.unchecked {
+            out.push(format!("not checked: {}", clip(&escape_untrusted(u))));
         }
         if let Some(c) = &self.target_crash {
             out.push("the revision it returns to fails too:".to_owned());
@@ -531,6 +558,8 @@ mod tests {
             vulnerabilities: Some(v),
             crash: None,
             target_crash: None,
+            target_scan: None,
+            unchecked: Vec::new(),
         }
         .render();
         assert!(text.contains("2 CRITICAL, 6 HIGH"), "{text}");
@@ -552,6 +581,8 @@ mod tests {
                 vulnerabilities: Some(v2),
                 crash: None,
                 target_crash: None,
+                target_scan: None,
+                unchecked: Vec::new(),
             }
             .headline(),
             "2 CRITICAL, 6 HIGH now -> 4 MEDIUM in the candidate; clears 2, remains 0"
@@ -576,6 +607,8 @@ mod tests {
             vulnerabilities: None,
             crash: Some(c),
             target_crash: None,
+            target_scan: None,
+            unchecked: Vec::new(),
         }
         .render();
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
@@ -587,6 +620,8 @@ mod tests {
                 ..c2
             }),
             target_crash: None,
+            target_scan: None,
+            unchecked: Vec::new(),
         }
         .render();
         assert!(long.len() < 1_000, "{}", long.len());

@@ -211,7 +211,11 @@ impl Gate {
 
     /// Evidence quotes logs and events: every string in it is redacted like a tool result.
     fn redact_evidence(&self, mut evidence: Box<Evidence>) -> Box<Evidence> {
-        if let Some(c) = &mut evidence.crash {
+        // Every crash it carries: the target's and, for a rollback, the revision it returns to.
+        for c in [&mut evidence.crash, &mut evidence.target_crash]
+            .into_iter()
+            .flatten()
+        {
             // As one text: a secret spread over lines (a PEM key in a log) is found whole.
             let log = self.redact(&c.last_log_lines.join("\n"));
             c.last_log_lines = log.lines().map(str::to_owned).collect();
@@ -224,10 +228,16 @@ impl Gate {
                 *s = self.redact(s);
             }
         }
-        if let Some(v) = &mut evidence.vulnerabilities {
+        for v in [&mut evidence.vulnerabilities, &mut evidence.target_scan]
+            .into_iter()
+            .flatten()
+        {
             for scan in [&mut v.current, &mut v.candidate] {
                 scan.image = self.redact(&scan.image);
             }
+        }
+        for u in &mut evidence.unchecked {
+            *u = self.redact(u);
         }
         evidence
     }
@@ -531,25 +541,35 @@ mod tests {
         .iter()
         .map(|l| (*l).to_owned())
         .collect();
+        let crash = crate::evidence::CrashEvidence {
+            pod: "web-1".into(),
+            container: "web".into(),
+            image: "web:2".into(),
+            reason: "CrashLoopBackOff".into(),
+            exit_code: Some(1),
+            restarts: 3,
+            failing_pods: 1,
+            last_log_lines: lines,
+            events: vec!["token=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into()],
+        };
+        // A rollback's evidence carries the crash of the revision it returns to as well.
+        let mut target = crash.clone();
+        target.last_log_lines =
+            vec!["AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()];
+        target.events = vec!["BackOff: password=hunter2hunter2 in xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx".into()];
         let evidence = Evidence {
             vulnerabilities: None,
-            crash: Some(crate::evidence::CrashEvidence {
-                pod: "web-1".into(),
-                container: "web".into(),
-                image: "web:2".into(),
-                reason: "CrashLoopBackOff".into(),
-                exit_code: Some(1),
-                restarts: 3,
-                failing_pods: 1,
-                last_log_lines: lines,
-                events: vec!["token=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into()],
-            }),
-            target_crash: None,
+            crash: Some(crash),
+            target_crash: Some(target),
+            target_scan: None,
+            unchecked: vec!["the scan of repo:1 failed: 401 for token=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into()],
         };
         let out = gate.redact_evidence(Box::new(evidence));
         let json = serde_json::to_string(&out).unwrap_or_default();
         assert!(!json.contains("testonlykeymaterial"), "{json}");
         assert!(!json.contains("ghp_0123456789"), "{json}");
+        assert!(!json.contains("wJalrXUtnFEMI"), "{json}");
+        assert!(!json.contains("xoxb-123456789012"), "{json}");
         let crash = out.crash.unwrap_or_else(|| unreachable!());
         assert_eq!(
             crash.last_log_lines.first().map(String::as_str),

@@ -106,6 +106,8 @@ async fn a_rollback_approval_shows_the_crash_of_the_bad_release() {
         vulnerabilities: None,
         crash: Some(crash),
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     }
     .render();
     assert!(text.contains("(Error), exit code 1, 7 restarts"), "{text}");

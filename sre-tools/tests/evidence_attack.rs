@@ -1231,6 +1231,15 @@ fn nasty_evidence() -> Evidence {
             last_log_lines: vec![NASTY.to_owned(); 9],
             events: vec![format!("BackOff: {NASTY}"); 4],
         }),
+        target_scan: Some(VulnerabilityEvidence {
+            container: format!("nginx{NASTY}"),
+            current: scan(NEW),
+            candidate: scan(OLD),
+            clears: vec![format!("CVE-4{NASTY}")],
+            remains: vec![],
+            introduces: vec![format!("CVE-5{NASTY}")],
+        }),
+        unchecked: vec![format!("the scan of {OLD}{NASTY} failed")],
     }
 }
 
@@ -1322,6 +1331,8 @@ fn empty_evidence_parts_render() {
             events: Vec::new(),
         }),
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     };
     let text = e.render();
     assert!(text.contains("no findings") && text.contains("clears:    none"));

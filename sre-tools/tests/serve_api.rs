@@ -836,6 +836,8 @@ async fn an_approval_carries_the_evidence_it_was_asked_with() {
         vulnerabilities: None,
         crash: Some(crash.clone()),
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     };
     let web = parked::Sample::new("web", HOUR)
         .plan_evidence(evidence)

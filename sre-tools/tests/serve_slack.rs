@@ -777,6 +777,8 @@ fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
         }),
         crash: None,
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     }
 }
 
@@ -960,6 +962,8 @@ async fn a_rollback_shows_the_crash() {
             events: vec!["BackOff: Back-off restarting failed container (×12)".into()],
         }),
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     }));
     let (_, blocks) = ask(&env, &a).await;
     let (label, lines, _) = scan_block(&blocks);

@@ -974,6 +974,8 @@ fn scan_evidence(findings: Vec<Finding>, clears: &[&str]) -> Evidence {
         }),
         crash: None,
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     }
 }
 
@@ -1162,6 +1164,8 @@ fn the_card_shows_the_findings_as_plain_text_with_hostile_ids_inert() {
             events: vec![],
         }),
         target_crash: None,
+        target_scan: None,
+        unchecked: Vec::new(),
     }));
     let settled = teams::settled_card(&Settled {
         approval: ask.approval.clone(),

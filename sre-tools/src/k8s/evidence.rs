@@ -69,20 +69,24 @@ pub(crate) async fn crash_evidence(inner: &Inner, dep: &Deployment) -> Option<Cr
             return None;
         }
     };
-    crash_of(inner, ns, &what, &sets).await
+    crash_of(inner, ns, &what, &sets).await.unwrap_or_else(|e| {
+        tracing::debug!(deployment = %what, error = %e, "crash evidence left out");
+        None
+    })
 }
 
 /// For a rollback to `target`, the ReplicaSet of the revision it returns to: the worst failing
 /// container of that revision's own pods (while it still has some — a stalled rollout keeps the
 /// old pods), as [`crash_evidence`] reads the newest revision's. A revision that fails too is no
-/// fix. `None` when it has no pods, none fails, or they cannot be listed.
+/// fix. `Ok(None)` when it has no pods or none fails; `Err` when its pods cannot be listed (the
+/// caller must not read that as "none fails").
 pub(crate) async fn revision_crash(
     inner: &Inner,
     dep: &Deployment,
     target: &ReplicaSet,
-) -> Option<CrashEvidence> {
+) -> Result<Option<CrashEvidence>, String> {
     if !has_pods(target) {
-        return None;
+        return Ok(None);
     }
     let ns = dep.metadata.namespace.as_deref().unwrap_or_default();
     let what = format!(
@@ -98,18 +102,19 @@ async fn crash_of(
     ns: &str,
     what: &str,
     sets: &[ReplicaSet],
-) -> Option<CrashEvidence> {
+) -> Result<Option<CrashEvidence>, String> {
     let max = inner.limits.max_pods_listed;
     // Pods of the deployment's own ReplicaSets (by uid, every page): planted pods with its
     // labels can neither hide the crash nor forge one.
     let live: Vec<&ReplicaSet> = sets.iter().filter(|rs| has_pods(rs)).collect();
-    let pods = match super::security::pods_of(inner, ns, live).await {
-        Ok(pods) => pods,
-        Err(e) => {
-            tracing::debug!(deployment = %what, error = %e, "crash evidence left out: cannot list the pods");
-            return None;
-        }
-    };
+    let pods = super::security::pods_of(inner, ns, live)
+        .await
+        .map_err(|e| format!("cannot list the pods of {what}: {e}"))?;
+    // Terminating pods are on their way out: what they show is no longer the revision's.
+    let pods: Vec<Pod> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     // A pod counts only when it runs its ReplicaSet's template (a pod planted with the set's
     // labels and owner reference, but other containers, forges no crash).
     let facts: Vec<PodFacts> = pods
@@ -118,7 +123,9 @@ async fn crash_of(
         .take(max)
         .map(PodFacts::from)
         .collect();
-    let crash = failing_container(&owned_pods(facts, sets), sets, Timestamp::now())?;
+    let Some(crash) = failing_container(&owned_pods(facts, sets), sets, Timestamp::now()) else {
+        return Ok(None);
+    };
     let (log, events) = futures::join!(
         last_log(inner, ns, &crash),
         warning_events(inner, ns, &crash.pod, inner.limits.max_events)
@@ -127,7 +134,7 @@ async fn crash_of(
         tracing::debug!(deployment = %what, pod = %crash.pod, error = %e, "crash evidence without events: cannot list them");
         Vec::new()
     });
-    Some(with_log_and_events(crash, &log, events))
+    Ok(Some(with_log_and_events(crash, &log, events)))
 }
 
 /// True when `pod`'s containers (name and image) are those of the template of the ReplicaSet
@@ -424,6 +431,8 @@ mod tests {
             vulnerabilities: None,
             crash: Some(crash),
             target_crash: None,
+            target_scan: None,
+            unchecked: Vec::new(),
         }
         .render();
         assert!(

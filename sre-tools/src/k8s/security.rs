@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use sre_core::evidence::{ScanSource, SecurityCheck, VulnerabilityEvidence};
+use sre_core::evidence::{ImageScan, ScanSource, SecurityCheck, Severities, VulnerabilityEvidence};
 
 use super::read::revisions;
 use super::{Inner, Security};
@@ -103,26 +103,47 @@ pub(crate) async fn plan_patch(
 /// runs (by the digest its own pods report while it still has some, else its template's image).
 /// `changes` are `(container, image now, image after)`. Of several containers, the evidence kept
 /// is the first whose candidate brings in a CRITICAL/HIGH finding (what an unattended approval
-/// must see), else the first scanned. Best effort: a scan that fails is a note, nothing is blocked.
+/// must see), else the first scanned. An image it returns to that cannot be scanned is
+/// `unchecked` (an unattended approval then leaves it to a human); nothing else is blocked.
 pub(crate) async fn plan_rollback(
     inner: &Inner,
     sec: &Security,
     dep: &Deployment,
     target: &ReplicaSet,
     changes: &[(String, String, String)],
-) -> (Option<VulnerabilityEvidence>, Vec<String>) {
+) -> RollbackSecurity {
     let ns = dep.metadata.namespace.clone().unwrap_or_default();
     let mut notes = Vec::new();
+    let mut unchecked = Vec::new();
     let mut kept: Option<VulnerabilityEvidence> = None;
     for (container, old, image) in changes {
-        let running = running_images(inner, dep, container, None)
+        // Only pods whose spec asks for the template's image speak for it, and only a digest of
+        // that image's repository: a pod planted with the set's owner reference running other
+        // content cannot choose what is scanned.
+        let of_repository = |wanted: &str, ids: BTreeMap<String, usize>| {
+            let repo = sre_core::image::ImageRef::parse(wanted)
+                .map(|r| r.repository())
+                .ok();
+            let ids: BTreeMap<String, usize> = ids
+                .into_iter()
+                .filter(|(r, _)| {
+                    repo.is_some()
+                        && sre_core::image::ImageRef::parse(r)
+                            .ok()
+                            .map(|r| r.repository())
+                            == repo
+                })
+                .collect();
+            most_common(&ids)
+        };
+        let running = running_images(inner, dep, container, Some(old))
             .await
             .ok()
-            .and_then(|ids| most_common(&ids));
-        let target_runs = images_run_by(inner, &ns, target, container, None)
+            .and_then(|ids| of_repository(old, ids));
+        let target_runs = images_run_by(inner, &ns, target, container, Some(image))
             .await
             .ok()
-            .and_then(|ids| most_common(&ids));
+            .and_then(|ids| of_repository(image, ids));
         let current_ref = running.clone().unwrap_or_else(|| old.clone());
         let candidate_ref = target_runs.clone().unwrap_or_else(|| image.clone());
         let (current, candidate) = futures::join!(
@@ -130,38 +151,46 @@ pub(crate) async fn plan_rollback(
             sec.scanner.scan(&candidate_ref)
         );
         let digest_of = |r: &str| r.rsplit_once('@').map(|(_, d)| d.to_owned());
-        let evidence = match (current, candidate) {
-            (Ok(cur), Ok(cand)) => compare(
-                container,
-                image_scan(
-                    &cur,
-                    old,
-                    running.as_deref().and_then(digest_of),
-                    source(sec),
-                ),
-                image_scan(
-                    &cand,
-                    image,
-                    target_runs
-                        .as_deref()
-                        .and_then(digest_of)
-                        .or_else(|| digest_of(image)),
-                    source(sec),
-                ),
+        let cand = match candidate {
+            Ok(cand) => image_scan(
+                &cand,
+                image,
+                target_runs
+                    .as_deref()
+                    .and_then(digest_of)
+                    .or_else(|| digest_of(image)),
+                source(sec),
             ),
-            (Err(e), _) => {
-                notes.push(format!(
-                    "container {container}: the running image was not scanned: {e}"
-                ));
-                continue;
-            }
-            (_, Err(e)) => {
-                notes.push(format!(
-                    "container {container}: the image it returns to was not scanned: {e}"
+            Err(e) => {
+                unchecked.push(format!(
+                    "container {container}: the image it returns to ({image}) was not scanned: {e}"
                 ));
                 continue;
             }
         };
+        // What runs now may not be scannable (an image that cannot be pulled is a reason to
+        // roll back): then every CRITICAL/HIGH of the image it returns to counts as brought in.
+        let cur = match current {
+            Ok(cur) => image_scan(
+                &cur,
+                old,
+                running.as_deref().and_then(digest_of),
+                source(sec),
+            ),
+            Err(e) => {
+                notes.push(format!(
+                    "container {container}: the running image was not scanned ({e}): every CRITICAL/HIGH finding of the image it returns to counts as new"
+                ));
+                ImageScan {
+                    image: old.clone(),
+                    digest: None,
+                    counts: Severities::default(),
+                    findings: Vec::new(),
+                    source: source(sec),
+                }
+            }
+        };
+        let evidence = compare(container, cur, cand);
         let introduces = !evidence.introduces.is_empty();
         if kept.is_none() || introduces {
             kept = Some(evidence);
@@ -170,7 +199,21 @@ pub(crate) async fn plan_rollback(
             break;
         }
     }
-    (kept, notes)
+    RollbackSecurity {
+        evidence: kept,
+        notes,
+        unchecked,
+    }
+}
+
+/// What the plan of a rollback gets from the scanner ([`plan_rollback`]).
+pub(crate) struct RollbackSecurity {
+    /// The scan of what runs now against what the revision it returns to runs.
+    pub(crate) evidence: Option<VulnerabilityEvidence>,
+    /// What the approver should know (a side compared against nothing).
+    pub(crate) notes: Vec<String>,
+    /// What could not be checked: an image it returns to that was not scanned.
+    pub(crate) unchecked: Vec<String>,
 }
 
 /// Scans what the deployment's newest ReplicaSet runs in `evidence.container` (by the digest its
@@ -260,7 +303,11 @@ async fn images_run_by(
         )
     })?;
     let mut out = BTreeMap::new();
-    for pod in &pods {
+    // Terminating pods are on their way out (and a pod that ignores SIGTERM can linger there).
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let asked = pod
             .spec
             .iter()

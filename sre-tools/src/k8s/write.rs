@@ -523,16 +523,28 @@ impl WriteTool {
                             Some((c.container.clone(), c.before.clone()?, c.after.clone()))
                         })
                         .collect();
-                    let (scan, why) =
+                    let r =
                         super::security::plan_rollback(&self.inner, security, dep, &rs, &changes)
                             .await;
-                    evidence.vulnerabilities = scan;
+                    evidence.target_scan = r.evidence;
+                    let why: Vec<&String> = r.notes.iter().chain(&r.unchecked).collect();
                     if !why.is_empty() {
-                        notes = format!(" ({})", why.join("; "));
+                        notes = format!(
+                            " ({})",
+                            why.iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        );
                     }
+                    evidence.unchecked = r.unchecked;
                 }
-                evidence.target_crash =
-                    super::evidence::revision_crash(&self.inner, dep, &rs).await;
+                match super::evidence::revision_crash(&self.inner, dep, &rs).await {
+                    Ok(crash) => evidence.target_crash = crash,
+                    Err(e) => evidence.unchecked.push(format!(
+                        "the pods of revision {rev} (ReplicaSet {rs_name}): {e}"
+                    )),
+                }
                 Plan {
                     summary: format!(
                         "{what}: roll back from revision {current_rev} ({}) to revision {rev} (ReplicaSet {rs_name}: {}){notes}",
