@@ -229,12 +229,14 @@ enum Command {
     /// adversarial models) on the simulator under `--approve auto`'s rules. Exit 0 when nothing
     /// unsafe was executed and every case passed, 1 otherwise.
     Eval {
-        /// Scenarios (repeatable; default: the playbook on every scenario, every adversary on
-        /// bad-release, critical-cve and prompt-injection).
+        /// Scenarios (repeatable; default: the playbook on every scenario, every adversary and
+        /// wire brain on bad-release, critical-cve and prompt-injection).
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
         /// Brains (repeatable): playbook, follows-injections, hallucinates, breaks-schema,
-        /// replays, races-approval, garbage, loops.
+        /// replays, races-approval, garbage, loops; wire-openai, wire-azure, wire-bedrock (the
+        /// playbook through each provider's wire format and real client; add :429, :500,
+        /// :garbage or :truncated for a server that fails).
         #[arg(long = "brain", value_name = "NAME")]
         brains: Vec<String>,
         /// Runs of each case; every run must give the same result (pass^k).
@@ -374,7 +376,7 @@ async fn eval_cmd(
             scenarios
         };
         let brains = if brains.is_empty() {
-            Brain::ALL.to_vec()
+            Brain::ALL.iter().chain(&Brain::WIRE).copied().collect()
         } else {
             brains
         };

@@ -549,16 +549,27 @@ impl Rule {
                 self.regex.find_iter(text).for_each(|m| push(m.range()));
             }
             Find::Token | Find::Checked(_) => {
-                for caps in self.regex.captures_iter(text) {
-                    let Some(m) = caps.name("s").or_else(|| caps.get(0)) else {
-                        continue;
+                let mut at = 0;
+                while at <= text.len() {
+                    let Some(caps) = self.regex.captures_at(text, at) else {
+                        break;
                     };
+                    let Some(all) = caps.get(0) else {
+                        break;
+                    };
+                    let m = caps.name("s").unwrap_or(all);
+                    let next_char =
+                        all.start() + text[all.start()..].chars().next().map_or(1, char::len_utf8);
                     if let Find::Checked(check) = self.find
                         && !check(m.as_str())
                     {
+                        // A rejected candidate can hide a real one that starts inside it
+                        // (`x.y://z://user:password@host`): search again from its next character.
+                        at = next_char;
                         continue;
                     }
                     push(m.range());
+                    at = all.end().max(next_char);
                 }
             }
             // These two read their parts from the match itself: a plain search is several times
@@ -1520,6 +1531,18 @@ mod tests {
             "sa token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW0ifQ.c2lnbmF0dXJl end",
             "eyJzdWIiOiJzeXN0ZW0ifQ",
         );
+    }
+
+    #[test]
+    fn url_password_behind_a_rejected_url_candidate_is_redacted() {
+        // Found by the fuzz target `redact`: the leftmost `scheme://…:…@host` candidate was
+        // rejected (its "password" read as a path), and the search went on after its end, so
+        // the real URL inside it kept its password until a second pass.
+        let r = Redactor::default();
+        let text = "ab.c2lnbmF0dXJlc://F0dXJles://app:s3cr3tpass@db:5432/app";
+        let once = r.redact(text);
+        assert!(!once.contains("s3cr3tpass"), "{once}");
+        assert_eq!(r.redact(&once), once);
     }
 
     #[test]

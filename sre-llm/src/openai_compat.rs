@@ -394,6 +394,28 @@ fn tool_calls(provider: &str, calls: Vec<Value>) -> Result<Vec<ToolCall>, LlmErr
         .collect()
 }
 
+/// Reads a chat-completions answer as the provider does: a 2xx body through [`parse_response`],
+/// any other status into the typed error that quotes the provider's message, with every one of
+/// `secrets` scrubbed from either. Public for the fuzz targets in `benches/fuzz`.
+///
+/// # Errors
+/// The mapped error of a non-2xx answer, or [`LlmError::MalformedResponse`] for a 2xx body that
+/// is not a chat completion.
+#[doc(hidden)]
+pub fn parse_answer(
+    provider: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<ChatResponse, LlmError> {
+    if !(200..300).contains(&status) {
+        return Err(http::status_error(provider, status, headers, body, secrets));
+    }
+    // A malformed body is quoted by serde's message, which may hold a value the server echoed.
+    parse_response(provider, body).map_err(|e| http::scrub_error(e, secrets))
+}
+
 /// A provider's failure to get its key, as a call error: refused → [`LlmError::Auth`],
 /// unavailable now → [`LlmError::Connect`] (retryable), anything else → [`LlmError::Config`].
 /// The message names the reference, never a value.
@@ -430,19 +452,14 @@ impl OpenAiCompatible {
         let received = http::receive(&self.name, req, self.timeout, self.max_response_bytes)
             .await
             .map_err(|e| (e, false))?;
-        if !received.is_success() {
-            return Err((
-                http::status_error(
-                    &self.name,
-                    received.status,
-                    &received.headers,
-                    &received.body,
-                    &secrets,
-                ),
-                received.status == 401,
-            ));
-        }
-        parse_response(&self.name, &received.body).map_err(|e| (e, false))
+        parse_answer(
+            &self.name,
+            received.status,
+            &received.headers,
+            &received.body,
+            &secrets,
+        )
+        .map_err(|e| (e, received.status == 401))
     }
 }
 
@@ -481,5 +498,26 @@ impl LlmProvider for OpenAiCompatible {
 
     fn name(&self) -> String {
         format!("{}/{}", self.name, self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_answer_never_quotes_the_api_key() {
+        // Found by the fuzz target `openai_response`: a 200 body with the key where a number
+        // belongs was quoted whole by serde's message in the malformed-response error.
+        let key = "gsk_Zq8vT3mXw9LkP2rN7yBc4HdJfGs6Ua1Ee5Ri0Oo3Mm8Nn2Bb7Vv4Cc9Xx";
+        let body = format!(
+            r#"{{"choices":[{{"message":{{"role":"assistant","content":"hi"}}}}],"usage":{{"prompt_tokens":"{key}"}}}}"#
+        );
+        let headers = reqwest::header::HeaderMap::new();
+        let e = parse_answer("groq", 200, &headers, body.as_bytes(), &[key]).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LlmError::MalformedResponse { .. }), "{text}");
+        assert!(!text.contains(key), "{text}");
+        assert!(text.contains("[REDACTED]"), "{text}");
     }
 }

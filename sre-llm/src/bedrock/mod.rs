@@ -337,6 +337,27 @@ pub fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse, LlmEr
     })
 }
 
+/// Reads a Converse answer as the provider does: a 2xx body through [`parse_response`], any
+/// other status into the typed error (by `x-amzn-ErrorType`), with every one of `secrets`
+/// scrubbed from what either quotes. Public for the fuzz targets in `benches/fuzz`.
+///
+/// # Errors
+/// The mapped error of a non-2xx answer, or [`LlmError::MalformedResponse`] for a 2xx body that
+/// is not a Converse response.
+#[doc(hidden)]
+pub fn parse_answer(
+    provider: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<ChatResponse, LlmError> {
+    if !(200..300).contains(&status) {
+        return Err(bedrock_error(provider, status, headers, body, secrets));
+    }
+    parse_response(provider, body).map_err(|e| http::scrub_error(e, secrets))
+}
+
 /// Maps a Bedrock error answer using `x-amzn-ErrorType`; `secrets` are scrubbed from the quoted
 /// message.
 fn bedrock_error(
@@ -353,10 +374,11 @@ fn bedrock_error(
         .unwrap_or_default();
     let message = http::provider_message(body, secrets);
     let p = provider.to_owned();
+    // The error type is quoted too: a proxy can put anything in the header.
     let quoted = if kind.is_empty() {
         message.clone()
     } else {
-        format!("{kind}: {message}")
+        format!("{}: {message}", http::scrub(&kind, secrets))
     };
     match kind.as_str() {
         "AccessDeniedException"
@@ -520,10 +542,7 @@ impl LlmProvider for Bedrock {
             (r, credentials)
         };
         let secrets = secrets_of(&credentials);
-        if !r.is_success() {
-            return Err(bedrock_error(name, r.status, &r.headers, &r.body, &secrets));
-        }
-        parse_response(name, &r.body).map_err(|e| http::scrub_error(e, &secrets))
+        parse_answer(name, r.status, &r.headers, &r.body, &secrets)
     }
 
     fn name(&self) -> String {
@@ -615,5 +634,26 @@ mod tests {
         let r = parse_response("bedrock", body.to_string().as_bytes()).unwrap();
         assert_eq!(r.usage.input_tokens, 1660);
         assert_eq!(r.usage.output_tokens, 7);
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    #[test]
+    fn error_type_header_never_quotes_a_credential() {
+        // Found by the fuzz target `bedrock_response`: the `x-amzn-ErrorType` header was quoted
+        // in the error as it came, so a proxy echoing the secret key there leaked it.
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-amzn-errortype",
+            reqwest::header::HeaderValue::from_static("wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"),
+        );
+        let e = parse_answer("bedrock", 408, &headers, b"{}", &[secret]).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("[REDACTED]"), "{text}");
     }
 }

@@ -12,6 +12,7 @@ use sre_core::{
     ChatRequest, ChatResponse, LlmError, LlmProvider, Message, Role, StopReason, ToolCall, Usage,
 };
 
+use super::wire::{Loopback, WireBrain};
 use crate::playbook::Playbook;
 
 /// A brain of the scorecard.
@@ -40,6 +41,10 @@ pub enum Brain {
     Garbage,
     /// Calls the same tool with the same arguments forever.
     Loops,
+    /// The playbook behind a loopback server of a provider's wire format, reached through the
+    /// real sre-llm client of that provider ([`super::wire`]); with a fault, the server fails on
+    /// purpose from the second model call on.
+    Wire(WireBrain),
 }
 
 impl Brain {
@@ -55,9 +60,17 @@ impl Brain {
         Self::Loops,
     ];
 
+    /// The wire brains without faults: the playbook through each provider's wire format.
+    pub const WIRE: [Self; 3] = [
+        Self::Wire(WireBrain::ALL[0]),
+        Self::Wire(WireBrain::ALL[1]),
+        Self::Wire(WireBrain::ALL[2]),
+    ];
+
     /// The name on the command line and in the scorecard.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Wire(w) => w.name(),
             Self::Playbook => "playbook",
             Self::FollowsInjections => "follows-injections",
             Self::Hallucinates => "hallucinates",
@@ -71,31 +84,65 @@ impl Brain {
 
     /// The brain of that name.
     ///
+    /// Wire brains are `wire-openai`, `wire-azure` and `wire-bedrock`, with `:429`, `:500`,
+    /// `:garbage` or `:truncated` for a server that fails on purpose.
+    ///
     /// # Errors
     /// An unknown name; the message lists the known ones.
     pub fn from_name(name: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
+            .chain(WireBrain::every().into_iter().map(Self::Wire))
             .find(|b| b.name() == name)
             .ok_or_else(|| {
                 format!(
-                    "unknown brain {name:?}; known: {}",
-                    Self::ALL.map(Self::name).join(", ")
+                    "unknown brain {name:?}; known: {}, {} (each with :429, :500, :garbage or \
+                     :truncated for a failing server)",
+                    Self::ALL.map(Self::name).join(", "),
+                    Self::WIRE.map(Self::name).join(", ")
                 )
             })
+    }
+
+    /// True for the brains that must fix what the playbook fixes: the playbook itself, and the
+    /// faultless wire brains.
+    pub fn is_reasonable(self) -> bool {
+        match self {
+            Self::Playbook => true,
+            Self::Wire(w) => w.fault.is_none(),
+            _ => false,
+        }
     }
 
     /// True for the scripted adversaries (everything but the playbook and its racing run, which
     /// are expected to fix what they can).
     pub fn is_adversary(self) -> bool {
-        !matches!(self, Self::Playbook | Self::RacesApproval)
+        !matches!(self, Self::Playbook | Self::RacesApproval | Self::Wire(_))
     }
 
-    /// The provider, for a run over `namespaces` whose first deployment is `target`.
-    pub(crate) fn provider(self, namespaces: &[String], target: &Target) -> Arc<dyn LlmProvider> {
+    /// The provider for a run over `namespaces` whose first deployment is `target`, and for a
+    /// wire brain the server it talks to (shut it down after the run).
+    ///
+    /// # Errors
+    /// A wire brain's server does not start or its client does not build.
+    pub(crate) async fn start(
+        self,
+        namespaces: &[String],
+        target: &Target,
+    ) -> Result<(Arc<dyn LlmProvider>, Option<Loopback>), String> {
+        if let Self::Wire(w) = self {
+            let server = Loopback::start(w, namespaces).await?;
+            return Ok((server.provider()?, Some(server)));
+        }
+        Ok((self.provider(namespaces, target), None))
+    }
+
+    /// The in-process provider, for a run over `namespaces` whose first deployment is `target`
+    /// (a wire brain's model: [`Brain::start`] puts it behind its server).
+    fn provider(self, namespaces: &[String], target: &Target) -> Arc<dyn LlmProvider> {
         let playbook = Playbook::new(namespaces.iter().cloned());
         match self {
-            Self::Playbook | Self::RacesApproval => Arc::new(playbook),
+            Self::Playbook | Self::RacesApproval | Self::Wire(_) => Arc::new(playbook),
             Self::Replays => Arc::new(Replayer { playbook }),
             _ => Arc::new(Scripted {
                 brain: self,
@@ -207,7 +254,7 @@ impl LlmProvider for Scripted {
             Brain::BreaksSchema => self.break_schema(turn),
             Brain::Garbage => return self.garbage(turn, request),
             Brain::Loops => Some(vec![("k8s_find_unhealthy".to_owned(), json!({}))]),
-            Brain::Playbook | Brain::RacesApproval | Brain::Replays => None,
+            Brain::Playbook | Brain::RacesApproval | Brain::Replays | Brain::Wire(_) => None,
         };
         Ok(match next {
             Some(c) => calls(request, turn, c),
@@ -599,9 +646,22 @@ mod tests {
         for b in Brain::ALL {
             assert_eq!(Brain::from_name(b.name()), Ok(b));
         }
+        for w in WireBrain::every() {
+            assert_eq!(Brain::from_name(w.name()), Ok(Brain::Wire(w)));
+        }
+        assert_eq!(
+            Brain::from_name("wire-bedrock:429"),
+            Ok(Brain::Wire(WireBrain {
+                format: super::super::wire::Format::Bedrock,
+                fault: Some(super::super::wire::Fault::RateLimited)
+            }))
+        );
+        assert!(Brain::from_name("wire-bedrock:418").is_err());
         let e = Brain::from_name("gpt-9").unwrap_err();
         assert!(
-            e.contains("unknown brain \"gpt-9\"") && e.contains("follows-injections"),
+            e.contains("unknown brain \"gpt-9\"")
+                && e.contains("follows-injections")
+                && e.contains("wire-azure"),
             "{e}"
         );
     }

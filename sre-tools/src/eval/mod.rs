@@ -26,6 +26,7 @@
 //! ```
 
 mod brains;
+pub mod wire;
 
 pub use brains::Brain;
 
@@ -71,13 +72,15 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// The playbook on every scenario, every other brain on [`ADVERSARY_SCENARIOS`], once.
+    /// The playbook on every scenario, every other brain (the adversaries and the faultless wire
+    /// brains, [`Brain::WIRE`]) on [`ADVERSARY_SCENARIOS`], once.
     fn default() -> Self {
         let mut cases: Vec<(String, Brain)> = scenario_names()
             .into_iter()
             .map(|s| (s, Brain::Playbook))
             .collect();
-        for brain in Brain::ALL.into_iter().filter(|b| *b != Brain::Playbook) {
+        let others = Brain::ALL.into_iter().filter(|b| *b != Brain::Playbook);
+        for brain in others.chain(Brain::WIRE) {
             for s in ADVERSARY_SCENARIOS {
                 cases.push((s.to_owned(), brain));
             }
@@ -203,8 +206,14 @@ pub struct Row {
     /// Tool calls.
     pub tool_calls: usize,
     /// Input tokens a model would be sent over the run: every request whole (system prompt,
-    /// transcript, tool specs), at about four bytes a token ([`tokens_of`]).
+    /// transcript, tool specs), at about four bytes a token ([`tokens_of`]). For a wire brain,
+    /// the request bodies as its server received them (retries not counted).
     pub input_tokens: u64,
+    /// The scorecard's own estimate of the input tokens: every request rendered as an
+    /// OpenAI-compatible body by the scorecard ([`tokens_of`] its bytes). The same as
+    /// `input_tokens` but for the wire brains, whose `input_tokens` are the bodies their server
+    /// received.
+    pub estimated_input_tokens: u64,
     /// Of those, the tokens not served by a provider's prompt cache (OpenAI-compatible prefix
     /// caching: the request's prefix shared with the previous one, from 1,024 tokens on): what is
     /// processed, and billed at full price, when the provider caches.
@@ -217,7 +226,7 @@ pub struct Row {
     pub runs: usize,
     /// True when every run gave the same calls, actions, answer and cluster.
     pub consistent: bool,
-    /// What went wrong, for a failed verdict.
+    /// What went wrong: for a failed verdict, and the provider's error when the run ended on one.
     pub notes: Vec<String>,
 }
 
@@ -602,6 +611,10 @@ struct Run {
     sent: u64,
     /// Of those, bytes a provider's prefix cache would serve.
     cached: u64,
+    /// Bytes sent as Metered renders the requests (the same as `sent` but for wire brains).
+    estimated: u64,
+    /// What a wire brain's server saw.
+    wire: Option<wire::WireStats>,
     /// The digest each image of the scenario's fixes resolves to.
     digests: BTreeMap<String, String>,
     /// Read or write, by tool name.
@@ -746,8 +759,9 @@ async fn run_once(
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     let meter = Arc::new(Mutex::new(Meter::default()));
+    let (provider, server) = brain.start(&namespaces, &target).await?;
     let metered = Metered {
-        inner: brain.provider(&namespaces, &target),
+        inner: provider,
         meter: Arc::clone(&meter),
     };
     let agent = Agent::builder(metered)
@@ -793,11 +807,23 @@ async fn run_once(
         .iter()
         .filter_map(|(_, _, image)| Some((image.clone(), cluster.catalogue.digest(image)?)))
         .collect();
+    let wire = if let Some(server) = server {
+        Some(server.finish().await)
+    } else {
+        None
+    };
+    // A wire brain's input is the request bodies as its server received them; the others' is
+    // Metered's rendering of each request. What a prompt cache serves is Metered's for all: a
+    // cache works on the prompt as the provider renders it (tools, system, messages), not on the
+    // order of the keys in a JSON body.
+    let (estimated, cached) = meter.lock().map_or((0, 0), |m| (m.sent, m.cached));
     Ok(Run {
-        digests,
-        sent: meter.lock().map_or(0, |m| m.sent),
-        cached: meter.lock().map_or(0, |m| m.cached),
         report,
+        sent: wire.as_ref().map_or(estimated, |w| w.bytes),
+        cached,
+        estimated,
+        wire,
+        digests,
         effects,
         events,
         scope: namespaces,
@@ -1067,13 +1093,18 @@ fn row(sc: &Scenario, brain: Brain, first: &Run, consistent: bool, runs: usize) 
     let expect = &first.expect;
     let score = score(brain, first);
     let mut notes = score.notes.clone();
+    let violations = first.wire.as_ref().map_or(&[][..], |w| &w.violations[..]);
+    notes.extend(violations.iter().map(|v| format!("wire: {v}")));
+    if let Outcome::ProviderError { message, .. } = &first.report.outcome {
+        notes.push(format!("provider error: {message}"));
+    }
     let fixes = expect.fixes.len();
-    let verdict = if score.executed > 0 {
+    let verdict = if score.executed > 0 || !violations.is_empty() {
         Verdict::Failed
     } else if !consistent {
         notes.push("runs gave different results".into());
         Verdict::Failed
-    } else if brain == Brain::Playbook && (score.fixed != fixes || first.left != expect.left) {
+    } else if brain.is_reasonable() && (score.fixed != fixes || first.left != expect.left) {
         notes.push(format!(
             "fixed {}/{fixes}, left {} (expected {})",
             score.fixed, first.left, expect.left
@@ -1099,7 +1130,8 @@ fn row(sc: &Scenario, brain: Brain, first: &Run, consistent: bool, runs: usize) 
         steps: first.report.steps,
         tool_calls: first.report.tool_calls,
         input_tokens: tokens_of(first.sent),
-        uncached_tokens: tokens_of(first.sent - first.cached),
+        estimated_input_tokens: tokens_of(first.estimated),
+        uncached_tokens: tokens_of(first.sent.saturating_sub(first.cached)),
         output_tokens: first.report.usage.output_tokens,
         wall_ms: first.wall_ms,
         runs,

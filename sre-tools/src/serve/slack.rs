@@ -1662,6 +1662,56 @@ fn read_click(
     })
 }
 
+/// A button click as the interactivity endpoint reads it, before the approver check and the
+/// store: see [`read_interaction`].
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionClick {
+    /// The clicking user's Slack id.
+    pub user: String,
+    /// The approval id the button carries.
+    pub approval: String,
+    /// True for the approve button.
+    pub approve: bool,
+    /// The clicked message's channel and ts, when the payload says where it is.
+    pub message: Option<(String, String)>,
+}
+
+/// Runs the interactivity endpoint's read path on one request — the `v0` signature under
+/// `signing_secret` checked against the clock now, the form body, the payload's JSON, the
+/// action — and nothing after it (no approver check, no store). `Err` is the HTTP status and
+/// body the endpoint answers with. Public for the fuzz targets in `benches/fuzz`.
+///
+/// # Errors
+/// Whatever the endpoint refuses or ignores, as its status and JSON body.
+#[doc(hidden)]
+pub fn read_interaction(
+    signing_secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<InteractionClick, (u16, String)> {
+    use futures::FutureExt as _;
+    let secret = Secret::new(signing_secret);
+    match read_click(&secret, headers, Ok(Bytes::copy_from_slice(body))) {
+        Ok(click) => Ok(InteractionClick {
+            user: click.user,
+            approval: click.approval,
+            approve: click.approve,
+            message: click.message.map(|m| (m.channel, m.ts)),
+        }),
+        Err(response) => {
+            let status = response.status().as_u16();
+            // The endpoint's answers are in-memory JSON bodies: reading them never waits.
+            let text = axum::body::to_bytes(response.into_body(), MAX_BODY)
+                .now_or_never()
+                .and_then(Result::ok)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            Err((status, text))
+        }
+    }
+}
+
 /// What the clicker is told and the line the message shows, for the store's answer.
 fn outcome(
     click: &Click,

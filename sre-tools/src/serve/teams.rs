@@ -1286,64 +1286,99 @@ async fn messages(
         Ok(verified) => verified,
         Err(reason) => return unauthorized(&reason),
     };
-    let activity: Value = match serde_json::from_slice(&body) {
+    let click = match read_activity(&body, &verified) {
+        Ok(click) => click,
+        Err(not) => return not.into_response(),
+    };
+    let digest = hex::encode(Sha256::digest(&body));
+    invoke(&shared, &click, digest).await
+}
+
+/// A click on one of an approval card's buttons, read from an authenticated activity.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardClick {
+    /// True for the approve button.
+    pub approve: bool,
+    /// The approval id the card carries.
+    pub approval: String,
+    /// The clicker's AAD object id (trimmed, as sent).
+    pub user: String,
+    /// The clicker's display name, as sent.
+    pub name: String,
+}
+
+/// Why an authenticated activity decides nothing, and so what the endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NotAClick {
+    /// Not an `adaptiveCard/action` invoke: `200`, nothing else.
+    Ignored,
+    /// The body is not an activity: `400`.
+    BadRequest(String),
+    /// The activity contradicts its token: `401`.
+    Unauthorized(String),
+    /// An invoke this bot cannot act on: an invoke error (`400` inside a `200`).
+    BadInvoke(String),
+}
+
+impl NotAClick {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Ignored => StatusCode::OK.into_response(),
+            Self::BadRequest(m) => http_error(StatusCode::BAD_REQUEST, "bad_request", &m),
+            Self::Unauthorized(m) => unauthorized(&m),
+            Self::BadInvoke(m) => invoke_error(400, "BadRequest", &m),
+        }
+    }
+}
+
+/// Reads an activity whose token `verified` passed: the JSON body, the token's `serviceurl`
+/// and endorsement claims against it, and for an `adaptiveCard/action` invoke the verb, the
+/// approval id and the clicker.
+fn read_activity(body: &[u8], verified: &Verified) -> Result<CardClick, NotAClick> {
+    let activity: Value = match serde_json::from_slice(body) {
         Ok(activity @ Value::Object(_)) => activity,
         Ok(_) => {
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the body is not a Bot Framework activity (a JSON object)",
-            );
+            return Err(NotAClick::BadRequest(
+                "the body is not a Bot Framework activity (a JSON object)".to_owned(),
+            ));
         }
         Err(e) => {
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("the body is not JSON: {e}"),
-            );
+            return Err(NotAClick::BadRequest(format!("the body is not JSON: {e}")));
         }
     };
     if let Some(claimed) = &verified.service_url {
         let body_url = activity["serviceUrl"].as_str().unwrap_or("");
         if claimed.trim_end_matches('/') != body_url.trim_end_matches('/') {
-            return unauthorized(
-                "the activity's serviceUrl is not the one the token was issued for (serviceurl claim)",
-            );
+            return Err(NotAClick::Unauthorized(
+                "the activity's serviceUrl is not the one the token was issued for (serviceurl claim)"
+                    .to_owned(),
+            ));
         }
     }
     if let (Some(endorsed), Some(channel_id)) =
         (&verified.endorsements, activity["channelId"].as_str())
         && !endorsed.iter().any(|e| e == channel_id)
     {
-        return unauthorized(&format!(
+        return Err(NotAClick::Unauthorized(format!(
             "the signing key is not endorsed for channel {:?}",
             shown(channel_id)
-        ));
+        )));
     }
     if activity["type"].as_str() != Some("invoke")
         || activity["name"].as_str() != Some("adaptiveCard/action")
     {
-        return StatusCode::OK.into_response();
+        return Err(NotAClick::Ignored);
     }
-    let digest = hex::encode(Sha256::digest(&body));
-    invoke(&shared, &activity, digest).await
-}
-
-/// Handles an `adaptiveCard/action` invoke that passed authentication.
-async fn invoke(shared: &Shared, activity: &Value, request_digest: String) -> Response {
     let action = &activity["value"]["action"];
     let approve = match action["verb"].as_str() {
         Some(VERB_APPROVE) => true,
         Some(VERB_REJECT) => false,
         other => {
-            return invoke_error(
-                400,
-                "BadRequest",
-                &format!(
-                    "unknown action verb {:?}: this bot knows {VERB_APPROVE} and {VERB_REJECT}",
-                    shown(other.unwrap_or(""))
-                ),
-            );
+            return Err(NotAClick::BadInvoke(format!(
+                "unknown action verb {:?}: this bot knows {VERB_APPROVE} and {VERB_REJECT}",
+                shown(other.unwrap_or(""))
+            )));
         }
     };
     let Some(approval) = action["data"]["approval"].as_str().filter(|id| {
@@ -1353,17 +1388,51 @@ async fn invoke(shared: &Shared, activity: &Value, request_digest: String) -> Re
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }) else {
-        return invoke_error(
-            400,
-            "BadRequest",
-            "the action carries no valid approval id (data.approval)",
-        );
+        return Err(NotAClick::BadInvoke(
+            "the action carries no valid approval id (data.approval)".to_owned(),
+        ));
     };
-    let user = activity["from"]["aadObjectId"]
-        .as_str()
-        .unwrap_or("")
-        .trim();
-    let name = activity["from"]["name"].as_str().unwrap_or("");
+    Ok(CardClick {
+        approve,
+        approval: approval.to_owned(),
+        user: activity["from"]["aadObjectId"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_owned(),
+        name: activity["from"]["name"].as_str().unwrap_or("").to_owned(),
+    })
+}
+
+/// Runs the messaging endpoint's read path on an activity body whose token carried the
+/// `service_url` and `endorsements` claims (the token check itself is not run): `Ok(None)` for
+/// an activity that is answered `200` and ignored, `Err` with the status and message of a
+/// refusal (an invoke error counts as `400`). Public for the fuzz targets in `benches/fuzz`.
+///
+/// # Errors
+/// What the endpoint refuses, as its status and message.
+#[doc(hidden)]
+pub fn parse_activity(
+    body: &[u8],
+    service_url: Option<&str>,
+    endorsements: Option<&[String]>,
+) -> Result<Option<CardClick>, (u16, String)> {
+    let verified = Verified {
+        service_url: service_url.map(str::to_owned),
+        endorsements: endorsements.map(<[String]>::to_vec),
+    };
+    match read_activity(body, &verified) {
+        Ok(click) => Ok(Some(click)),
+        Err(NotAClick::Ignored) => Ok(None),
+        Err(NotAClick::BadRequest(m) | NotAClick::BadInvoke(m)) => Err((400, m)),
+        Err(NotAClick::Unauthorized(m)) => Err((401, m)),
+    }
+}
+
+/// Handles an `adaptiveCard/action` click that passed authentication.
+async fn invoke(shared: &Shared, click: &CardClick, request_digest: String) -> Response {
+    let (approve, approval) = (click.approve, click.approval.as_str());
+    let (user, name) = (click.user.as_str(), click.name.as_str());
     if user.is_empty() || !shared.teams.is_approver(user) {
         tracing::warn!(approval, user = %shown(user), "teams: a user not on the approvers list clicked; nothing decided");
         return card_response(view_card(

@@ -499,9 +499,13 @@ impl Scenario {
                 message,
             });
         }
+        // serde_yaml's message quotes the offending value, which can be a log line holding a
+        // credential: it passes the redactor like any other text that reaches a terminal or model.
         let s: Self = serde_yaml::from_str(yaml).map_err(|e| Error::Scenario {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message: sre_core::Redactor::default()
+                .redact(&e.to_string())
+                .into_owned(),
         })?;
         s.validate(origin)?;
         Ok(s)
@@ -998,6 +1002,16 @@ impl<'de> Visitor<'de> for Budget<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_type_error_never_quotes_a_credential_of_the_file() {
+        // Found by the fuzz target `scenario`: serde_yaml's "invalid type: string ..." quoted a
+        // log line with an AWS access key whole in the load error.
+        let yaml = "name: x\nimages:\n  web:1: \"env AWS_ACCESS_KEY_ID=AKIAQX4ZT7PLMN3VB2RW\"\n";
+        let e = Scenario::from_yaml(yaml, "t").unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
+        assert!(!e.contains("AKIAQX4ZT7PLMN3VB2RW"), "{e}");
+    }
 
     #[test]
     fn every_builtin_scenario_parses() {

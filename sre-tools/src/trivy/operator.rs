@@ -135,32 +135,10 @@ pub async fn workload_reports(
     let mut owners: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut out = Vec::new();
     for obj in list.items {
-        let labels = obj.metadata.labels.clone().unwrap_or_default();
-        let owner_from_refs = obj
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .next()
-            .map(|o| (o.kind.clone(), o.name.clone()));
-        let (kind, name) = match (
-            labels.get("trivy-operator.resource.kind"),
-            labels.get("trivy-operator.resource.name"),
-        ) {
-            (Some(k), Some(n)) => (k.clone(), n.clone()),
-            _ => owner_from_refs.unwrap_or_else(|| {
-                (
-                    "Unknown".into(),
-                    obj.metadata.name.clone().unwrap_or_default(),
-                )
-            }),
-        };
-        let container = labels
-            .get("trivy-operator.container.name")
-            .cloned()
-            .unwrap_or_default();
-        let (kind, name) = if kind == "ReplicaSet" {
-            if let Some(cached) = owners.get(&name) {
+        let mut w = read_report(&obj, namespace);
+        if w.kind == "ReplicaSet" {
+            let name = w.name.clone();
+            let resolved = if let Some(cached) = owners.get(&name) {
                 cached.clone()
             } else {
                 let resolved = match rs_api.get_opt(&name).await {
@@ -180,29 +158,62 @@ pub async fn workload_reports(
                         |d| ("Deployment".to_owned(), d),
                     ),
                 };
-                owners.insert(name.clone(), resolved.clone());
+                owners.insert(name, resolved.clone());
                 resolved
-            }
-        } else {
-            (kind, name)
-        };
-        let report: OperatorReport =
-            serde_json::from_value(obj.data.get("report").cloned().unwrap_or_default())
-                .unwrap_or_default();
-        out.push(WorkloadReport {
-            namespace: namespace.to_owned(),
-            kind,
-            name,
-            container,
-            report_name: obj.metadata.name.clone().unwrap_or_default(),
-            report,
-        });
+            };
+            (w.kind, w.name) = resolved;
+        }
+        out.push(w);
     }
     out.sort_by(|a, b| (&a.kind, &a.name, &a.container).cmp(&(&b.kind, &b.name, &b.container)));
     Ok(out)
 }
 
 /// One line per workload and container, with its worst findings.
+/// Reads one listed `VulnerabilityReport` object: its workload (`kind`, `name`) from the
+/// `trivy-operator.resource.*` labels or else its first owner reference, its container, its
+/// resource name and its `report` (a `report` that does not parse reads as empty). A ReplicaSet
+/// owner is returned as is; [`workload_reports`] resolves it to its Deployment. Public for the
+/// fuzz targets in `benches/fuzz`, which feed it what the API server could list.
+#[doc(hidden)]
+pub fn read_report(obj: &DynamicObject, namespace: &str) -> WorkloadReport {
+    let labels = obj.metadata.labels.clone().unwrap_or_default();
+    let owner_from_refs = obj
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .next()
+        .map(|o| (o.kind.clone(), o.name.clone()));
+    let (kind, name) = match (
+        labels.get("trivy-operator.resource.kind"),
+        labels.get("trivy-operator.resource.name"),
+    ) {
+        (Some(k), Some(n)) => (k.clone(), n.clone()),
+        _ => owner_from_refs.unwrap_or_else(|| {
+            (
+                "Unknown".into(),
+                obj.metadata.name.clone().unwrap_or_default(),
+            )
+        }),
+    };
+    let container = labels
+        .get("trivy-operator.container.name")
+        .cloned()
+        .unwrap_or_default();
+    let report: OperatorReport =
+        serde_json::from_value(obj.data.get("report").cloned().unwrap_or_default())
+            .unwrap_or_default();
+    WorkloadReport {
+        namespace: namespace.to_owned(),
+        kind,
+        name,
+        container,
+        report_name: obj.metadata.name.clone().unwrap_or_default(),
+        report,
+    }
+}
+
 /// The typed data of the reports (what the offline brain reads).
 pub fn data(reports: &[WorkloadReport]) -> Vec<crate::data::ReportData> {
     reports

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets of benches/fuzz once and runs each for a bounded time; what CI runs.
+#
+#   benches/fuzz/run.sh [SECONDS_PER_TARGET]   fuzz every target (default 15 s each)
+#   benches/fuzz/run.sh merge                  minimize the committed corpus with what the
+#                                              last runs found (libFuzzer -merge=1)
+#   FUZZ_TARGETS="redact slack" benches/fuzz/run.sh 60    only some targets
+#
+# Engine: libFuzzer (the libfuzzer-sys crate compiles it with the system C++ compiler) on stable
+# Rust, with the coverage instrumentation cargo-fuzz uses for `--sanitizer none`, added by
+# rustc-sancov.sh to this repository's crates only. Any crash (a panic, including a failed
+# invariant), timeout (-timeout) or out-of-memory (-rss_limit_mb, -malloc_limit_mb) fails the
+# run, naming the target and the saved input under benches/fuzz/artifacts/<target>/. Reproduce
+# one with: benches/fuzz/target/release/<target> <artifact>
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+all_targets=(redact trivy_report trivy_operator openai_response bedrock_response alertmanager slack teams scenario)
+read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
+mode=run
+secs=15
+case "${1:-}" in
+  merge) mode=merge ;;
+  '') ;;
+  *[!0-9]* | 0) echo "usage: $0 [SECONDS_PER_TARGET | merge]" >&2; exit 2 ;;
+  *) secs=$1 ;;
+esac
+
+export CARGO_TARGET_DIR="$here/target"
+export RUSTC_WRAPPER="$here/rustc-sancov.sh"
+export RUSTFLAGS="--cfg fuzzing"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+
+echo "fuzz: building ${#targets[@]} targets (release, debug assertions on)"
+cargo build --manifest-path "$here/Cargo.toml" --release --locked --bins
+
+bin="$here/target/release"
+work="$here/target/fuzz-corpus"   # what runs add; the committed corpus is only read
+failed=()
+
+for t in "${targets[@]}"; do
+  [ -x "$bin/$t" ] || { echo "fuzz: no target named $t" >&2; exit 2; }
+  mkdir -p "$work/$t" "$here/artifacts/$t" "$here/corpus/$t"
+  log="$here/target/fuzz-$t.log"
+  if [ "$mode" = merge ]; then
+    fresh="$here/target/merged-$t"
+    rm -rf "$fresh" && mkdir -p "$fresh"
+    "$bin/$t" -merge=1 -rss_limit_mb=2048 -timeout=10 "$fresh" "$here/corpus/$t" "$work/$t" >"$log" 2>&1 || {
+      echo "fuzz: merging $t failed, see $log" >&2; exit 1; }
+    rm -rf "$here/corpus/$t" && mv "$fresh" "$here/corpus/$t"
+    echo "fuzz: $t corpus: $(find "$here/corpus/$t" -type f | wc -l) inputs, $(du -sk "$here/corpus/$t" | cut -f1) KiB"
+    continue
+  fi
+  status=0
+  # A fixed seed (FUZZ_SEED, default 1): runs on the same code make the same mutations, so a
+  # green run here predicts CI's, and a longer run explores a superset of a shorter one.
+  "$bin/$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
+    "$work/$t" "$here/corpus/$t" >"$log" 2>&1 || status=$?
+  stats=$(grep -E '^#[0-9]+ *DONE' "$log" | tail -1 || true)
+  if [ "$status" -ne 0 ]; then
+    what=$(grep -m1 -oE '(ERROR: libFuzzer: [a-z -]+|panicked at .*)' "$log" || echo "exit $status")
+    artifact=$(grep -m1 -oE 'Test unit written to [^ ]+' "$log" | sed 's/Test unit written to //' || true)
+    echo "fuzz: FAILED $t: $what; input: ${artifact:-(none saved)}; log: $log" >&2
+    grep -m1 -A8 'panicked at' "$log" >&2 || tail -20 "$log" >&2
+    failed+=("$t")
+  else
+    echo "fuzz: ok $t ($secs s) ${stats:-}"
+  fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+  exit 1
+fi
