@@ -121,7 +121,8 @@ impl Bedrock {
     }
 
     /// Marks the stable prefix of every request with `cachePoint` blocks ([`add_cache_points`]),
-    /// so that Bedrock's prompt cache serves it on the next call of a run. Off by default: only
+    /// so that Bedrock's prompt cache serves it on the next call of a run (Amazon Nova models
+    /// cache no tool specs: theirs get no cache point). Off by default: only
     /// some models accept cache points (Anthropic Claude, Amazon Nova), and a prefix shorter than
     /// the model's minimum (e.g. 1,024 tokens) is not cached. Cached input tokens are counted in
     /// [`Usage::input_tokens`], so token budgets see every token the model read.
@@ -263,6 +264,26 @@ pub fn add_cache_points(body: &mut Value) {
         .filter(|c| !c.is_empty())
     {
         content.push(cache_point());
+    }
+}
+
+/// Whether `model` accepts a cache point in its tool specs: Amazon Nova caches only the system
+/// prompt and the messages (its inference profiles too: `us.amazon.nova-…`).
+fn caches_tools(model: &str) -> bool {
+    !model
+        .split('.')
+        .zip(model.split('.').skip(1))
+        .any(|(vendor, name)| vendor == "amazon" && name.starts_with("nova"))
+}
+
+/// Removes the cache point [`add_cache_points`] put after the tool specs.
+fn drop_tools_cache_point(body: &mut Value) {
+    if let Some(tools) = body
+        .pointer_mut("/toolConfig/tools")
+        .and_then(Value::as_array_mut)
+        && tools.last().is_some_and(|t| t.get("cachePoint").is_some())
+    {
+        tools.pop();
     }
 }
 
@@ -526,6 +547,9 @@ impl LlmProvider for Bedrock {
         let mut body = request_body(request);
         if self.prompt_cache {
             add_cache_points(&mut body);
+            if !caches_tools(&self.model) {
+                drop_tools_cache_point(&mut body);
+            }
         }
         let body = serde_json::to_vec(&body).map_err(|e| LlmError::Other(e.to_string()))?;
         let credentials = self.credentials().await?;
@@ -603,6 +627,32 @@ mod tests {
             .pop();
         assert_eq!(stripped, plain);
         assert_eq!(cached.to_string().matches("cachePoint").count(), 3);
+    }
+
+    #[test]
+    fn nova_models_get_no_cache_point_in_their_tools() {
+        for model in [
+            "amazon.nova-pro-v1:0",
+            "us.amazon.nova-lite-v1:0",
+            "eu.amazon.nova-micro-v1:0",
+        ] {
+            assert!(!caches_tools(model), "{model}");
+        }
+        for model in [
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "amazon.titan-text-express-v1",
+        ] {
+            assert!(caches_tools(model), "{model}");
+        }
+        let mut body = request_body(&request());
+        add_cache_points(&mut body);
+        drop_tools_cache_point(&mut body);
+        assert_eq!(body["toolConfig"]["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(body.to_string().matches("cachePoint").count(), 2);
+        // Only a cache point is removed.
+        drop_tools_cache_point(&mut body);
+        assert_eq!(body["toolConfig"]["tools"].as_array().unwrap().len(), 1);
     }
 
     #[test]
