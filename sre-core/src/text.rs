@@ -82,6 +82,58 @@ pub fn escape_untrusted_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
+/// A deserializer's message with the input values it quotes left out: serde's `invalid type:
+/// string "…", expected …` (and `invalid value: …`) quote a value of the input whole, which can
+/// be a log line with a credential, so `string "…"` becomes `string (N characters)`. Field and
+/// variant names (quoted with backticks) stay: they say what was wrong.
+///
+/// ```
+/// use sre_core::text::elide_quoted_values;
+/// assert_eq!(
+///     elide_quoted_values(r#"images: invalid type: string "token=abc \"x\"", expected a map at line 3"#),
+///     "images: invalid type: string (13 characters), expected a map at line 3"
+/// );
+/// ```
+pub fn elide_quoted_values(message: &str) -> String {
+    const OPEN: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        let quoted = &rest[at + OPEN.len()..];
+        // The value as Rust's Debug writes it: up to the first quote not escaped.
+        let mut chars = 0usize;
+        let mut escaped = false;
+        let mut end = None;
+        for (k, c) in quoted.char_indices() {
+            if escaped {
+                escaped = false;
+                chars += 1;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                end = Some(k);
+                break;
+            } else {
+                chars += 1;
+            }
+        }
+        match end {
+            Some(k) => {
+                out.push_str(&format!("string ({chars} characters)"));
+                rest = &quoted[k + 1..];
+            }
+            // No closing quote: drop the rest rather than quote half a value.
+            None => {
+                out.push_str("string (…)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A short description of a character for error messages: `U+001B (a control character)`.
 pub fn describe_char(c: char) -> String {
     let kind = if c.is_whitespace() {
