@@ -85,7 +85,8 @@ pub fn escape_untrusted_lines(s: &str) -> Cow<'_, str> {
 /// A deserializer's message with the input values it quotes left out: serde's `invalid type:
 /// string "…", expected …` (and `invalid value: …`) quote a value of the input whole, which can
 /// be a log line with a credential, so `string "…"` becomes `string (N characters)`. Field and
-/// variant names (quoted with backticks) stay: they say what was wrong.
+/// variant names (quoted with backticks) stay when they are plain identifiers — they say what
+/// was wrong — and become their length otherwise (`unknown field `(48 characters)``).
 ///
 /// ```
 /// use sre_core::text::elide_quoted_values;
@@ -118,17 +119,47 @@ pub fn elide_quoted_values(message: &str) -> String {
                 chars += 1;
             }
         }
-        match end {
-            Some(k) => {
-                out.push_str(&format!("string ({chars} characters)"));
-                rest = &quoted[k + 1..];
-            }
+        if let Some(k) = end {
+            let _ = write!(out, "string ({chars} characters)");
+            rest = &quoted[k + 1..];
+        } else {
             // No closing quote: drop the rest rather than quote half a value.
-            None => {
-                out.push_str("string (…)");
-                rest = "";
-            }
+            out.push_str("string (…)");
+            rest = "";
         }
+    }
+    out.push_str(rest);
+    elide_odd_names(&out)
+}
+
+/// `unknown field `…`` and `unknown variant `…``: a name that is not a plain identifier (spaces,
+/// `=`, longer than 64 characters) is input text, not a misspelt key, and becomes its length.
+fn elide_odd_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let at = ["unknown field `", "unknown variant `"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, open.len())))
+            .min();
+        let Some((at, len)) = at else { break };
+        out.push_str(&rest[..at + len]);
+        let name = &rest[at + len..];
+        let Some(end) = name.find('`') else {
+            out.push_str("…`");
+            rest = "";
+            break;
+        };
+        let plain = name[..end].chars().count() <= 64
+            && name[..end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if plain {
+            out.push_str(&name[..=end]);
+        } else {
+            let _ = write!(out, "({} characters)`", name[..end].chars().count());
+        }
+        rest = &name[end + 1..];
     }
     out.push_str(rest);
     out

@@ -716,6 +716,10 @@ async fn run_sim(sc: &Scenario, brain: Brain, options: &Options) -> Result<Run, 
 
 /// One run of `brain` on `sc` as seeded on `cluster`: the one path of the simulator and of a
 /// real API server.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one run in order: the brain (and its wire server), the agent and its observer, the run, then what the judge reads"
+)]
 async fn run_once(
     sc: &Scenario,
     brain: Brain,

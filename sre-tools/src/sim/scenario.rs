@@ -1018,6 +1018,17 @@ mod tests {
         let e = Scenario::from_yaml(yaml, "t").unwrap_err().to_string();
         assert!(e.contains("invalid type: string ("), "{e}");
         assert!(!e.contains("AKIAQX4ZT7"), "{e}");
+        // And as a key: serde quotes an unknown field's name, which a broken file can make any
+        // text. A plain misspelt key is still named.
+        let yaml =
+            "name: x\nimages:\n  web:1:\n    \"env AWS_ACCESS_KEY_ID=AKIAQX4ZT7PLMN3VB2RW\": 1\n";
+        let e = Scenario::from_yaml(yaml, "t").unwrap_err().to_string();
+        assert!(e.contains("unknown field `("), "{e}");
+        assert!(!e.contains("AKIAQX4ZT7"), "{e}");
+        let e = Scenario::from_yaml("name: x\ntaks: y\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `taks`"), "{e}");
     }
 
     #[test]
