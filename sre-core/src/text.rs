@@ -86,7 +86,7 @@ pub fn escape_untrusted_lines(s: &str) -> Cow<'_, str> {
 /// string "…", expected …` (and `invalid value: …`) quote a value of the input whole, which can
 /// be a log line with a credential, so `string "…"` becomes `string (N characters)`. Field and
 /// variant names (quoted with backticks) stay when they are plain identifiers — they say what
-/// was wrong — and become their length otherwise (`unknown field `(48 characters)``).
+/// was wrong — and become their length otherwise (``unknown field `(48 characters)` ``).
 ///
 /// ```
 /// use sre_core::text::elide_quoted_values;
@@ -132,7 +132,7 @@ pub fn elide_quoted_values(message: &str) -> String {
     elide_odd_names(&out)
 }
 
-/// `unknown field `…`` and `unknown variant `…``: a name that is not a plain identifier (spaces,
+/// ``unknown field `…` `` and ``unknown variant `…` ``: a name that is not a plain identifier (spaces,
 /// `=`, longer than 64 characters) is input text, not a misspelt key, and becomes its length.
 fn elide_odd_names(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
