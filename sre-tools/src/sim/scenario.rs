@@ -507,7 +507,14 @@ impl Scenario {
                 .redact(&sre_core::text::elide_quoted_values(&e.to_string()))
                 .into_owned(),
         })?;
-        s.validate(origin)?;
+        // Validation names what it found (a container, an image): redacted the same way.
+        s.validate(origin).map_err(|e| match e {
+            Error::Scenario { origin, message } => Error::Scenario {
+                origin,
+                message: sre_core::Redactor::default().redact(&message).into_owned(),
+            },
+            other => other,
+        })?;
         Ok(s)
     }
 
@@ -1029,6 +1036,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `taks`"), "{e}");
+        // A consistency error names what it found, redacted.
+        let yaml = "name: x\nimages: {}\ndeployments:\n  - namespace: shop\n    name: web\n    history:\n      - \"a AKIAQX4ZT7PLMN3VB2RW b\": web:1\n    containers:\n      - {name: web, image: web:2}\n";
+        let e = Scenario::from_yaml(yaml, "t").unwrap_err().to_string();
+        assert!(e.contains("history names container"), "{e}");
+        assert!(!e.contains("AKIAQX4ZT7"), "{e}");
     }
 
     #[test]
