@@ -436,10 +436,11 @@ async fn wait_settled(api: &Api<Deployment>, name: &str, last: bool) {
 }
 
 pub(crate) async fn install_vulnerability_report_crd(admin: &Client) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/trivy-operator/vulnerabilityreports-crd.yaml");
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Relative to this file: the examples' tests include this module too.
+    let crd: CustomResourceDefinition = serde_yaml::from_str(include_str!(
+        "../fixtures/trivy-operator/vulnerabilityreports-crd.yaml"
+    ))
+    .unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
     let name = crd.metadata.name.clone().unwrap();
     match api.create(&PostParams::default(), &crd).await {
