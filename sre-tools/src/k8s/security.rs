@@ -103,8 +103,7 @@ pub(crate) async fn plan_patch(
 /// runs (by the digest its own pods report while it still has some, else its template's image).
 /// `changes` are `(container, image now, image after)`. Of several containers, the evidence kept
 /// is the first whose candidate brings in a CRITICAL/HIGH finding (what an unattended approval
-/// must see), else the first scanned. An image it returns to that cannot be scanned is
-/// `unchecked` (an unattended approval then leaves it to a human); nothing else is blocked.
+/// must see), else the first scanned. A scan that cannot be made is a note, as for a patch.
 pub(crate) async fn plan_rollback(
     inner: &Inner,
     sec: &Security,
@@ -114,7 +113,6 @@ pub(crate) async fn plan_rollback(
 ) -> RollbackSecurity {
     let ns = dep.metadata.namespace.clone().unwrap_or_default();
     let mut notes = Vec::new();
-    let mut unchecked = Vec::new();
     let mut kept: Option<VulnerabilityEvidence> = None;
     for (container, old, image) in changes {
         // Only pods whose spec asks for the template's image speak for it, and only a digest of
@@ -161,8 +159,11 @@ pub(crate) async fn plan_rollback(
                     .or_else(|| digest_of(image)),
                 source(sec),
             ),
+            // As for a patch, a scanner that cannot scan (none installed, a registry down)
+            // blocks nothing: the approver sees why there is no scan. The revision ran here
+            // before; a scan that is made can veto it.
             Err(e) => {
-                unchecked.push(format!(
+                notes.push(format!(
                     "container {container}: the image it returns to ({image}) was not scanned: {e}"
                 ));
                 continue;
@@ -202,7 +203,6 @@ pub(crate) async fn plan_rollback(
     RollbackSecurity {
         evidence: kept,
         notes,
-        unchecked,
     }
 }
 
@@ -212,8 +212,6 @@ pub(crate) struct RollbackSecurity {
     pub(crate) evidence: Option<VulnerabilityEvidence>,
     /// What the approver should know (a side compared against nothing).
     pub(crate) notes: Vec<String>,
-    /// What could not be checked: an image it returns to that was not scanned.
-    pub(crate) unchecked: Vec<String>,
 }
 
 /// Scans what the deployment's newest ReplicaSet runs in `evidence.container` (by the digest its

@@ -527,17 +527,9 @@ impl WriteTool {
                         super::security::plan_rollback(&self.inner, security, dep, &rs, &changes)
                             .await;
                     evidence.target_scan = r.evidence;
-                    let why: Vec<&String> = r.notes.iter().chain(&r.unchecked).collect();
-                    if !why.is_empty() {
-                        notes = format!(
-                            " ({})",
-                            why.iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        );
+                    if !r.notes.is_empty() {
+                        notes = format!(" ({})", r.notes.join("; "));
                     }
-                    evidence.unchecked = r.unchecked;
                 }
                 match super::evidence::revision_crash(&self.inner, dep, &rs).await {
                     Ok(crash) => evidence.target_crash = crash,
