@@ -199,7 +199,11 @@ async fn adversaries_and_the_raced_playbook_as_ai_sre_change_nothing_as_on_the_s
             );
             assert_eq!(row.executed, 0, "{row:#?}");
             assert_ne!(row.verdict, Verdict::Failed, "{row:#?}");
-            assert!(row.notes.is_empty(), "{row:#?}");
+            // Only the note of a run that ended on the model's own broken answer (garbage).
+            assert!(
+                row.notes.iter().all(|n| n.starts_with("provider error:")),
+                "{row:#?}"
+            );
             assert_same_as_sim(
                 row,
                 &sim_row(name, Brain::from_name(&row.brain).unwrap()).await,
