@@ -17,22 +17,7 @@ const SECRETS: [&str; 2] = [
 fuzz_target!(|data: &[u8]| {
     let (headers, body, status) = sre_fuzz::provider_answer(data, "x-amzn-errortype");
     for status in [200, status] {
-        match parse_answer("bedrock", status, &headers, &body, &SECRETS) {
-            Ok(response) => {
-                assert!(
-                    (200..300).contains(&status),
-                    "an error status parsed as a response"
-                );
-                let calls = &response.message.tool_calls;
-                let ids: std::collections::HashSet<&str> =
-                    calls.iter().map(|c| c.id.as_str()).collect();
-                assert_eq!(ids.len(), calls.len(), "tool call ids repeat: {calls:?}");
-                assert!(
-                    calls.iter().all(|c| !c.id.trim().is_empty()),
-                    "a tool call without an id: {calls:?}"
-                );
-            }
-            Err(e) => sre_fuzz::assert_no_secret(&e.to_string(), &SECRETS, "bedrock answer"),
-        }
+        let answer = parse_answer("bedrock", status, &headers, &body, &SECRETS);
+        sre_fuzz::check_answer(status, answer, &SECRETS, "bedrock answer");
     }
 });

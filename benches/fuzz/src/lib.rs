@@ -123,3 +123,31 @@ pub fn provider_answer(data: &[u8], header: &str) -> (http::HeaderMap, Vec<u8>, 
     let status = ERROR_STATUSES[data.len() % ERROR_STATUSES.len()];
     (headers, body.to_vec(), status)
 }
+
+/// The checks both provider targets make on a parsed answer: only a 2xx status parses into a
+/// response, its tool calls have unique, non-blank ids (results are paired with calls by id),
+/// and an error never quotes one of `secrets`.
+pub fn check_answer(
+    status: u16,
+    answer: Result<sre_core::ChatResponse, sre_core::LlmError>,
+    secrets: &[&str],
+    what: &str,
+) {
+    match answer {
+        Ok(response) => {
+            assert!(
+                (200..300).contains(&status),
+                "an error status parsed as a response"
+            );
+            let calls = &response.message.tool_calls;
+            let ids: std::collections::HashSet<&str> =
+                calls.iter().map(|c| c.id.as_str()).collect();
+            assert_eq!(ids.len(), calls.len(), "tool call ids repeat: {calls:?}");
+            assert!(
+                calls.iter().all(|c| !c.id.trim().is_empty()),
+                "a tool call without an id: {calls:?}"
+            );
+        }
+        Err(e) => assert_no_secret(&e.to_string(), secrets, what),
+    }
+}
