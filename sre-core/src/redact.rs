@@ -36,6 +36,10 @@ use regex::{Regex, RegexSet};
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// How many passes of the rules [`Redactor::redact`] makes before it withholds the whole text.
+/// One pass finds nearly everything, a second what the first one's redactions uncovered.
+const MAX_PASSES: usize = 4;
+
 /// Removes secrets from text: vendor API keys and tokens, AWS keys, private key blocks, JWTs,
 /// passwords in URLs and on command lines, `Authorization` and cookie values, values of settings
 /// whose name says they are secret, random-looking values of settings whose name hints at a
@@ -89,7 +93,27 @@ impl Redactor {
     }
 
     /// The text with every secret replaced by [`REDACTED`]. Borrows when nothing matched.
+    ///
+    /// Redacting the result again changes nothing. A redaction can change how the rules read the
+    /// text around it (a JWT that looked like the next `name: ` of a line becomes
+    /// `[REDACTED]`, so the line's value now runs to its end), so the rules run again on the
+    /// redacted text until nothing more is found; each pass only removes text. Should that not
+    /// settle within [`MAX_PASSES`], the whole text is withheld: failing closed.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let Cow::Owned(mut out) = self.redact_pass(text) else {
+            return Cow::Borrowed(text);
+        };
+        for _ in 1..MAX_PASSES {
+            match self.redact_pass(&out) {
+                Cow::Owned(next) if next != out => out = next,
+                _ => return Cow::Owned(out),
+            }
+        }
+        Cow::Owned(REDACTED.to_owned())
+    }
+
+    /// One pass of the rules over `text`: each secret they find replaced by [`REDACTED`].
+    fn redact_pass<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut hits = self.hits(text);
         if hits.is_empty() {
             return Cow::Borrowed(text);
@@ -1600,6 +1624,43 @@ mod tests {
         let once = r(text);
         assert_eq!(r(&once), once);
         assert!(!once.contains("]]"), "{once}");
+    }
+
+    /// Found by the `redact` fuzz target: the first pass redacted the JWT, which the line's
+    /// reading had taken for the next `name: ` of the line (so the value was `$Bearer`, a
+    /// variable reference, and kept); a second redaction then took the whole line. One call
+    /// must do both.
+    #[test]
+    fn redaction_that_changes_how_the_line_reads_is_finished_in_one_call() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let red = Redactor::default();
+        for text in [
+            format!("Authorization:$Bearer {jwt}: x\n"),
+            format!("Authorization:$Bearer {jwt}: Bea#rer eyJhbGc&\0\01NiJWIaub\n"),
+        ] {
+            let once = red.redact(&text);
+            assert!(!once.contains("eyJ"), "{once}");
+            assert_eq!(red.redact(&once), once, "redacting twice changed {text:?}");
+            assert!(red.matching_rules(&once).is_empty(), "{once}");
+        }
+        assert_eq!(
+            red.redact(&format!("Authorization:$Bearer {jwt}: x")),
+            "Authorization:[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn redaction_settles_on_text_already_redacted() {
+        // A pass that only re-finds its own markers changes nothing and must not be taken for
+        // one that does not settle (which would withhold the whole text).
+        let red = Redactor::default();
+        let text = "DB_PASSWORD=[REDACTED] note: kept";
+        assert_eq!(red.redact(text), text);
+        let out = red.redact("password: hunter2\nAuthorization: Bearer [REDACTED]\nlevel: info");
+        assert_eq!(
+            out,
+            "password: [REDACTED]\nAuthorization: Bearer [REDACTED]\nlevel: info"
+        );
     }
 
     #[test]
