@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds the fuzz targets of benches/fuzz once and runs each for a bounded time; what CI runs.
+# Builds the fuzz targets of benches/fuzz once and runs each for a bounded time or number of
+# inputs.
 #
-#   benches/fuzz/run.sh [SECONDS_PER_TARGET]   fuzz every target (default 15 s each)
+#   benches/fuzz/run.sh --runs N               what CI runs: N inputs per target, from the
+#                                              committed corpus only, same seed: the same inputs
+#                                              on every machine, so a green run here is CI's
+#   benches/fuzz/run.sh [SECONDS_PER_TARGET]   a campaign (default 15 s each), growing the
+#                                              local corpus under target/fuzz-corpus
 #   benches/fuzz/run.sh merge                  minimize the committed corpus with what the
-#                                              last runs found (libFuzzer -merge=1)
-#   FUZZ_TARGETS="redact slack" benches/fuzz/run.sh 60    only some targets
+#                                              campaigns found (libFuzzer -merge=1)
+#   FUZZ_TARGETS="redact slack" benches/fuzz/run.sh 600   only some targets
+#   FUZZ_SEED=7 benches/fuzz/run.sh 600        other mutations than the default seed 1
 #
 # Engine: libFuzzer (the libfuzzer-sys crate compiles it with the system C++ compiler) on stable
 # Rust, with the coverage instrumentation cargo-fuzz uses for `--sanitizer none`, added by
@@ -17,13 +23,16 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 all_targets=(redact trivy_report trivy_operator openai_response bedrock_response alertmanager slack teams scenario)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
+usage() { echo "usage: $0 [SECONDS_PER_TARGET | --runs N | merge]" >&2; exit 2; }
+positive() { case "${1:-}" in '' | *[!0-9]* | 0*) usage ;; esac; }
 mode=run
 secs=15
+runs=
 case "${1:-}" in
   merge) mode=merge ;;
+  --runs) positive "${2:-}"; runs=$2 ;;
   '') ;;
-  *[!0-9]* | 0) echo "usage: $0 [SECONDS_PER_TARGET | merge]" >&2; exit 2 ;;
-  *) secs=$1 ;;
+  *) positive "$1"; secs=$1 ;;
 esac
 
 export CARGO_TARGET_DIR="$here/target"
@@ -52,12 +61,20 @@ for t in "${targets[@]}"; do
     continue
   fi
   status=0
-  # A fixed seed (FUZZ_SEED, default 1): runs on the same code make the same mutations, so a
-  # green run here predicts CI's, and a longer run explores a superset of a shorter one.
-  "$bin/$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  # A fixed seed (FUZZ_SEED, default 1) and, with --runs, a count of inputs instead of a time
+  # and a fresh work corpus: the same code gets the same inputs whatever the machine's speed
+  # or load (a time bound made CI, on a quieter machine, try inputs a local run never had).
+  if [ -n "$runs" ]; then
+    rm -rf "${work:?}/$t" && mkdir -p "$work/$t"
+    bound=(-runs="$runs" -max_total_time=300)
+  else
+    bound=(-max_total_time="$secs")
+  fi
+  started=$SECONDS
+  "$bin/$t" -seed="${FUZZ_SEED:-1}" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
     "$work/$t" "$here/corpus/$t" >"$log" 2>&1 || status=$?
-  stats=$(grep -E '^#[0-9]+ *DONE' "$log" | tail -1 || true)
+  stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   if [ "$status" -ne 0 ]; then
     what=$(grep -m1 -oE '(ERROR: libFuzzer: [a-z -]+|panicked at .*)' "$log" || echo "exit $status")
     artifact=$(grep -m1 -oE 'Test unit written to [^ ]+' "$log" | sed 's/Test unit written to //' || true)
@@ -65,7 +82,7 @@ for t in "${targets[@]}"; do
     grep -m1 -A8 'panicked at' "$log" >&2 || tail -20 "$log" >&2
     failed+=("$t")
   else
-    echo "fuzz: ok $t ($secs s) ${stats:-}"
+    echo "fuzz: ok $t (${runs:+$runs inputs, }$((SECONDS - started)) s) ${stats:-}"
   fi
 done
 
