@@ -375,6 +375,14 @@ async fn the_real_clients_get_the_services_errors_from_the_servers() {
         if format == Format::Bedrock {
             assert!(text.contains("InvalidSignatureException"), "{text}");
         }
+        // A tool that printed nothing (an empty log): the services take the empty result
+        // (Converse refuses a blank text block, so the client must not send one).
+        let mut empty = request();
+        if let Some(last) = empty.messages.last_mut() {
+            last.content.clear();
+        }
+        let answer = good.chat(&empty).await;
+        assert!(answer.is_ok(), "{format:?}: {answer:?}");
         // A transcript the service refuses: the last call left unanswered.
         let mut broken = request();
         broken.messages.pop();
@@ -544,6 +552,14 @@ async fn the_bedrock_server_verifies_sigv4_and_the_conversation() {
             {"role": "assistant", "content": [use_block]},
             {"role": "user", "content": [{"text": "go on"}]}]}),
         "Expected toolResult blocks at messages.2.content for the following Ids: t1",
+    )
+    .await;
+    refused(
+        json!({"toolConfig": tools, "messages": [
+            {"role": "user", "content": [{"text": "a"}]},
+            {"role": "assistant", "content": [use_block]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": ""}]}}]}]}),
+        "toolResult.content.0 is blank",
     )
     .await;
     refused(

@@ -149,18 +149,36 @@ impl Bedrock {
     }
 }
 
-/// The Converse request body for `request`.
+/// What an empty text goes as: Converse refuses a blank text block ("The text field in the
+/// ContentBlock object at messages.N.content.M is blank"), and a tool that printed nothing (an
+/// empty log) would otherwise make every later request of the run fail the same way.
+const EMPTY_TEXT: &str = "(empty)";
+
+/// A text content block; a blank text becomes [`EMPTY_TEXT`].
+fn text_block(text: &str) -> Value {
+    if text.trim().is_empty() {
+        json!({ "text": EMPTY_TEXT })
+    } else {
+        json!({ "text": text })
+    }
+}
+
+/// The Converse request body for `request`. Blank system prompts are left out and other blank
+/// texts sent as [`EMPTY_TEXT`], because Converse refuses blank text blocks.
 pub fn request_body(request: &ChatRequest) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     for m in &request.messages {
         match m.role {
+            Role::System if m.content.trim().is_empty() => {}
             Role::System => system.push(json!({"text": m.content})),
-            Role::User => messages.push(json!({"role": "user", "content": [{"text": m.content}]})),
+            Role::User => {
+                messages.push(json!({"role": "user", "content": [text_block(&m.content)]}))
+            }
             Role::Assistant => {
                 let mut content = Vec::new();
-                if !m.content.is_empty() {
-                    content.push(json!({"text": m.content}));
+                if !m.content.trim().is_empty() || m.tool_calls.is_empty() {
+                    content.push(text_block(&m.content));
                 }
                 for c in &m.tool_calls {
                     let input = if c.arguments.is_object() {
@@ -177,7 +195,7 @@ pub fn request_body(request: &ChatRequest) -> Value {
             Role::Tool => {
                 let block = json!({"toolResult": {
                     "toolUseId": m.tool_call_id.clone().unwrap_or_default(),
-                    "content": [{"text": m.content}],
+                    "content": [text_block(&m.content)],
                     "status": if m.is_error { "error" } else { "success" }
                 }});
                 // The results of one turn go back together, in one user message.
@@ -671,6 +689,45 @@ mod tests {
         let mut empty = json!({"messages": []});
         add_cache_points(&mut empty);
         assert_eq!(empty, json!({"messages": []}));
+    }
+
+    #[test]
+    fn no_text_block_is_blank() {
+        // Converse refuses a blank text block with a 400, and the transcript keeps it, so one
+        // tool that printed nothing (an empty container log) failed every later request.
+        let call = ToolCall::new("c1", "k8s_pod_logs", json!({}));
+        let body = request_body(&ChatRequest {
+            messages: vec![
+                Message::system(" "),
+                Message::user(""),
+                Message::assistant_tool_calls("", vec![call.clone()]),
+                Message::tool_result(&call, ""),
+                Message::assistant("\n"),
+            ],
+            ..ChatRequest::default()
+        });
+        assert!(body.get("system").is_none(), "{body}");
+        let mut texts = 0;
+        let mut blocks: Vec<&Value> = Vec::new();
+        for m in body["messages"].as_array().unwrap() {
+            let content = m["content"].as_array().unwrap();
+            assert!(!content.is_empty(), "{m}");
+            for b in content {
+                blocks.push(b);
+                if let Some(r) = b.get("toolResult") {
+                    blocks.extend(r["content"].as_array().unwrap());
+                }
+            }
+        }
+        for b in blocks {
+            if let Some(t) = b.get("text") {
+                texts += 1;
+                assert!(!t.as_str().unwrap().trim().is_empty(), "{b}");
+            }
+        }
+        assert_eq!(texts, 3, "{body}");
+        // The assistant's turn of calls alone has no text block.
+        assert_eq!(body["messages"][1]["content"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -611,8 +611,13 @@ fn conversation(
                     };
                     let (id, name) = pending.remove(at);
                     let mut content = String::new();
-                    for c in r.content {
+                    for (k, c) in r.content.into_iter().enumerate() {
                         match c {
+                            ResultBlock::Text(t) if t.trim().is_empty() => {
+                                return Err(format!(
+                                    "The text field in the ToolResultContentBlock object at messages.{i}.content.{j}.toolResult.content.{k} is blank. Add text to the text field, and try again."
+                                ));
+                            }
                             ResultBlock::Text(t) => content.push_str(&t),
                             ResultBlock::Json(v) => content.push_str(&v.to_string()),
                         }
