@@ -150,7 +150,7 @@ impl Bedrock {
 }
 
 /// What an empty text goes as: Converse refuses a blank text block ("The text field in the
-/// ContentBlock object at messages.N.content.M is blank"), and a tool that printed nothing (an
+/// `ContentBlock` object at messages.N.content.M is blank"), and a tool that printed nothing (an
 /// empty log) would otherwise make every later request of the run fail the same way.
 const EMPTY_TEXT: &str = "(empty)";
 
@@ -173,7 +173,7 @@ pub fn request_body(request: &ChatRequest) -> Value {
             Role::System if m.content.trim().is_empty() => {}
             Role::System => system.push(json!({"text": m.content})),
             Role::User => {
-                messages.push(json!({"role": "user", "content": [text_block(&m.content)]}))
+                messages.push(json!({"role": "user", "content": [text_block(&m.content)]}));
             }
             Role::Assistant => {
                 let mut content = Vec::new();
