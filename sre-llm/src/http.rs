@@ -123,10 +123,13 @@ pub(crate) fn provider_message(body: &[u8], secrets: &[&str]) -> String {
     msg.map_or_else(text, |m| scrub(m, secrets))
 }
 
+/// A wait in seconds (`"2"`, `"1.5"`), or in Groq's `2m59.56s` form. A number of seconds
+/// past what a `Duration` holds (`"1e30"`, `"inf"`) is the longest wait, which
+/// [`Retry`](crate::Retry) refuses to sit out, never a panic.
 fn seconds(s: &str) -> Option<Duration> {
     let s = s.trim();
     if let Ok(f) = s.parse::<f64>() {
-        return (f.is_finite() && f >= 0.0).then(|| Duration::from_secs_f64(f));
+        return (f >= 0.0).then(|| Duration::try_from_secs_f64(f).unwrap_or(Duration::MAX));
     }
     // Groq's reset headers look like "2m59.56s", "7.66s", "120ms".
     humantime::parse_duration(s).ok()
@@ -361,6 +364,28 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&headers(&[])), None);
+    }
+
+    #[test]
+    fn a_retry_after_too_long_for_a_duration_is_the_longest_wait_not_a_panic() {
+        // Found by the fuzz target `openai_response`: `Duration::from_secs_f64` panicked on a
+        // `Retry-After` of 755555...5 seconds, so a hostile or broken endpoint (or a proxy in
+        // front of it) could crash the agent with one header.
+        for v in [
+            "7555555555555555555555555555555555555555",
+            "1e30",
+            "inf",
+            "Infinity",
+        ] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", v)])),
+                Some(Duration::MAX),
+                "{v}"
+            );
+        }
+        for v in ["-1", "NaN", "-inf"] {
+            assert_eq!(retry_after(&headers(&[("retry-after", v)])), None, "{v}");
+        }
     }
 
     #[test]

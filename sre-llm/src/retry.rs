@@ -107,7 +107,7 @@ impl<P: LlmProvider> LlmProvider for Retry<P> {
                         }
                         _ => next.min(self.max_wait),
                     };
-                    if waited + wait > self.max_total_wait {
+                    if waited.saturating_add(wait) > self.max_total_wait {
                         tracing::warn!(
                             provider = %self.inner.name(),
                             error = %e,
@@ -119,7 +119,7 @@ impl<P: LlmProvider> LlmProvider for Retry<P> {
                     }
                     tracing::warn!(provider = %self.inner.name(), error = %e, wait_ms = wait.as_millis(), "retrying");
                     tokio::time::sleep(wait).await;
-                    waited += wait;
+                    waited = waited.saturating_add(wait);
                 }
                 Err(e) => return Err(e),
             }

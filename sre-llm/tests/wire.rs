@@ -1313,6 +1313,38 @@ async fn a_rate_limit_longer_than_the_cap_falls_back_at_once() {
 }
 
 #[tokio::test]
+async fn a_retry_after_past_what_a_duration_holds_ends_the_retries_without_a_panic() {
+    // A second 429 asking for 1e30 s after a first one that was waited out: the sum of the
+    // waits must not overflow, even with no cap on one wait (max_wait = Duration::MAX).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0.01"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1e30"))
+        .mount(&server)
+        .await;
+    let e = Retry::new(compat(&server))
+        .max_wait(Duration::MAX)
+        .chat(&first_turn())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LlmError::RateLimited {
+                retry_after: Some(Duration::MAX),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn a_429_asking_for_999999_seconds_returns_at_once_over_the_wire() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
