@@ -112,6 +112,34 @@ impl Redactor {
         Cow::Owned(REDACTED.to_owned())
     }
 
+    /// For a message that quotes untrusted input (a parser's error naming the value it refused):
+    /// [`redact`](Self::redact) of the whole message, then of each run of token characters
+    /// (letters, digits, `_-./+=`) standing alone. A message glues the input's text to its own
+    /// (`field status: "Token=…" is not…`, `images.<key>: invalid type…`), and a rule's
+    /// boundaries can then miss a credential that it finds in the input's own token.
+    pub fn redact_message(&self, message: &str) -> String {
+        let whole = self.redact(message);
+        let mut out = String::with_capacity(whole.len());
+        let mut run_start = None;
+        for (i, c) in whole.char_indices() {
+            let token = c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '+' | '=');
+            match (token, run_start) {
+                (true, None) => run_start = Some(i),
+                (false, Some(start)) => {
+                    out.push_str(&self.redact(&whole[start..i]));
+                    run_start = None;
+                    out.push(c);
+                }
+                (false, None) => out.push(c),
+                (true, Some(_)) => {}
+            }
+        }
+        if let Some(start) = run_start {
+            out.push_str(&self.redact(&whole[start..]));
+        }
+        out
+    }
+
     /// One pass of the rules over `text`: each secret they find replaced by [`REDACTED`].
     fn redact_pass<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut hits = self.hits(text);
@@ -1660,6 +1688,29 @@ mod tests {
         assert_eq!(
             out,
             "password: [REDACTED]\nAuthorization: Bearer [REDACTED]\nlevel: info"
+        );
+    }
+
+    #[test]
+    fn a_message_quoting_input_is_redacted_whole_and_token_by_token() {
+        let red = Redactor::default();
+        // Glued to the message's own text, the assignment is not at a word boundary, so the
+        // whole-text pass misses it; standing alone, the token is an assignment.
+        let message = "field `status`: \"firingm.host.internal:\u{7f}TTTTTTToken=68sT2uV4wX6yZ8aB0cD2eR8sTTTTTTT&T\" is not a status";
+        let out = red.redact_message(message);
+        assert!(!out.contains("68sT2uV4wX6yZ8aB0cD2eR8s"), "{out}");
+        assert!(
+            out.starts_with("field `status`: \"firingm.host.internal:"),
+            "{out}"
+        );
+        assert!(out.ends_with("[REDACTED]\" is not a status"), "{out}");
+        // Clean text and text ending in a token come back as they were.
+        for text in ["no secret here", "ends in a word", "", "password"] {
+            assert_eq!(red.redact_message(text), text);
+        }
+        assert_eq!(
+            red.redact_message("key ghp_0123456789abcdefghijABCDEFGHIJ0123"),
+            "key [REDACTED]"
         );
     }
 

@@ -484,6 +484,30 @@ async fn malformed_bodies_get_400_naming_what_is_wrong() {
         );
     }
     assert_eq!(queue.depth(), 0, "nothing from a refused body is queued");
+
+    // A refused value is quoted redacted: the answer and the logs never carry a credential
+    // the sender put in the field (found by the `alertmanager` fuzz target: a value glued to
+    // other text, `host:TToken=…`, was quoted whole).
+    let secret = "68sT2uV4wX6yZ8aB0cD2eR8sTTTTTTT";
+    let github = "ghp_0123456789abcdefghijABCDEFGHIJ0123";
+    for body in [
+        with(&|v| {
+            v["status"] = json!(format!(
+                "firingm.host.internal:\u{7f}TTTTTTToken={secret}&T"
+            ))
+        }),
+        with(&|v| v["version"] = json!(format!("4 {github}"))),
+        with(&|v| v["alerts"][0]["status"] = json!(format!("x:apiToken={secret}"))),
+    ] {
+        let (status, answer) = post(&url, body.clone(), None).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            !error.contains(&secret[..16]) && !error.contains(&github[4..20]),
+            "{error}"
+        );
+        assert!(error.contains("[REDACTED]"), "{error}");
+    }
 }
 
 #[tokio::test]

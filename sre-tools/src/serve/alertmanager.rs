@@ -39,6 +39,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sre_core::Redactor;
 
 use super::api::ApiToken;
 use super::store::{Incident, Trigger};
@@ -178,9 +179,11 @@ pub enum WebhookError {
     },
 }
 
-/// A JSON value shown in an error: escaped and shortened.
+/// A JSON value shown in an error: redacted (the sender's payload may carry credentials, and
+/// the error goes back in the response and into the logs), escaped and shortened, in that order
+/// so the cut never leaves half a secret the rules no longer recognise.
 fn shown(v: &Value) -> String {
-    quote(&v.to_string(), 80)
+    quote(&Redactor::default().redact_message(&v.to_string()), 80)
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -483,30 +483,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// A load error's message with what the redactor finds redacted twice over: in the whole
-/// message, and in each run of token characters standing alone. A message glues the file's text
-/// to its own (`images.<key>: invalid type…`), and a rule's boundaries can then miss a credential
-/// that it finds in the file's own token.
-fn redact_message(message: &str) -> String {
-    let redactor = sre_core::Redactor::default();
-    let whole = redactor.redact(message);
-    let is_token =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '+' | '=');
-    let mut out = String::with_capacity(whole.len());
-    let mut run = String::new();
-    for c in whole.chars().chain(std::iter::once('\n')) {
-        if is_token(c) {
-            run.push(c);
-            continue;
-        }
-        out.push_str(&redactor.redact(&run));
-        run.clear();
-        out.push(c);
-    }
-    out.pop();
-    out
-}
-
 impl Scenario {
     /// Parses a scenario from YAML. `origin` names it in errors.
     ///
@@ -527,13 +503,14 @@ impl Scenario {
         // credential: it passes the redactor like any other text that reaches a terminal or model.
         let s: Self = serde_yaml::from_str(yaml).map_err(|e| Error::Scenario {
             origin: origin.to_owned(),
-            message: redact_message(&sre_core::text::elide_quoted_values(&e.to_string())),
+            message: sre_core::Redactor::default()
+                .redact_message(&sre_core::text::elide_quoted_values(&e.to_string())),
         })?;
         // Validation names what it found (a container, an image): redacted the same way.
         s.validate(origin).map_err(|e| match e {
             Error::Scenario { origin, message } => Error::Scenario {
                 origin,
-                message: redact_message(&message),
+                message: sre_core::Redactor::default().redact_message(&message),
             },
             other => other,
         })?;
