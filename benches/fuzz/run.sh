@@ -64,8 +64,10 @@ for t in "${targets[@]}"; do
   # A fixed seed (FUZZ_SEED, default 1) and, with --runs, a count of inputs instead of a time
   # and a fresh work corpus: the same code gets the same inputs whatever the machine's speed
   # or load (a time bound made CI, on a quieter machine, try inputs a local run never had).
+  into="$work/$t"
   if [ -n "$runs" ]; then
-    rm -rf "${work:?}/$t" && mkdir -p "$work/$t"
+    into="$here/target/fuzz-runs/$t"   # not the campaigns' corpus, which it would empty
+    rm -rf "$into" && mkdir -p "$into"
     bound=(-runs="$runs" -max_total_time=300)
   else
     bound=(-max_total_time="$secs")
@@ -73,7 +75,7 @@ for t in "${targets[@]}"; do
   started=$SECONDS
   "$bin/$t" -seed="${FUZZ_SEED:-1}" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
-    "$work/$t" "$here/corpus/$t" >"$log" 2>&1 || status=$?
+    "$into" "$here/corpus/$t" >"$log" 2>&1 || status=$?
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   if [ "$status" -ne 0 ]; then
     what=$(grep -m1 -oE '(ERROR: libFuzzer: [a-z -]+|panicked at .*)' "$log" || echo "exit $status")
