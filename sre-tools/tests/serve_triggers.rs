@@ -508,6 +508,16 @@ async fn malformed_bodies_get_400_naming_what_is_wrong() {
         );
         assert!(error.contains("[REDACTED]"), "{error}");
     }
+    // serde's own message quotes a refused string whole: it is left out.
+    let body = with(&|v| v["truncatedAlerts"] = json!(github));
+    let (status, answer) = post(&url, body.clone(), None).await;
+    assert_eq!(status, 400, "{body}: {answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(!error.contains(&github[4..20]), "{error}");
+    assert!(
+        error.contains("field `truncatedAlerts`: invalid type: string (38 characters)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -217,7 +217,12 @@ fn take<T: DeserializeOwned>(
             .map(Some)
             .map_err(|e| WebhookError::Invalid {
                 field: path(at, name),
-                message: quote(&e.to_string(), 200),
+                // serde quotes a refused string whole (`invalid type: string "…"`).
+                message: quote(
+                    &Redactor::default()
+                        .redact_message(&sre_core::text::elide_quoted_values(&e.to_string())),
+                    200,
+                ),
             }),
     }
 }
