@@ -3,8 +3,9 @@
 # inputs.
 #
 #   benches/fuzz/run.sh --runs N               what CI runs: N inputs per target, from the
-#                                              committed corpus only, same seed: the same inputs
-#                                              on every machine, so a green run here is CI's
+#                                              committed corpus only (in name order), same seed:
+#                                              the same inputs on every machine, so a green run
+#                                              here predicts CI's (fails if N are not run in 300 s)
 #   benches/fuzz/run.sh [SECONDS_PER_TARGET]   a campaign (default 15 s each), growing the
 #                                              local corpus under target/fuzz-corpus
 #   benches/fuzz/run.sh merge                  minimize the committed corpus with what the
@@ -23,6 +24,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 all_targets=(redact trivy_report trivy_operator openai_response bedrock_response alertmanager slack teams scenario)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
+[ "${#targets[@]}" -gt 0 ] || { echo "fuzz: FUZZ_TARGETS names no target" >&2; exit 2; }
 usage() { echo "usage: $0 [SECONDS_PER_TARGET | --runs N | merge]" >&2; exit 2; }
 positive() { case "${1:-}" in '' | *[!0-9]* | 0*) usage ;; esac; }
 mode=run
@@ -61,22 +63,39 @@ for t in "${targets[@]}"; do
     continue
   fi
   status=0
-  # A fixed seed (FUZZ_SEED, default 1) and, with --runs, a count of inputs instead of a time
-  # and a fresh work corpus: the same code gets the same inputs whatever the machine's speed
-  # or load (a time bound made CI, on a quieter machine, try inputs a local run never had).
+  # A fixed seed (FUZZ_SEED, default 1) and, with --runs, a count of inputs instead of a time,
+  # the committed inputs in a fixed order and a fresh work corpus: the same code gets the same
+  # mutations whatever the machine's speed or load (a time bound made CI, on a quieter machine,
+  # try inputs a local run never had). Not strictly: code under test that iterates a HashMap
+  # can vary the coverage feedback between processes, and with it what is kept and mutated.
   into="$work/$t"
+  seeds=("$here/corpus/$t")
   if [ -n "$runs" ]; then
     into="$here/target/fuzz-runs/$t"   # not the campaigns' corpus, which it would empty
     rm -rf "$into" && mkdir -p "$into"
     bound=(-runs="$runs" -max_total_time=300)
+    # The committed inputs in name order (a directory is read in the file system's order, and
+    # libFuzzer keeps that order among inputs of one size).
+    list="$here/target/fuzz-runs/$t.seeds"
+    find "$here/corpus/$t" -type f | LC_ALL=C sort | paste -sd, - >"$list"
+    seeds=()
+    [ -s "$list" ] && seeds=(-seed_inputs=@"$list")
   else
     bound=(-max_total_time="$secs")
   fi
   started=$SECONDS
   "$bin/$t" -seed="${FUZZ_SEED:-1}" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
-    "$into" "$here/corpus/$t" >"$log" 2>&1 || status=$?
+    "${seeds[@]}" "$into" >"$log" 2>&1 || status=$?
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+  if [ "$status" -eq 0 ] && [ -n "$runs" ]; then
+    done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    if [ "${done_runs:-0}" -lt "$runs" ]; then
+      echo "fuzz: FAILED $t: only ${done_runs:-0} of $runs inputs within the 300 s bound; log: $log" >&2
+      failed+=("$t")
+      continue
+    fi
+  fi
   if [ "$status" -ne 0 ]; then
     what=$(grep -m1 -oE '(ERROR: libFuzzer: [a-z -]+|panicked at .*)' "$log" || echo "exit $status")
     artifact=$(grep -m1 -oE 'Test unit written to [^ ]+' "$log" | sed 's/Test unit written to //' || true)

@@ -97,19 +97,57 @@ impl Redactor {
     /// Redacting the result again changes nothing. A redaction can change how the rules read the
     /// text around it (a JWT that looked like the next `name: ` of a line becomes
     /// `[REDACTED]`, so the line's value now runs to its end), so the rules run again on the
-    /// redacted text until nothing more is found; each pass only removes text. Should that not
-    /// settle within [`MAX_PASSES`], the whole text is withheld: failing closed.
+    /// redacted text until nothing more is found; each pass only removes text. A line that
+    /// still changes after [`MAX_PASSES`] (values nested in quotes of different kinds, one
+    /// layer unwrapped per pass) is withheld whole, and the other lines kept: one planted log
+    /// line must not take the rest of the evidence with it. Only if that does not settle either
+    /// is the whole text withheld: failing closed.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let Cow::Owned(mut out) = self.redact_pass(text) else {
+        self.redact_within(text, MAX_PASSES)
+    }
+
+    /// [`redact`](Self::redact) with at most `passes` passes before lines are withheld.
+    fn redact_within<'a>(&self, text: &'a str, passes: usize) -> Cow<'a, str> {
+        let Cow::Owned(out) = self.redact_pass(text) else {
             return Cow::Borrowed(text);
         };
-        for _ in 1..MAX_PASSES {
+        let unsettled = match self.settle(out, passes) {
+            Ok(done) => return Cow::Owned(done),
+            Err(unsettled) => unsettled,
+        };
+        match self.settle(self.withhold_lines(&unsettled), passes) {
+            Ok(done) => Cow::Owned(done),
+            Err(_) => Cow::Owned(REDACTED.to_owned()),
+        }
+    }
+
+    /// Passes over `out` until one changes nothing (`Ok`), or `Err` with the text after
+    /// `passes - 1` passes that all changed it.
+    fn settle(&self, mut out: String, passes: usize) -> Result<String, String> {
+        for _ in 1..passes {
             match self.redact_pass(&out) {
                 Cow::Owned(next) if next != out => out = next,
-                _ => return Cow::Owned(out),
+                _ => return Ok(out),
             }
         }
-        Cow::Owned(REDACTED.to_owned())
+        Err(out)
+    }
+
+    /// `text` with each line that a rule still finds something in replaced whole by
+    /// [`REDACTED`] (a secret spread over lines takes all of them).
+    fn withhold_lines(&self, text: &str) -> String {
+        let lines = self
+            .hits(text)
+            .into_iter()
+            .map(|h| {
+                let start = text[..h.range.start].rfind('\n').map_or(0, |i| i + 1);
+                let end = text[h.range.end..]
+                    .find('\n')
+                    .map_or(text.len(), |i| h.range.end + i);
+                start..end
+            })
+            .collect();
+        replace_ranges(text, lines)
     }
 
     /// For a message that quotes untrusted input (a parser's error naming the value it refused):
@@ -142,33 +180,14 @@ impl Redactor {
 
     /// One pass of the rules over `text`: each secret they find replaced by [`REDACTED`].
     fn redact_pass<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut hits = self.hits(text);
+        let hits = self.hits(text);
         if hits.is_empty() {
             return Cow::Borrowed(text);
         }
-        hits.sort_unstable_by_key(|h| (h.range.start, h.range.end));
-        let mut out = String::with_capacity(text.len());
-        let mut copied = 0;
-        let mut current: Option<Range<usize>> = None;
-        for hit in hits {
-            match &mut current {
-                Some(c) if hit.range.start <= c.end => c.end = c.end.max(hit.range.end),
-                _ => {
-                    if let Some(c) = current.replace(hit.range) {
-                        out.push_str(&text[copied..c.start]);
-                        out.push_str(REDACTED);
-                        copied = c.end;
-                    }
-                }
-            }
-        }
-        if let Some(c) = current {
-            out.push_str(&text[copied..c.start]);
-            out.push_str(REDACTED);
-            copied = c.end;
-        }
-        out.push_str(&text[copied..]);
-        Cow::Owned(out)
+        Cow::Owned(replace_ranges(
+            text,
+            hits.into_iter().map(|h| h.range).collect(),
+        ))
     }
 
     /// `value` with every string in it (keys kept) redacted: typed tool data passes the same
@@ -221,11 +240,24 @@ impl Redactor {
             self.builtin.rules[index].collect(text, index, &mut hits);
         }
         let custom_index = self.builtin.rules.len();
+        // A custom pattern may match inside a marker (`[A-Z]{4,}` in `[REDACTED]`): such a match
+        // is no secret, and replacing it would never settle.
+        let markers: Vec<Range<usize>> = if self.custom.is_empty() {
+            Vec::new()
+        } else {
+            text.match_indices(REDACTED)
+                .map(|(i, m)| i..i + m.len())
+                .collect()
+        };
+        let in_marker = |m: &regex::Match<'_>| {
+            let after = markers.partition_point(|k| k.start <= m.start());
+            after > 0 && m.end() <= markers[after - 1].end
+        };
         for pattern in &self.custom {
             hits.extend(
                 pattern
                     .find_iter(text)
-                    .filter(|m| !m.is_empty())
+                    .filter(|m| !m.is_empty() && !in_marker(m))
                     .map(|m| Hit {
                         range: m.range(),
                         rule: custom_index,
@@ -234,6 +266,34 @@ impl Redactor {
         }
         hits
     }
+}
+
+/// `text` with each of `ranges` (unsorted, possibly overlapping) replaced by [`REDACTED`];
+/// overlapping and touching ranges are merged, so each merged range gets one marker.
+fn replace_ranges(text: &str, mut ranges: Vec<Range<usize>>) -> String {
+    ranges.sort_unstable_by_key(|r| (r.start, r.end));
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut current: Option<Range<usize>> = None;
+    for range in ranges {
+        match &mut current {
+            Some(c) if range.start <= c.end => c.end = c.end.max(range.end),
+            _ => {
+                if let Some(c) = current.replace(range) {
+                    out.push_str(&text[copied..c.start]);
+                    out.push_str(REDACTED);
+                    copied = c.end;
+                }
+            }
+        }
+    }
+    if let Some(c) = current {
+        out.push_str(&text[copied..c.start]);
+        out.push_str(REDACTED);
+        copied = c.end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// A secret's byte range and the index of the rule that found it.
@@ -1675,6 +1735,46 @@ mod tests {
             red.redact(&format!("Authorization:$Bearer {jwt}: x")),
             "Authorization:[REDACTED]"
         );
+    }
+
+    /// From an adversarial review: values nested in quotes of different kinds lose one layer
+    /// per pass (this one needs 4 passes), and when the passes did not settle the whole text
+    /// was withheld — one planted log line hid every other line of the log from the model and
+    /// the approver. With fewer passes allowed than it needs, only its line is withheld.
+    #[test]
+    fn a_line_that_does_not_settle_is_withheld_alone() {
+        let red = Redactor::default();
+        let nested = "password=%22${token=%27${secret=\"${passwd='h1dd3n}\"q'}%27r\"}%22s%27t%22";
+        let text = format!("line one ok\n{nested}\nline three ok\nDB_PASSWORD=hunter2\n");
+        let settled = red.redact(&text);
+        assert_eq!(
+            settled,
+            "line one ok\npassword=%22[REDACTED]%22\nline three ok\nDB_PASSWORD=[REDACTED]\n"
+        );
+        assert_eq!(red.redact(&settled), settled);
+        for passes in 2..=3 {
+            let withheld = red.redact_within(&text, passes);
+            assert_eq!(
+                withheld, "line one ok\n[REDACTED]\nline three ok\nDB_PASSWORD=[REDACTED]\n",
+                "{passes} passes"
+            );
+            assert_eq!(red.redact(&withheld), withheld);
+        }
+        // Should withholding lines not settle either (no pass allowed to check), all goes.
+        assert_eq!(red.redact_within(&text, 1), "[REDACTED]");
+    }
+
+    #[test]
+    fn a_custom_pattern_that_matches_the_marker_settles() {
+        // `[A-Z]{4,}` matches `REDACTED` inside the marker: re-redacting it would never settle
+        // and the whole text would be withheld.
+        let red = Redactor::with_patterns(["[A-Z]{4,}"]).unwrap();
+        let once = red.redact("hello ABCD and more\nsecond line");
+        assert_eq!(once, "hello [REDACTED] and more\nsecond line");
+        assert_eq!(red.redact(&once), once);
+        // A match that only overlaps a marker is still a secret.
+        let red = Redactor::with_patterns([r"D\]x+"]).unwrap();
+        assert_eq!(red.redact("[REDACTED]xx ok"), "[REDACTE[REDACTED] ok");
     }
 
     #[test]

@@ -1238,9 +1238,22 @@ async fn verified_requests_that_are_not_clicks_decide_nothing() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.json["ignored"].is_string());
 
-    // Malformed: not JSON, no payload, a value that is not an id.
+    // Malformed: not JSON, no payload, a value that is not an id, a field of the wrong type
+    // (serde quoted the refused string whole; it is left out).
+    let mut wrong_type = click_payload(
+        APPROVER,
+        slack::APPROVE_ACTION,
+        &a.approval.id,
+        &ts,
+        &blocks,
+    );
+    wrong_type["actions"] = json!("xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx");
     for (body, needle) in [
         (b"payload=%7Bnot-json".to_vec(), "not an interaction"),
+        (
+            form_body(&wrong_type),
+            "invalid type: string (56 characters)",
+        ),
         (b"token=x".to_vec(), "no payload"),
         (
             form_body(&click_payload(
@@ -1260,6 +1273,7 @@ async fn verified_requests_that_are_not_clicks_decide_nothing() {
             "{}",
             reply.json
         );
+        assert!(!reply.json.to_string().contains("abcdefghijklmnop"));
     }
     assert_nothing_decided(&env, &a).await;
 }

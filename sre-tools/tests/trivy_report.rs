@@ -270,6 +270,26 @@ fn a_json_array_is_refused_not_read_as_zero_vulnerabilities() {
 }
 
 #[test]
+fn a_refused_report_never_quotes_its_strings() {
+    // From an adversarial review: serde's message quoted the refused string whole, and a
+    // report's strings carry what a secret scan found (`sre-agent scan --report` prints it).
+    let token = "ghp_0123456789abcdefghijABCDEFGHIJ0123";
+    for doc in [
+        json!({"SchemaVersion": 2, "Metadata": token, "Results": []}),
+        json!({"SchemaVersion": 2, "ArtifactName": "x", "Results": [{"Target": "t", "Vulnerabilities": token}]}),
+    ] {
+        let e = Report::from_json(doc.to_string().as_bytes()).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.kind(), &ReportErrorKind::Invalid, "{text}");
+        assert!(!text.contains("0123456789abcdefghij"), "{text}");
+        assert!(
+            text.contains("invalid type: string (38 characters)"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn a_json_scalar_is_refused() {
     refused(
         b"null",

@@ -154,9 +154,15 @@ impl Bedrock {
 /// empty log) would otherwise make every later request of the run fail the same way.
 const EMPTY_TEXT: &str = "(empty)";
 
+/// Blank as a service may judge it: whitespace and control characters only (Java's
+/// `isWhitespace` counts U+001C–U+001F, which Rust's `trim` keeps).
+fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || c.is_control())
+}
+
 /// A text content block; a blank text becomes [`EMPTY_TEXT`].
 fn text_block(text: &str) -> Value {
-    if text.trim().is_empty() {
+    if is_blank(text) {
         json!({ "text": EMPTY_TEXT })
     } else {
         json!({ "text": text })
@@ -170,14 +176,14 @@ pub fn request_body(request: &ChatRequest) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     for m in &request.messages {
         match m.role {
-            Role::System if m.content.trim().is_empty() => {}
+            Role::System if is_blank(&m.content) => {}
             Role::System => system.push(json!({"text": m.content})),
             Role::User => {
                 messages.push(json!({"role": "user", "content": [text_block(&m.content)]}));
             }
             Role::Assistant => {
                 let mut content = Vec::new();
-                if !m.content.trim().is_empty() || m.tool_calls.is_empty() {
+                if !is_blank(&m.content) || m.tool_calls.is_empty() {
                     content.push(text_block(&m.content));
                 }
                 for c in &m.tool_calls {
@@ -702,7 +708,7 @@ mod tests {
                 Message::user(""),
                 Message::assistant_tool_calls("", vec![call.clone()]),
                 Message::tool_result(&call, ""),
-                Message::assistant("\n"),
+                Message::assistant("\n\u{1c}"),
             ],
             ..ChatRequest::default()
         });
@@ -722,7 +728,7 @@ mod tests {
         for b in blocks {
             if let Some(t) = b.get("text") {
                 texts += 1;
-                assert!(!t.as_str().unwrap().trim().is_empty(), "{b}");
+                assert!(!is_blank(t.as_str().unwrap()), "{b}");
             }
         }
         assert_eq!(texts, 3, "{body}");
