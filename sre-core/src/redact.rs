@@ -98,7 +98,7 @@ impl Redactor {
     /// text around it (a JWT that looked like the next `name: ` of a line becomes
     /// `[REDACTED]`, so the line's value now runs to its end), so the rules run again on the
     /// redacted text until nothing more is found; each pass only removes text. A line that
-    /// still changes after [`MAX_PASSES`] (values nested in quotes of different kinds, one
+    /// still changes after four passes (values nested in quotes of different kinds, one
     /// layer unwrapped per pass) is withheld whole, and the other lines kept: one planted log
     /// line must not take the rest of the evidence with it. Only if that does not settle either
     /// is the whole text withheld: failing closed.

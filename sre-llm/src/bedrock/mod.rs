@@ -170,7 +170,7 @@ fn text_block(text: &str) -> Value {
 }
 
 /// The Converse request body for `request`. Blank system prompts are left out and other blank
-/// texts sent as [`EMPTY_TEXT`], because Converse refuses blank text blocks.
+/// texts sent as `(empty)`, because Converse refuses blank text blocks.
 pub fn request_body(request: &ChatRequest) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
