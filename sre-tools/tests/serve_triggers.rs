@@ -401,15 +401,17 @@ fn an_alert_summary_names_the_alert_and_escapes_its_text() {
 // Alertmanager: the router
 // ---------------------------------------------------------------------------------------------
 
+/// A firing pod alert's webhook body, changed by `f`.
+fn with(f: &dyn Fn(&mut Value)) -> String {
+    let mut v = pod_alert("shop", "web-7d9f8b6c5d-x2x4z", "firing", "f1");
+    f(&mut v);
+    v.to_string()
+}
+
 #[tokio::test]
 async fn malformed_bodies_get_400_naming_what_is_wrong() {
     let queue = Arc::new(Queue::new(8, Duration::ZERO));
     let url = serve_webhook(queue.clone(), None).await;
-    let with = |f: &dyn Fn(&mut Value)| {
-        let mut v = pod_alert("shop", "web-7d9f8b6c5d-x2x4z", "firing", "f1");
-        f(&mut v);
-        v.to_string()
-    };
     let cases: Vec<(String, &str)> = vec![
         ("{\"version\": \"4\",".into(), "the body is not JSON"),
         ("[]".into(), "the body is not a JSON object but an array"),
@@ -490,11 +492,6 @@ async fn malformed_bodies_get_400_naming_what_is_wrong() {
 async fn a_refused_value_is_quoted_redacted() {
     let queue = Arc::new(Queue::new(8, Duration::ZERO));
     let url = serve_webhook(queue.clone(), None).await;
-    let with = |f: &dyn Fn(&mut Value)| {
-        let mut v = pod_alert("shop", "web-7d9f8b6c5d-x2x4z", "firing", "f1");
-        f(&mut v);
-        v.to_string()
-    };
     // A refused value is quoted redacted: the answer and the logs never carry a credential
     // the sender put in the field (found by the `alertmanager` fuzz target: a value glued to
     // other text, `host:TToken=…`, was quoted whole).
