@@ -69,7 +69,8 @@ for t in "${targets[@]}"; do
   # try inputs a local run never had). Not strictly: code under test that iterates a HashMap
   # can vary the coverage feedback between processes, and with it what is kept and mutated.
   into="$work/$t"
-  seeds=("$here/corpus/$t")
+  # libFuzzer writes what it finds into the first directory: never the committed corpus.
+  corpora=("$into" "$here/corpus/$t")
   if [ -n "$runs" ]; then
     into="$here/target/fuzz-runs/$t"   # not the campaigns' corpus, which it would empty
     rm -rf "$into" && mkdir -p "$into"
@@ -78,15 +79,15 @@ for t in "${targets[@]}"; do
     # libFuzzer keeps that order among inputs of one size).
     list="$here/target/fuzz-runs/$t.seeds"
     find "$here/corpus/$t" -type f | LC_ALL=C sort | paste -sd, - >"$list"
-    seeds=()
-    [ -s "$list" ] && seeds=(-seed_inputs=@"$list")
+    corpora=("$into")
+    [ -s "$list" ] && corpora=(-seed_inputs=@"$list" "$into")
   else
     bound=(-max_total_time="$secs")
   fi
   started=$SECONDS
   "$bin/$t" -seed="${FUZZ_SEED:-1}" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
-    "${seeds[@]}" "$into" >"$log" 2>&1 || status=$?
+    "${corpora[@]}" >"$log" 2>&1 || status=$?
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   if [ "$status" -eq 0 ] && [ -n "$runs" ]; then
     done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

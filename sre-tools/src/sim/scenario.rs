@@ -501,10 +501,13 @@ impl Scenario {
         }
         // serde_yaml's message quotes the offending value, which can be a log line holding a
         // credential: it passes the redactor like any other text that reaches a terminal or model.
+        // Its path (`images.<key>: …`) quotes the file's map keys: odd ones are left out too.
         let s: Self = serde_yaml::from_str(yaml).map_err(|e| Error::Scenario {
             origin: origin.to_owned(),
-            message: sre_core::Redactor::default()
-                .redact_message(&sre_core::text::elide_quoted_values(&e.to_string())),
+            message: sre_core::Redactor::default().redact_message(&elide_odd_keys(
+                &sre_core::text::elide_quoted_values(&e.to_string()),
+                yaml,
+            )),
         })?;
         // Validation names what it found (a container, an image): redacted the same way.
         s.validate(origin).map_err(|e| match e {
@@ -873,6 +876,51 @@ fn too_big(origin: &str, bytes: usize) -> Error {
     }
 }
 
+/// `message` (a deserializer's, for `yaml`) with each map key of `yaml` that is not plain
+/// replaced by its length: serde's path (`images.<key>: invalid type…`) quotes keys whole, and a
+/// key is the file's text, which can hold a credential (`…/x=AKEY=k4Vq…`) that the redactor
+/// no longer recognises once glued to the path and message. Plain keys — names, label keys,
+/// image references — stay: they say where the error is.
+fn elide_odd_keys(message: &str, yaml: &str) -> String {
+    fn walk(v: &serde_yaml::Value, odd: &mut Vec<String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    if let serde_yaml::Value::String(k) = k {
+                        let plain = k.len() <= 128
+                            && k.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+                        if !plain {
+                            odd.push(k.clone());
+                        }
+                    }
+                    walk(v, odd);
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| walk(v, odd)),
+            serde_yaml::Value::Tagged(t) => walk(&t.value, odd),
+            _ => {}
+        }
+    }
+    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(yaml) else {
+        return message.to_owned();
+    };
+    let mut odd = Vec::new();
+    walk(&value, &mut odd);
+    // Longest first, so a key inside a longer one does not break the longer one's match.
+    odd.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = message.to_owned();
+    for key in odd.iter().filter(|k| !k.is_empty()) {
+        if out.contains(key.as_str()) {
+            out = out.replace(
+                key.as_str(),
+                &format!("(a key of {} characters)", key.chars().count()),
+            );
+        }
+    }
+    out
+}
+
 /// Walks `yaml` as the parser expands it, aliases included, building nothing, and stops past
 /// [`limits::MAX_YAML_NODES`] or [`limits::MAX_YAML_BYTES`]: the message when it does. Syntax
 /// errors are left to the real parse, which reports them with their line.
@@ -1040,6 +1088,26 @@ mod tests {
         let e = Scenario::from_yaml(yaml, "t").unwrap_err().to_string();
         assert!(e.contains("history names container"), "{e}");
         assert!(!e.contains("AKIAQX4ZT7"), "{e}");
+    }
+
+    #[test]
+    fn a_path_through_an_odd_key_never_quotes_it() {
+        // Found by a fuzz campaign of `scenario`: serde's path (`images.<key>: …`) quoted the
+        // key whole, and a credential in it (`AKEY=k4Vq…`) glued to more text was no longer one
+        // the redactor recognised. Odd keys are replaced by their length; plain ones stay.
+        let key =
+            "aaaa.io/acS_KEY_ID=AKEY=k4Vq2mWx7RtYpw4uXdlYiIsInS_ACKESS_KEY_0D=ACESS_KEY_1VB2RW&x";
+        let yaml = format!("name: x\nimages:\n  \"{key}\": kMEEACCESS\n");
+        let e = Scenario::from_yaml(&yaml, "t").unwrap_err().to_string();
+        assert!(!e.contains("k4Vq2mWx7RtYpw4u"), "{e}");
+        assert!(
+            e.contains("images.(a key of 83 characters): invalid type: string (10 characters)"),
+            "{e}"
+        );
+        let e = Scenario::from_yaml("name: x\nimages:\n  ghcr.io/acme/web:1: 7\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("images.ghcr.io/acme/web:1: invalid type"), "{e}");
     }
 
     #[test]
