@@ -97,7 +97,7 @@ impl Redactor {
     /// Redacting the result again changes nothing. A redaction can change how the rules read the
     /// text around it (a JWT that looked like the next `name: ` of a line becomes
     /// `[REDACTED]`, so the line's value now runs to its end), so the rules run again on the
-    /// redacted text until nothing more is found; each pass only removes text. A line that
+    /// redacted text until nothing more is found. A line that
     /// still changes after four passes (values nested in quotes of different kinds, one
     /// layer unwrapped per pass) is withheld whole, and the other lines kept: one planted log
     /// line must not take the rest of the evidence with it. Only if that does not settle either

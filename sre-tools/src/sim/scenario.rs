@@ -1,6 +1,6 @@
 //! Scenario files: the cluster the simulator starts with. See `sre-tools/scenarios/README.md`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
@@ -876,45 +876,32 @@ fn too_big(origin: &str, bytes: usize) -> Error {
     }
 }
 
-/// `message` (a deserializer's, for `yaml`) with each map key of `yaml` that is not plain
-/// replaced by its length: serde's path (`images.<key>: invalid type…`) quotes keys whole, and a
+/// `message` (a deserializer's, for `yaml`) with each string of `yaml` that is not plain
+/// (map keys above all) replaced by its length: serde's path (`images.<key>: invalid type…`) quotes keys whole, and a
 /// key is the file's text, which can hold a credential (`…/x=AKEY=k4Vq…`) that the redactor
 /// no longer recognises once glued to the path and message. Plain keys — names, label keys,
 /// image references — stay: they say where the error is.
 fn elide_odd_keys(message: &str, yaml: &str) -> String {
-    fn walk(v: &serde_yaml::Value, odd: &mut Vec<String>) {
-        match v {
-            serde_yaml::Value::Mapping(m) => {
-                for (k, v) in m {
-                    if let serde_yaml::Value::String(k) = k {
-                        let plain = k.len() <= 128
-                            && k.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
-                        if !plain {
-                            odd.push(k.clone());
-                        }
-                    }
-                    walk(v, odd);
-                }
-            }
-            serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| walk(v, odd)),
-            serde_yaml::Value::Tagged(t) => walk(&t.value, odd),
-            _ => {}
-        }
-    }
-    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(yaml) else {
-        return message.to_owned();
+    // Every string scalar the deserializer reaches, up to where the document breaks (a file
+    // can fail on a type before the syntax error further on that a whole parse stops at).
+    let (nodes, bytes, exceeded) = (Cell::new(0), Cell::new(0), Cell::new(false));
+    let odd = RefCell::new(Vec::new());
+    let walk = Budget {
+        nodes: &nodes,
+        bytes: &bytes,
+        exceeded: &exceeded,
+        odd: Some(&odd),
     };
-    let mut odd = Vec::new();
-    walk(&value, &mut odd);
-    // Longest first, so a key inside a longer one does not break the longer one's match.
-    odd.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let _ = walk.deserialize(serde_yaml::Deserializer::from_str(yaml));
+    let mut odd = odd.into_inner();
+    // Longest first, so a string inside a longer one does not break the longer one's match.
+    odd.sort_by_key(|k: &String| std::cmp::Reverse(k.len()));
     let mut out = message.to_owned();
-    for key in odd.iter().filter(|k| !k.is_empty()) {
+    for key in &odd {
         if out.contains(key.as_str()) {
             out = out.replace(
                 key.as_str(),
-                &format!("(a key of {} characters)", key.chars().count()),
+                &format!("({} characters)", key.chars().count()),
             );
         }
     }
@@ -932,6 +919,7 @@ fn yaml_over_budget(yaml: &str) -> Option<String> {
         nodes: &nodes,
         bytes: &bytes,
         exceeded: &exceeded,
+        odd: None,
     };
     let _ = budget.deserialize(serde_yaml::Deserializer::from_str(yaml));
     exceeded.get().then(|| {
@@ -952,6 +940,8 @@ struct Budget<'a> {
     nodes: &'a Cell<usize>,
     bytes: &'a Cell<usize>,
     exceeded: &'a Cell<bool>,
+    /// Where to keep the strings that are not plain (see [`elide_odd_keys`]), when asked.
+    odd: Option<&'a RefCell<Vec<String>>>,
 }
 
 impl Budget<'_> {
@@ -1006,6 +996,12 @@ impl<'de> Visitor<'de> for Budget<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<(), E> {
+        let plain = v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+        if let Some(odd) = self.odd.filter(|_| !plain && !v.is_empty()) {
+            odd.borrow_mut().push(v.to_owned());
+        }
         self.tick(v.len())
     }
 
@@ -1101,9 +1097,15 @@ mod tests {
         let e = Scenario::from_yaml(&yaml, "t").unwrap_err().to_string();
         assert!(!e.contains("k4Vq2mWx7RtYpw4u"), "{e}");
         assert!(
-            e.contains("images.(a key of 83 characters): invalid type: string (10 characters)"),
+            e.contains("images.(83 characters): invalid type: string (10 characters)"),
             "{e}"
         );
+        // The same with a syntax error further on, which a whole parse of the file stops at
+        // (found next): the keys are read up to where the document breaks.
+        let broken = format!("{yaml}deployments: a: b\n");
+        let e = Scenario::from_yaml(&broken, "t").unwrap_err().to_string();
+        assert!(!e.contains("k4Vq2mWx7RtYpw4u"), "{e}");
+        assert!(e.contains("images.(83 characters): invalid type"), "{e}");
         let e = Scenario::from_yaml("name: x\nimages:\n  ghcr.io/acme/web:1: 7\n", "t")
             .unwrap_err()
             .to_string();
