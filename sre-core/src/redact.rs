@@ -178,6 +178,13 @@ impl Redactor {
         out
     }
 
+    /// A deserializer's error message, safe to show: the input values serde quotes whole
+    /// (`invalid type: string "…"`) left out ([`elide_quoted_values`](crate::text::elide_quoted_values)),
+    /// then the rest through [`redact_message`](Self::redact_message).
+    pub fn redact_parse_error(&self, message: &str) -> String {
+        self.redact_message(&crate::text::elide_quoted_values(message))
+    }
+
     /// One pass of the rules over `text`: each secret they find replaced by [`REDACTED`].
     fn redact_pass<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let hits = self.hits(text);
@@ -1811,6 +1818,21 @@ mod tests {
         assert_eq!(
             red.redact_message("key ghp_0123456789abcdefghijABCDEFGHIJ0123"),
             "key [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn a_parse_error_keeps_neither_the_quoted_value_nor_a_secret() {
+        let red = Redactor::default();
+        assert_eq!(
+            red.redact_parse_error(
+                r#"field `x`: invalid type: string "ghp_0123456789abcdefghijABCDEFGHIJ0123", expected u64"#
+            ),
+            "field `x`: invalid type: string (38 characters), expected u64"
+        );
+        assert_eq!(
+            red.redact_parse_error("at token=ghp_0123456789abcdefghijABCDEFGHIJ0123 line 1"),
+            "at token=[REDACTED] line 1"
         );
     }
 

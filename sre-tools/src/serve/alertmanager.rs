@@ -217,12 +217,7 @@ fn take<T: DeserializeOwned>(
             .map(Some)
             .map_err(|e| WebhookError::Invalid {
                 field: path(at, name),
-                // serde quotes a refused string whole (`invalid type: string "…"`).
-                message: quote(
-                    &Redactor::default()
-                        .redact_message(&sre_core::text::elide_quoted_values(&e.to_string())),
-                    200,
-                ),
+                message: quote(&Redactor::default().redact_parse_error(&e.to_string()), 200),
             }),
     }
 }

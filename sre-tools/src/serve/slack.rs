@@ -1621,11 +1621,9 @@ fn read_click(
     }
     let payload = form_payload(&body).map_err(|m| bad_request(&m))?;
     let interaction: Interaction = serde_json::from_str(&payload).map_err(|e| {
-        // serde quotes a refused string whole: left out, the rest redacted.
-        let e = sre_core::text::elide_quoted_values(&e.to_string());
         bad_request(&format!(
             "the payload is not an interaction: {}",
-            sre_core::Redactor::default().redact_message(&e)
+            sre_core::Redactor::default().redact_parse_error(&e.to_string())
         ))
     })?;
     if interaction.kind != "block_actions" {

@@ -370,12 +370,11 @@ const RUN: &str = "run trivy image --format json";
 impl fmt::Display for ReportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.origin;
-        // serde quotes a refused string whole (`invalid type: string "…"`), and a report's
-        // strings can carry what a secret scan found: left out, the rest redacted.
-        let detail = self.source.as_ref().map(|e| {
-            sre_core::Redactor::default()
-                .redact_message(&sre_core::text::elide_quoted_values(&e.to_string()))
-        });
+        // A report's strings can carry what a secret scan found.
+        let detail = self
+            .source
+            .as_ref()
+            .map(|e| sre_core::Redactor::default().redact_parse_error(&e.to_string()));
         let detail = detail.as_deref().unwrap_or("");
         let not = "not a Trivy JSON report";
         match &self.kind {
