@@ -877,9 +877,9 @@ fn too_big(origin: &str, bytes: usize) -> Error {
 }
 
 /// `message` (a deserializer's, for `yaml`) with each string of `yaml` that is not plain
-/// (map keys above all) replaced by its length: serde's path (`images.<key>: invalid type…`) quotes keys whole, and a
-/// key is the file's text, which can hold a credential (`…/x=AKEY=k4Vq…`) that the redactor
-/// no longer recognises once glued to the path and message. Plain keys — names, label keys,
+/// (map keys above all) replaced by its length: serde's path (`images.<key>: invalid type…`)
+/// quotes keys whole, and a key is the file's text, which can hold a credential
+/// (`…/x=AKEY=k4Vq…`) that the redactor no longer recognises once glued to the path and message. Plain keys — names, label keys,
 /// image references — stay: they say where the error is.
 fn elide_odd_keys(message: &str, yaml: &str) -> String {
     // Every string scalar the deserializer reaches, up to where the document breaks (a file
@@ -996,11 +996,13 @@ impl<'de> Visitor<'de> for Budget<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<(), E> {
-        let plain = v.len() <= 128
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
-        if let Some(odd) = self.odd.filter(|_| !plain && !v.is_empty()) {
-            odd.borrow_mut().push(v.to_owned());
+        if let Some(odd) = self.odd {
+            let plain = v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+            if !plain && !v.is_empty() {
+                odd.borrow_mut().push(v.to_owned());
+            }
         }
         self.tick(v.len())
     }
